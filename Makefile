@@ -1,0 +1,47 @@
+# The front door: `make help` lists every target.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+DATA ?= ml100k
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-all bench lint format compare data clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+install:  ## create .venv, install torch (CPU build here) first, then the package with dev extras
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]"
+	@echo "installed: $$($(PY) -c 'import torch, lightning, polars; print("torch", torch.__version__, "| lightning", lightning.__version__, "| polars", polars.__version__)')"
+
+train:  ## train the default model on bundled ML-100K (ARGS="model=sasrec ..." for overrides)
+	$(PY) train.py $(ARGS)
+
+data:  ## prepare a dataset and print its statistics (DATA=ml1m)
+	$(PY) -m ss4rec.data data=$(DATA) $(ARGS)
+
+test:  ## fast tests (CPU, a few minutes)
+	$(PY) -m pytest -q $(ARGS)
+
+test-all:  ## every test, slow ones included
+	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
+
+bench:  ## benchmarks: data preparation, SSM scans, training throughput (ratios against references)
+	@for b in benchmarks/*.py; do echo "=== $$b"; $(PY) $$b || exit 1; done
+
+compare:  ## train every model with 3 seeds on DATA and build reports/$(DATA)/
+	$(PY) -m ss4rec.compare data=$(DATA) $(ARGS)
+
+lint:  ## ruff checks
+	$(PY) -m ruff check src tests benchmarks train.py
+
+format:  ## ruff format + fix imports
+	$(PY) -m ruff check --fix src tests benchmarks train.py
+	$(PY) -m ruff format src tests benchmarks train.py
+
+clean:  ## remove run outputs and caches (not the dataset cache)
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,125 @@
+"""The small interface through which the training application drives every model.
+
+A model turns a batch into *queries* (one vector per prediction to make), scores items for a query, and
+predicts the rating a query's user gives an item. Objectives (``ss4rec.objectives``) and the evaluator
+(``ss4rec.evaluation``) only use these methods, so any model runs under any objective it supports.
+
+Shapes: ``M`` = number of training examples in a batch, ``B`` = batch size, ``N`` = number of items,
+item ids are ``1..N`` and ``0`` is padding; ``Q`` is a model's query width.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ss4rec.batch import SEQUENCE, Batch, gather_last
+
+
+class Recommender(nn.Module):
+    """Base of every model. Subclasses set ``train_format`` and implement the four methods below."""
+
+    #: which training batches the model consumes: ``sequence``, ``pairs`` or ``history`` (see ss4rec.batch)
+    train_format: ClassVar[str] = SEQUENCE
+    #: whether ``predict_rating`` is meaningful (rating and joint objectives need it)
+    supports_rating: ClassVar[bool] = True
+    #: whether ``score`` is meaningful (ranking objectives need it)
+    supports_ranking: ClassVar[bool] = True
+
+    def __init__(self, n_items: int, n_users: int):
+        super().__init__()
+        self.n_items = n_items
+        self.n_users = n_users
+
+    def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training examples of a batch: queries (M, Q), target items (M,), target ratings (M,)."""
+        raise NotImplementedError
+
+    def eval_queries(self, batch: Batch) -> torch.Tensor:
+        """One query per user of an evaluation ``sequence`` batch: (B, Q)."""
+        raise NotImplementedError
+
+    def score(self, query: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of items for queries (M, Q).
+
+        ``items`` None: every id, (M, N + 1) with column 0 the padding id (callers mask it).
+        ``items`` (K,): the same K ids for every query, (M, K).  ``items`` (M, K): per-query ids, (M, K).
+        """
+        raise NotImplementedError
+
+    def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Predicted rating of item ``items`` (M,) for queries (M, Q): (M,)."""
+        raise NotImplementedError
+
+    def extra_loss(self, batch: Batch) -> torch.Tensor | None:
+        """A model-specific term added to the objective (a VAE's KL, say); None when there is none.
+
+        Called after ``train_queries`` on the same batch, so a model may cache what it needs there.
+        """
+        return None
+
+
+def score_by_dot(query: torch.Tensor, table: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+    """Dot-product scores against rows of an embedding ``table`` (N + 1, D); see ``Recommender.score``."""
+    if items is None:
+        return query @ table.T  # (M, N + 1)
+    if items.dim() == 1:
+        return query @ table[items].T  # (M, K)
+    return torch.einsum("md,mkd->mk", query, table[items])  # (M, K)
+
+
+class RatingHead(nn.Module):
+    """Predicts a rating from a query vector and the item's embedding.
+
+    ``rating = mean + MLP([q, e, q * e])``: the product term lets a dot-product model's geometry carry
+    over, the MLP learns the rest; ``mean`` is a buffer (the training ratings' mean, set by the trainer).
+    """
+
+    def __init__(self, dim: int, hidden: int | None = None, dropout: float = 0.0, rating_mean: float = 3.5):
+        super().__init__()
+        hidden = hidden or dim
+        self.mlp = nn.Sequential(
+            nn.Linear(3 * dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+        )
+        self.register_buffer("rating_mean", torch.tensor(float(rating_mean)))
+
+    def forward(self, query: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+        """query (..., D), item_vectors (..., D) -> (...,)"""
+        x = torch.cat([query, item_vectors, query * item_vectors], dim=-1)
+        return self.rating_mean + self.mlp(x).squeeze(-1)
+
+
+class SequentialRecommender(Recommender):
+    """Base of models that read a ``sequence`` batch and emit one hidden state per position.
+
+    Subclasses implement ``encode_sequence`` and own an ``item_embedding`` (N + 1, D) used both as input
+    and, tied, as the output scoring table. The rating head predicts ratings from the same queries.
+    """
+
+    train_format: ClassVar[str] = SEQUENCE
+
+    def __init__(self, n_items: int, n_users: int, hidden: int, rating_dropout: float = 0.0):
+        super().__init__(n_items, n_users)
+        self.hidden = hidden
+        self.item_embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+        self.rating_head = RatingHead(hidden, dropout=rating_dropout)
+
+    def encode_sequence(self, batch: Batch) -> torch.Tensor:
+        """Hidden state after each position, (B, L, D); position t may only depend on inputs <= t."""
+        raise NotImplementedError
+
+    def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hidden = self.encode_sequence(batch)  # (B, L, D)
+        mask = batch["target_items"] > 0  # (B, L)
+        return hidden[mask], batch["target_items"][mask], batch["target_ratings"][mask]
+
+    def eval_queries(self, batch: Batch) -> torch.Tensor:
+        return gather_last(self.encode_sequence(batch), batch["lengths"])  # (B, D)
+
+    def score(self, query: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        return score_by_dot(query, self.item_embedding.weight, items)
+
+    def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.rating_head(query, self.item_embedding(items))
