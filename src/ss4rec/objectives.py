@@ -1,0 +1,88 @@
+"""Training objectives, built from the ``task`` config group.
+
+An ``Objective`` combines an optional ranking loss with a weighted rating MSE:
+ranking-only (``rating_weight: 0``), rating-only (``ranking: null``) and joint are the same class with
+different configuration. Ranking losses take queries (M, Q), positive items (M,) and the model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ss4rec.models.base import Recommender
+
+
+def sample_negatives(n_items: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Uniform item ids in 1..n_items."""
+    return torch.randint(1, n_items + 1, shape, device=device)
+
+
+class CrossEntropy:
+    """Full softmax over every item (padding excluded): the official SS4Rec / SASRec-CE loss."""
+
+    def __call__(self, model: Recommender, query: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        logits = model.score(query)  # (M, N + 1)
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, positives)
+
+
+class BPR:
+    """Bayesian personalised ranking with ``n_negatives`` uniform negatives per positive."""
+
+    def __init__(self, n_negatives: int = 1):
+        self.n_negatives = n_negatives
+
+    def __call__(self, model: Recommender, query: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        negatives = sample_negatives(model.n_items, (positives.shape[0], self.n_negatives), positives.device)
+        scores = model.score(query, torch.cat([positives[:, None], negatives], dim=1))  # (M, 1 + n)
+        return -F.logsigmoid(scores[:, :1] - scores[:, 1:]).mean()
+
+
+class SampledSoftmax:
+    """Softmax over the positive and ``n_negatives`` uniform negatives (for large catalogues).
+
+    Accidental hits (a negative equal to the positive) are removed from the softmax.
+    """
+
+    def __init__(self, n_negatives: int = 100):
+        self.n_negatives = n_negatives
+
+    def __call__(self, model: Recommender, query: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        negatives = sample_negatives(model.n_items, (positives.shape[0], self.n_negatives), positives.device)
+        logits = model.score(query, torch.cat([positives[:, None], negatives], dim=1))  # (M, 1 + n)
+        logits[:, 1:] = logits[:, 1:].masked_fill(negatives == positives[:, None], float("-inf"))
+        return F.cross_entropy(logits, torch.zeros_like(positives))
+
+
+class Objective:
+    """``loss = ranking(model, q, pos) + rating_weight * MSE(rating(q, pos), true rating)``."""
+
+    def __init__(self, ranking=None, rating_weight: float = 0.0):
+        if ranking is None and rating_weight <= 0:
+            raise ValueError("an objective needs a ranking loss, a positive rating_weight, or both")
+        self.ranking = ranking
+        self.rating_weight = float(rating_weight)
+
+    @property
+    def uses_rating(self) -> bool:
+        return self.rating_weight > 0
+
+    @property
+    def uses_ranking(self) -> bool:
+        return self.ranking is not None
+
+    def __call__(
+        self, model: Recommender, query: torch.Tensor, positives: torch.Tensor, ratings: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Returns ``loss`` and its parts (``ranking_loss``, ``rating_loss``) for logging."""
+        parts: dict[str, torch.Tensor] = {}
+        loss = query.new_zeros(())
+        if self.ranking is not None:
+            parts["ranking_loss"] = self.ranking(model, query, positives)
+            loss = loss + parts["ranking_loss"]
+        if self.rating_weight > 0:
+            parts["rating_loss"] = F.mse_loss(model.predict_rating(query, positives), ratings.float())
+            loss = loss + self.rating_weight * parts["rating_loss"]
+        parts["loss"] = loss
+        return parts

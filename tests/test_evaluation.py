@@ -1,0 +1,68 @@
+"""Full ranking against a plain float64 reference: ties, masking, chunking, NaN."""
+
+import pytest
+import torch
+
+from ss4rec.evaluation import rank_targets
+
+
+def reference_rank(scores: torch.Tensor, target: int, seen: list[int]) -> int:
+    """Pessimistic rank among items 1..N by direct counting, in float64."""
+    s = scores.double().clone()
+    s[0] = float("nan")  # padding never counts
+    for item in seen:
+        if item != target and item != 0:
+            s[item] = float("-inf")
+    t = s[target]
+    others = [i for i in range(1, len(s)) if i != target]
+    return sum(1 for i in others if s[i] > t) + sum(1 for i in others if s[i] == t)
+
+
+def random_case(batch=13, n_items=37, seed=0, levels=4):
+    g = torch.Generator().manual_seed(seed)
+    # few distinct values -> many ties
+    scores = torch.randint(0, levels, (batch, n_items + 1), generator=g).float() / 3
+    targets = torch.randint(1, n_items + 1, (batch,), generator=g)
+    seen = torch.randint(0, n_items + 1, (batch, 9), generator=g)
+    seen[0, 0] = targets[0]  # a target that was seen before is never masked
+    return scores, targets, seen
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 36, 37, 1000])
+@pytest.mark.parametrize("masked", [False, True])
+def test_ranks_match_reference(chunk_size, masked):
+    scores, targets, seen = random_case(seed=chunk_size)
+    ranks = rank_targets(lambda ids: scores[:, ids], targets, 37, seen=seen if masked else None, chunk_size=chunk_size)
+    expected = [
+        reference_rank(scores[b], int(targets[b]), seen[b].tolist() if masked else []) for b in range(len(targets))
+    ]
+    assert ranks.tolist() == expected
+
+
+def test_all_equal_scores_get_the_worst_rank():
+    n_items = 50
+    scores = torch.zeros(4, n_items + 1)
+    ranks = rank_targets(lambda ids: scores[:, ids], torch.tensor([1, 7, 49, 50]), n_items, chunk_size=8)
+    assert ranks.tolist() == [n_items - 1] * 4
+
+
+def test_padding_column_is_never_ranked():
+    scores = torch.zeros(1, 6)
+    scores[0, 0] = 100.0  # padding scores highest: must not count
+    scores[0, 3] = 1.0
+    assert rank_targets(lambda ids: scores[:, ids], torch.tensor([3]), 5).tolist() == [0]
+
+
+def test_nan_scores_rank_last():
+    scores = torch.randn(2, 11)
+    scores[0, 4] = float("nan")
+    ranks = rank_targets(lambda ids: scores[:, ids], torch.tensor([4, 2]), 10, chunk_size=3)
+    assert ranks[0].item() == 9  # a NaN target gets no credit
+    assert ranks[1].item() == reference_rank(scores[1], 2, [])
+
+
+def test_masking_moves_the_target_up():
+    scores = torch.tensor([[0.0, 5.0, 4.0, 3.0, 2.0]])
+    target = torch.tensor([3])
+    assert rank_targets(lambda ids: scores[:, ids], target, 4).item() == 2
+    assert rank_targets(lambda ids: scores[:, ids], target, 4, seen=torch.tensor([[1, 2, 0]])).item() == 0

@@ -1,0 +1,86 @@
+"""Objectives against direct float64 formulas, on a tiny dot-product model."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ss4rec.objectives import BPR, CrossEntropy, Objective, SampledSoftmax
+from ss4rec.optim import parameter_groups
+from ss4rec.models.base import SequentialRecommender
+
+
+class Tiny(SequentialRecommender):
+    def encode_sequence(self, batch):
+        return self.item_embedding(batch["items"])
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    model = Tiny(n_items=9, n_users=3, hidden=4)
+    query = torch.randn(6, 4)
+    positives = torch.randint(1, 10, (6,))
+    return model, query, positives
+
+
+def test_cross_entropy_excludes_padding(setup):
+    model, query, positives = setup
+    table = model.item_embedding.weight.detach().double()
+    logits = query.double() @ table[1:].T  # items 1..N only
+    expected = F.cross_entropy(logits, positives - 1)
+    assert CrossEntropy()(model, query, positives).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_bpr_matches_formula(setup):
+    model, query, positives = setup
+    torch.manual_seed(5)
+    loss = BPR(n_negatives=3)(model, query, positives)
+    torch.manual_seed(5)
+    negatives = torch.randint(1, 10, (6, 3))
+    table = model.item_embedding.weight.detach().double()
+    q = query.double()
+    pos = (q * table[positives]).sum(-1, keepdim=True)
+    neg = torch.einsum("md,mkd->mk", q, table[negatives])
+    expected = -F.logsigmoid(pos - neg).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_sampled_softmax_drops_accidental_hits(setup):
+    model, query, positives = setup
+    torch.manual_seed(11)
+    loss = SampledSoftmax(n_negatives=20)(model, query, positives)  # 20 draws from 9 items: hits certain
+    torch.manual_seed(11)
+    negatives = torch.randint(1, 10, (6, 20))
+    table = model.item_embedding.weight.detach().double()
+    expected = 0.0
+    for q, pos, neg in zip(query.double(), positives, negatives):
+        kept = [int(n) for n in neg if int(n) != int(pos)]
+        logits = torch.stack([q @ table[pos]] + [q @ table[n] for n in kept])
+        expected += -torch.log_softmax(logits, 0)[0].item()
+    assert (negatives == positives[:, None]).any()
+    assert loss.item() == pytest.approx(expected / 6, rel=1e-5)
+
+
+def test_objective_combines_parts(setup):
+    model, query, positives = setup
+    ratings = torch.randint(1, 6, (6,)).float()
+    joint = Objective(ranking=CrossEntropy(), rating_weight=0.5)(model, query, positives, ratings)
+    ce = CrossEntropy()(model, query, positives)
+    mse = F.mse_loss(model.predict_rating(query, positives), ratings)
+    assert joint["loss"].item() == pytest.approx((ce + 0.5 * mse).item(), rel=1e-6)
+    rating_only = Objective(ranking=None, rating_weight=1.0)(model, query, positives, ratings)
+    assert "ranking_loss" not in rating_only and rating_only["loss"].item() == pytest.approx(mse.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="needs a ranking loss"):
+        Objective(ranking=None, rating_weight=0.0)
+
+
+def test_no_weight_decay_on_norms_biases_and_ssm_parameters():
+    model = torch.nn.Module()
+    model.linear = torch.nn.Linear(3, 3)
+    model.norm = torch.nn.LayerNorm(3)
+    model.A_log = torch.nn.Parameter(torch.zeros(3, 2))
+    model.log_step = torch.nn.Parameter(torch.zeros(3))
+    groups = parameter_groups(model, weight_decay=0.1)
+    decayed = {id(p) for p in groups[0]["params"]}
+    assert groups[0]["weight_decay"] == 0.1 and decayed == {id(model.linear.weight)}
+    assert len(groups[1]["params"]) == 5 and groups[1]["weight_decay"] == 0.0
