@@ -27,6 +27,8 @@ class Recommender(nn.Module):
     supports_rating: ClassVar[bool] = True
     #: whether ``score`` is meaningful (ranking objectives need it)
     supports_ranking: ClassVar[bool] = True
+    #: False for models fitted by counting (popularity): the trainer then skips the optimizer
+    learns_by_gradient: ClassVar[bool] = True
 
     def __init__(self, n_items: int, n_users: int):
         super().__init__()
