@@ -1,0 +1,174 @@
+"""``train(cfg)``: build every object from the composed config, fit, test the best checkpoint, summarise."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ss4rec.callbacks import History
+from ss4rec.lightning_module import RecModule
+
+log = logging.getLogger(__name__)
+
+# ${uid:} gives each run folder a unique suffix, so runs started in the same second never share a folder
+if not OmegaConf.has_resolver("uid"):
+    OmegaConf.register_new_resolver("uid", lambda: uuid.uuid4().hex[:6], use_cache=True)
+
+
+def choice(cfg: DictConfig, group: str, fallback: str | None = None) -> str | None:
+    """Name of the config chosen for ``group`` (e.g. ``model`` -> ``sasrec``), when Hydra runs us."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices.get(group) or fallback
+    except Exception:  # composed without Hydra's runtime (plain OmegaConf)
+        return fallback
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """Instantiate the data module for the model's training layout, prepared and set up."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.train_format = hydra.utils.get_class(cfg.model._target_).train_format
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
+    """The LightningModule, from resolved plain configs so checkpoints reload with no arguments."""
+    genres = getattr(datamodule, "item_genres", None)
+    module = RecModule(
+        model=OmegaConf.to_container(cfg.model, resolve=True),
+        objective=OmegaConf.to_container(cfg.task.objective, resolve=True),
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
+        n_items=datamodule.n_items,
+        n_users=datamodule.n_users,
+        rating_mean=float(datamodule.rating_mean),
+        rating_range=tuple(float(r) for r in datamodule.rating_range),
+        ks=tuple(cfg.evaluation.ks),
+        mask_seen=bool(cfg.evaluation.mask_seen),
+        eval_chunk_size=int(cfg.evaluation.chunk_size),
+        weight_decay=float(cfg.get("weight_decay", 0.0)),
+        item_features_shape=tuple(genres.shape) if genres is not None else None,
+    )
+    if genres is not None and hasattr(module.model, "set_item_features"):
+        module.model.set_item_features(genres.float())
+    return module
+
+
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
+    callbacks = []
+    for name, spec in (cfg.get("callbacks") or {}).items():
+        if spec is None or "_target_" not in spec:
+            continue
+        if name == "lr_monitor" and not has_logger:
+            continue  # LearningRateMonitor refuses to run without a logger
+        callbacks.append(hydra.utils.instantiate(spec))
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [hydra.utils.instantiate(spec) for spec in (cfg.get("logger") or {}).values() if spec and "_target_" in spec]
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated by torch when on CUDA, else the process's peak resident memory."""
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _floats(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test the best checkpoint and write ``metrics.json`` into ``cfg.paths.output_dir``.
+
+    Returns the summary written to ``metrics.json`` (see README, "Run outputs").
+    """
+    started = time.time()
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(int(cfg.seed), workers=True)
+
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    loggers = build_loggers(cfg)
+    history = History()
+    callbacks = [*build_callbacks(cfg, has_logger=bool(loggers)), history]
+    trainer_overrides: dict[str, Any] = {}
+    if not module.model.learns_by_gradient:
+        trainer_overrides["max_epochs"] = 1  # counting models see every interaction once
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides
+    )
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    summary: dict[str, Any] = {
+        "model": choice(cfg, "model", type(module.model).__name__.lower()),
+        "data": str(cfg.data.get("name", choice(cfg, "data"))),
+        "task": str(cfg.task.name),
+        "experiment": choice(cfg, "experiment"),
+        "seed": int(cfg.seed),
+        "mask_seen": bool(cfg.evaluation.mask_seen),
+        "monitor": str(cfg.task.monitor),
+        "parameters": sum(p.numel() for p in module.model.parameters()),
+        "run_dir": str(run_dir.resolve()),
+        "status": "running",
+    }
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        summary["train_time_s"] = time.time() - started
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        summary["checkpoint"] = best or None
+        summary["best_val"] = _best_val(history.history, cfg.task.monitor, cfg.task.mode)
+        summary["best_epoch"] = summary["best_val"].pop("epoch", None)
+        if cfg.get("test_after_training", True):
+            results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+            summary["test"] = _floats(results[0]) if results else {}
+        summary["status"] = "interrupted" if trainer.interrupted else "finished"
+    except BaseException:
+        summary["status"] = "failed"
+        raise
+    finally:
+        summary["epochs"] = int(trainer.current_epoch)
+        summary["history"] = history.history
+        summary["wall_time_s"] = time.time() - started
+        summary["peak_memory_mb"] = peak_memory_mb()
+        summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+        if trainer.is_global_zero:
+            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+        for lg in loggers:
+            if hasattr(lg, "experiment") and type(lg).__name__ == "WandbLogger":
+                lg.experiment.finish()  # one W&B run per job, also in multirun
+    return summary
+
+
+def _best_val(history: list[dict[str, float]], monitor: str, mode: str) -> dict[str, float]:
+    """The ``val/...`` metrics (and ``epoch``) of the epoch with the best monitored value."""
+    rows = [r for r in history if monitor in r]
+    if not rows:
+        return {}
+    pick = max if mode == "max" else min
+    best = pick(rows, key=lambda r: r[monitor])
+    return {k: v for k, v in best.items() if k.startswith("val/") or k == "epoch"}
+
+
+def optimized_metric(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
+    """The value a Hydra sweeper optimises: the best validation value of ``cfg.task.monitor``."""
+    value = summary.get("best_val", {}).get(str(cfg.task.monitor))
+    return None if value is None else float(value)
