@@ -1,0 +1,210 @@
+"""Read runs' ``metrics.json`` files, group them by model and aggregate over seeds.
+
+A run counts when its ``status`` is ``finished`` (or absent, for older files) and it has test metrics;
+every other run is listed as skipped with the reason. Groups are (data, model, task, experiment,
+mask_seen); a group's label is the model name, with the task/experiment appended only where one model
+appears in several groups, so a plain comparison reads "sasrec", "mf", ...
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A column of the report: ``key`` is ``test/...``, ``val/...`` (best validation) or a top-level key."""
+
+    key: str
+    label: str
+    higher_is_better: bool | None = None  # None: a cost, not a quality (nothing is marked best)
+    digits: int = 4
+
+
+#: the summary columns, in order (a column appears when at least one run has it)
+SUMMARY_METRICS = (
+    Metric("test/hr@10", "HR@10", True),
+    Metric("test/ndcg@10", "NDCG@10", True),
+    Metric("test/mrr@10", "MRR@10", True),
+    Metric("test/rmse", "RMSE", False),
+    Metric("test/mae", "MAE", False),
+    Metric("train_time_s", "train time (s)", None, 1),
+    Metric("parameters", "parameters", None, 0),
+    Metric("peak_memory_mb", "peak memory (MB)", None, 0),
+    Metric("epochs", "epochs", None, 1),
+)
+
+#: validation curves drawn from ``history`` when present
+CURVE_METRICS = ("val/ndcg@10", "val/hr@10", "val/mrr@10", "val/rmse", "train/loss")
+
+
+def metric_value(run: dict[str, Any], key: str) -> float | None:
+    """A run's value of ``key``; None when the run does not have it (or it is not a finite number)."""
+    if key.startswith("test/"):
+        value = (run.get("test") or {}).get(key)
+    elif key.startswith("val/"):
+        value = (run.get("best_val") or {}).get(key)
+    else:
+        value = run.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+@dataclass
+class Stats:
+    mean: float
+    std: float  # sample standard deviation over seeds (0 for a single run)
+    n: int
+
+
+def stats(values: list[float]) -> Stats | None:
+    if not values:
+        return None
+    return Stats(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+
+@dataclass
+class Group:
+    """The runs of one configuration (different seeds)."""
+
+    data: str
+    model: str
+    task: str
+    experiment: str | None
+    mask_seen: bool
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(r.get("seed", -1)) for r in self.runs)
+
+    def values(self, key: str) -> list[float]:
+        return [v for r in self.runs if (v := metric_value(r, key)) is not None]
+
+    def stats(self, key: str) -> Stats | None:
+        return stats(self.values(key))
+
+    def curve(self, key: str) -> tuple[list[int], list[float], list[float]]:
+        """Epochs, mean and std over the seeds that reached each epoch, of ``key`` in ``history``."""
+        by_epoch: dict[int, list[float]] = {}
+        for run in self.runs:
+            for row in run.get("history") or []:
+                value = row.get(key)
+                if isinstance(value, (int, float)) and math.isfinite(value) and "epoch" in row:
+                    by_epoch.setdefault(int(row["epoch"]), []).append(float(value))
+        epochs = sorted(by_epoch)
+        summary = [stats(by_epoch[e]) for e in epochs]
+        return epochs, [s.mean for s in summary], [s.std for s in summary]
+
+
+@dataclass
+class Collection:
+    groups: list[Group]
+    skipped: list[tuple[str, str]]  # (path, reason)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({g.data for g in self.groups})
+
+    @property
+    def n_runs(self) -> int:
+        return sum(len(g.runs) for g in self.groups)
+
+    def metrics(self, candidates: Iterable[Metric] = SUMMARY_METRICS) -> list[Metric]:
+        """The candidate metrics at least one group has."""
+        return [m for m in candidates if any(g.values(m.key) for g in self.groups)]
+
+    def test_metrics(self) -> list[Metric]:
+        """Every ``test/...`` metric any run has, as columns of the full table."""
+        keys = sorted(
+            {k for g in self.groups for r in g.runs for k in (r.get("test") or {})}, key=_metric_order
+        )
+        return [Metric(k, k.removeprefix("test/"), not k.endswith(("/rmse", "/mae"))) for k in keys]
+
+
+def _metric_order(key: str) -> tuple:
+    name, _, k = key.removeprefix("test/").partition("@")
+    order = {"hr": 0, "ndcg": 1, "mrr": 2, "rmse": 3, "mae": 4}
+    return (k == "", int(k) if k.isdigit() else 0, order.get(name, 9), name)
+
+
+def find_metric_files(sources: str | Path | Iterable[str | Path]) -> list[Path]:
+    """``metrics.json`` files under run folders, folders of runs, glob patterns or the files themselves."""
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    found: set[Path] = set()
+    for source in sources:
+        paths = [Path(p) for p in sorted(glob.glob(str(source), recursive=True))] or [Path(source)]
+        for path in paths:
+            if path.is_file() and path.name == "metrics.json":
+                found.add(path.resolve())
+            elif path.is_dir():
+                found.update(p.resolve() for p in path.rglob("metrics.json"))
+    return sorted(found)
+
+
+def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
+    """Read and group every run found in ``sources`` (see ``find_metric_files``)."""
+    groups: dict[tuple, Group] = {}
+    skipped: list[tuple[str, str]] = []
+    for path in find_metric_files(sources):
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            skipped.append((str(path), f"unreadable: {error}"))
+            continue
+        status = run.get("status", "finished")
+        if status != "finished":
+            skipped.append((str(path), f"status {status}"))
+            continue
+        if not run.get("test"):
+            skipped.append((str(path), "no test metrics"))
+            continue
+        run.setdefault("run_dir", str(path.parent))
+        key = (
+            str(run.get("data")),
+            str(run.get("model")),
+            str(run.get("task")),
+            run.get("experiment"),
+            bool(run.get("mask_seen", False)),
+        )
+        groups.setdefault(key, Group(*key)).runs.append(run)
+    ordered = sorted(groups.values(), key=_group_order)
+    _label(ordered)
+    return Collection(ordered, skipped)
+
+
+#: row order of the report: non-sequential baselines, sequential baselines, then SS4Rec; others after
+MODEL_ORDER = ("pop", "mf", "ncf", "hybrid_vae", "gru4rec", "sasrec", "mamba4rec", "ss4rec")
+TASK_ORDER = ("ranking", "joint", "rating")
+
+
+def _group_order(g: Group) -> tuple:
+    model = MODEL_ORDER.index(g.model) if g.model in MODEL_ORDER else len(MODEL_ORDER)
+    task = TASK_ORDER.index(g.task) if g.task in TASK_ORDER else len(TASK_ORDER)
+    return (g.data, model, g.model, task, g.task, str(g.experiment), g.mask_seen)
+
+
+def _label(groups: list[Group]) -> None:
+    """Model name, plus what tells apart groups of the same model (task, experiment, masking, data)."""
+    for group in groups:
+        same = [g for g in groups if g.model == group.model]
+        extra = []
+        for attribute, show in (
+            ("data", str),
+            ("task", str),
+            ("experiment", str),
+            ("mask_seen", lambda v: "masked"),
+        ):
+            if len({getattr(g, attribute) for g in same}) > 1 and getattr(group, attribute):
+                extra.append(show(getattr(group, attribute)))
+        group.label = f"{group.model} [{', '.join(extra)}]" if extra else group.model

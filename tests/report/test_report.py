@@ -1,0 +1,127 @@
+"""The dashboard built from fake runs: every model, every metric, the plots, correct mean ± std."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from ss4rec.report import build_report, load_runs
+from ss4rec.report.__main__ import main
+
+from .conftest import MODELS, RATING_MODELS, SEEDS, fake_run, write_run
+
+SUMMARY_LABELS = (
+    "HR@10",
+    "NDCG@10",
+    "MRR@10",
+    "RMSE",
+    "MAE",
+    "train time (s)",
+    "parameters",
+    "peak memory (MB)",
+)
+
+
+def images(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def test_report_has_every_model_metric_and_plot(runs_dir: Path, tmp_path: Path):
+    paths = build_report(runs_dir, tmp_path / "reports" / "ml100k", command="make compare DATA=ml100k")
+    page = paths["html"].read_text()
+    table = paths["markdown"].read_text()
+    for model in MODELS:
+        assert f"<td>{model}</td>" in page
+        assert f"| {model} |" in table
+    for label in SUMMARY_LABELS:
+        assert f"<th>{label}</th>" in page
+        assert f" {label} |" in table
+    for k in (1, 5, 20):
+        assert f"<th>ndcg@{k}</th>" in page  # the full table has every cut-off
+    pngs = images(page)
+    # a bar chart per summary column (8 labels + epochs) and curves of val ndcg/hr/rmse and train loss
+    assert len(pngs) == len(SUMMARY_LABELS) + 1 + 4
+    assert all(p.startswith(b"\x89PNG\r\n\x1a\n") and len(p) > 5000 for p in pngs)
+    assert "http://" not in page and "https://" not in page and "<link" not in page  # self-contained
+    assert "make compare DATA=ml100k" in table
+    assert "99_sasrec_s3" in page and "status failed" in page  # the failed run is listed, not counted
+    assert "1 run(s) skipped" in table
+
+
+def test_mean_and_std_over_seeds_are_right(runs_dir: Path, tmp_path: Path):
+    paths = build_report(runs_dir, tmp_path / "out")
+    table = paths["markdown"].read_text()
+    runs = [json.loads(p.read_text()) for p in runs_dir.rglob("metrics.json")]
+    for model in ("ss4rec", "ncf"):
+        ndcg = [r["test"]["test/ndcg@10"] for r in runs if r["model"] == model and r["status"] == "finished"]
+        assert len(ndcg) == len(SEEDS)
+        cell = f"{statistics.fmean(ndcg):.4f} ± {statistics.stdev(ndcg):.4f}"
+        row = next(line for line in table.splitlines() if line.startswith(f"| {model} |"))
+        assert cell in row
+    summary = json.loads(paths["summary"].read_text())
+    group = next(g for g in summary["groups"] if g["model"] == "mf")
+    rmse = [r["test"]["test/rmse"] for r in runs if r["model"] == "mf"]
+    assert group["metrics"]["test/rmse"]["mean"] == pytest.approx(statistics.fmean(rmse))
+    assert group["metrics"]["test/rmse"]["std"] == pytest.approx(statistics.stdev(rmse))
+    assert group["seeds"] == list(SEEDS)
+    # ranking-only models have no rating error: a dash, not a number
+    pop_row = next(line for line in table.splitlines() if line.startswith("| pop |"))
+    assert pop_row.count("–") == 2
+
+
+def test_best_mean_is_marked(runs_dir: Path, tmp_path: Path):
+    table = build_report(runs_dir, tmp_path / "out")["markdown"].read_text()
+    best = max(MODELS, key=MODELS.index)  # the fake runs improve with the model's index
+    row = next(line for line in table.splitlines() if line.startswith(f"| {best} |"))
+    assert row.count("**") >= 6  # HR, NDCG, MRR at 10
+    assert "**" not in next(line for line in table.splitlines() if line.startswith("| pop |"))
+
+
+def test_curves_average_the_seeds_that_reached_each_epoch(runs_dir: Path):
+    group = next(g for g in load_runs(runs_dir).groups if g.model == "gru4rec")
+    epochs, mean, std = group.curve("val/ndcg@10")
+    assert epochs == [0, 1, 2, 3, 4]  # seeds ran 3, 4 and 5 epochs
+    last = [r["history"][-1]["val/ndcg@10"] for r in group.runs if r["epochs"] == 5]
+    assert mean[-1] == pytest.approx(last[0]) and std[-1] == 0.0
+    first = [r["history"][0]["val/ndcg@10"] for r in group.runs]
+    assert mean[0] == pytest.approx(statistics.fmean(first))
+
+
+def test_same_model_in_two_tasks_gets_two_labelled_rows(tmp_path: Path):
+    root = tmp_path / "runs"
+    for seed in SEEDS:
+        write_run(root, f"rank_{seed}", fake_run("mf", seed, root, task="ranking"))
+        write_run(root, f"rate_{seed}", fake_run("mf", seed, root, task="rating"))
+        write_run(root, f"seq_{seed}", fake_run("sasrec", seed, root))
+    collection = load_runs(str(root / "*"))  # a glob works as well as a folder
+    assert [g.label for g in collection.groups] == ["mf [ranking]", "mf [rating]", "sasrec"]
+    assert all(len(g.runs) == 3 for g in collection.groups)
+
+
+def test_cli_rebuilds_into_reports_of_the_dataset(runs_dir: Path, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main([str(runs_dir)]) == 0
+    assert (tmp_path / "reports" / "ml100k" / "index.html").is_file()
+    assert "reports/ml100k/results.md" in capsys.readouterr().out
+
+
+def test_no_finished_run_is_a_clear_error(tmp_path: Path, capsys):
+    root = tmp_path / "runs"
+    write_run(root, "a", fake_run("pop", 0, root) | {"status": "interrupted"})
+    with pytest.raises(ValueError, match="no finished run.*status interrupted"):
+        build_report(root, tmp_path / "out")
+    assert main([str(root), "--out", str(tmp_path / "out")]) == 1
+    assert "no finished run" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no finished run"):
+        build_report(tmp_path / "does-not-exist", tmp_path / "out")
+
+
+def test_rating_models_have_rating_columns(runs_dir: Path):
+    collection = load_runs(runs_dir)
+    with_rmse = {g.model for g in collection.groups if g.values("test/rmse")}
+    assert with_rmse == set(RATING_MODELS)
