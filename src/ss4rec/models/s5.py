@@ -1,0 +1,143 @@
+"""Time-aware S5: a diagonal complex state space layer whose step changes at every position.
+
+Continuous system per sequence, state size ``P``, width ``H``::
+
+    x'(s) = Lambda x(s) + B_tilde u(s),    y = Re(C_tilde x) + D * u
+
+Zero-order hold over a step ``dt`` gives ``Lambda_bar = exp(Lambda dt)`` and
+``B_bar = (Lambda_bar - 1) / Lambda * B_tilde``. Position ``t`` of sequence ``b`` uses the step
+``dt[b, t] * exp(log_step)`` (one learned step per state, scaled by the time gap of that position).
+
+Parameters carry the names, shapes and dtypes of ``s5-pytorch`` 0.2.1's ``S5`` (``seq.Lambda`` (P,) complex64,
+``seq.B`` (P, H, 2) float32 = real and imaginary parts of ``B_tilde``, ``seq.C`` (H, P) complex64, ``seq.D`` (H,),
+``seq.log_step`` (P,)), so state dicts load both ways. Unlike that package, the (B, L, P, H) tensor of per-step
+``B_bar`` matrices is never built: ``B_tilde u`` is computed once, (B, L, P), then scaled per step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ss4rec.models.linear_scan import linear_scan
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HiPPO initialisation
+# ---------------------------------------------------------------------------------------------------------
+def hippo_legs(N: int) -> torch.Tensor:
+    """The HiPPO-LegS matrix (N, N), float64: -sqrt(2n+1)sqrt(2k+1) below the diagonal, -(n+1) on it."""
+    n = torch.arange(N, dtype=torch.float64)
+    root = torch.sqrt(2 * n + 1)
+    A = -torch.tril(root[:, None] * root[None, :], diagonal=-1)
+    return A - torch.diag(n + 1)
+
+
+def hippo_diagonal(N: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Diagonalise the normal part of HiPPO-LegS: Lambda (N,) and unitary V (N, N), both complex128.
+
+    ``A + p p^T`` with ``p_n = sqrt(n + 1/2)`` equals ``-I/2 + S`` where S is skew-symmetric. ``-i S`` is
+    Hermitian with real eigenvalues ``w`` (ascending) and eigenvectors V, so ``Lambda = -1/2 + i w``.
+    """
+    p = torch.sqrt(torch.arange(N, dtype=torch.float64) + 0.5)
+    normal = hippo_legs(N) + p[:, None] * p[None, :]
+    skew = (normal - normal.T) / 2
+    w, V = torch.linalg.eigh(-1j * skew.to(torch.complex128))
+    Lambda = torch.diagonal(normal).mean() + 1j * w
+    return Lambda, V
+
+
+def lecun_normal(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
+    """s5-pytorch's "LeCun normal", float64: a standard normal truncated to +-2, times 0.8796 / sqrt(fan_in).
+
+    JAX divides by 0.8796 (restoring variance 1 / fan_in); s5-pytorch multiplies, so its draws have a standard
+    deviation of about 0.774 / sqrt(fan_in). We follow s5-pytorch, which the official SS4Rec code ran.
+    """
+    draw = nn.init.trunc_normal_(torch.empty(shape, dtype=torch.float64), std=1.0, a=-2.0, b=2.0)
+    return draw * (0.87962566103423978 / math.sqrt(fan_in))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The layer
+# ---------------------------------------------------------------------------------------------------------
+class S5SSM(nn.Module):
+    """Holds the S5 parameters (named as in s5-pytorch); the computation lives in ``S5.forward``."""
+
+    def __init__(self, width: int, state_width: int, dt_min: float, dt_max: float):
+        super().__init__()
+        H, P = width, state_width
+        Lambda, V = hippo_diagonal(P)
+        B = V.conj().T @ lecun_normal((P, H), fan_in=P).to(torch.complex128)  # B_tilde = V^-1 B, (P, H)
+        C = torch.complex(lecun_normal((H, P), fan_in=P * H), lecun_normal((H, P), fan_in=P * H))
+        C = C @ V  # C_tilde = C V, (H, P)
+        log_step = torch.empty(P).uniform_(math.log(dt_min), math.log(dt_max))
+        self.Lambda = nn.Parameter(Lambda.to(torch.complex64))
+        self.B = nn.Parameter(torch.view_as_real(B).to(torch.float32).contiguous())  # (P, H, 2)
+        self.C = nn.Parameter(C.to(torch.complex64))
+        self.D = nn.Parameter(torch.rand(H))
+        self.log_step = nn.Parameter(log_step)
+        for p in (self.Lambda, self.D, self.log_step):
+            p._no_weight_decay = True
+
+
+def _exp_and_expm1(re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """exp(z) and exp(z) - 1 for z = re + i im.
+
+    For |z| < 1, ``exp(z) - 1`` is formed without cancellation (``expm1(re) cos(im) - 2 sin^2(im / 2)``);
+    elsewhere plainly, because the exact form's gradient is a difference of two O(1) terms that, times
+    a huge step, would turn rounding into a large spurious gradient where the true one is 0.
+    """
+    e, cos, sin = torch.exp(re), torch.cos(im), torch.sin(im)
+    exp_z = torch.complex(e * cos, e * sin)
+    half_sin = torch.sin(im / 2)
+    small = re.abs() + im.abs() < 1
+    expm1_re = torch.where(small, torch.expm1(re) * cos - 2 * half_sin * half_sin, e * cos - 1)
+    return exp_z, torch.complex(expm1_re, e * sin)
+
+
+class S5(nn.Module):
+    """S5 layer with per-position steps.
+
+    ``forward(u, step_scale)``: u (B, L, H); step_scale a float, (B,) or (B, L) time gaps; returns (B, L, H).
+    A zero gap gives ``B_bar = 0`` and ``Lambda_bar = 1``: that position's input is ignored and the state is
+    carried unchanged (the official SS4Rec behaviour on ties, and what padding relies on).
+    Computes in complex64 for float32 input and complex128 for float64 input.
+    """
+
+    def __init__(self, width: int, state_width: int | None = None, dt_min: float = 0.001, dt_max: float = 0.1):
+        super().__init__()
+        self.width = width
+        self.state_width = state_width or width
+        self.seq = S5SSM(width, self.state_width, dt_min, dt_max)
+
+    def discretize(self, step_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-step ZOH factors from gaps (B, L): Lambda_bar and (Lambda_bar - 1) / Lambda, each (B, L, P)."""
+        Lambda = self.seq.Lambda.to(torch.promote_types(step_scale.dtype, torch.complex64))
+        dt = step_scale[..., None] * torch.exp(self.seq.log_step.to(step_scale.dtype))  # (B, L, P)
+        Lambda_bar, expm1 = _exp_and_expm1(Lambda.real * dt, Lambda.imag * dt)
+        return Lambda_bar, expm1 * (1 / Lambda)
+
+    def forward(
+        self, u: torch.Tensor, step_scale: float | torch.Tensor = 1.0, parallel: bool | None = None
+    ) -> torch.Tensor:
+        Bt, L, H = u.shape
+        P = self.state_width
+        step_scale = torch.as_tensor(step_scale, dtype=u.dtype, device=u.device)
+        if step_scale.dim() == 1:
+            step_scale = step_scale[:, None]  # one gap per sequence
+        step_scale = step_scale.expand(Bt, L)
+        Lambda_bar, zoh = self.discretize(step_scale)  # (B, L, P) complex each
+
+        # B_tilde u with real matmuls: (B, L, H) @ (H, P*2) -> (B, L, P, 2) -> complex (B, L, P)
+        B_real = self.seq.B.to(u.dtype).permute(1, 0, 2).reshape(H, P * 2)
+        Bu = torch.view_as_complex((u @ B_real).reshape(Bt, L, P, 2)) * zoh
+
+        x = linear_scan(Lambda_bar, Bu, parallel)  # (B, L, P)
+
+        # Re(C_tilde x) = C.re x.re - C.im x.im as one real matmul: (B, L, P*2) @ (P*2, H)
+        C = self.seq.C
+        C_real = torch.stack([C.real, -C.imag], dim=-1).to(u.dtype).reshape(H, P * 2)
+        y = torch.view_as_real(x).reshape(Bt, L, P * 2) @ C_real.T
+        return y + self.seq.D.to(u.dtype) * u
