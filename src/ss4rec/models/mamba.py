@@ -1,0 +1,122 @@
+"""The Mamba (S6) block, parameter for parameter compatible with ``mamba_ssm``'s ``Mamba`` (mamba_simple.py).
+
+Parameters (``d_inner = expand * d_model``, ``dt_rank = ceil(d_model / 16)`` by default):
+``in_proj`` Linear(d_model, 2 d_inner, bias=False), ``conv1d`` depthwise Conv1d(d_inner, d_inner, d_conv,
+bias=True), ``x_proj`` Linear(d_inner, dt_rank + 2 d_state, bias=False), ``dt_proj`` Linear(dt_rank, d_inner),
+``A_log`` (d_inner, d_state), ``D`` (d_inner,), ``out_proj`` Linear(d_inner, d_model, bias=False). State dicts
+therefore move between this block and ``mamba_ssm.Mamba`` both ways.
+
+Kernels: the causal convolution uses ``causal_conv1d`` and the scan uses mamba_ssm's kernel when they import
+and the input is on CUDA (that path is not tested here: no GPU in development); otherwise plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ss4rec.models.selective_scan import selective_scan
+
+try:  # optional CUDA kernel; a missing or broken install must never break import
+    from causal_conv1d import causal_conv1d_fn as _cuda_causal_conv1d
+except Exception:  # noqa: BLE001
+    _cuda_causal_conv1d = None
+
+
+def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Depthwise causal convolution followed by SiLU: x (B, D, L), weight (D, 1, K), bias (D,) -> (B, D, L).
+
+    Output t only sees inputs t-K+1..t: pad K-1 on both sides (what Conv1d(padding=K-1) does) and keep the
+    first L outputs.
+    """
+    if _cuda_causal_conv1d is not None and x.is_cuda:
+        return _cuda_causal_conv1d(x, weight.squeeze(1), bias, activation="silu")
+    K = weight.shape[-1]
+    out = F.conv1d(x, weight, bias, padding=K - 1, groups=x.shape[1])
+    return F.silu(out[..., : x.shape[-1]])
+
+
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """SSM parameters run in float32 under half precision (as mamba_ssm does) and stay float64 in float64."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+class Mamba(nn.Module):
+    """Selective state space block: (B, L, d_model) -> (B, L, d_model).
+
+    ``x, z = in_proj(h)``; ``x = silu(conv1d(x))``; ``dt, B, C = x_proj(x)``; ``dt = dt_proj(dt)`` (bias added
+    inside the scan, then softplus); ``y = selective_scan(x, dt, A=-exp(A_log), B, C, D, z)``; ``out_proj(y)``.
+    Initialisation follows mamba_ssm: dt bias = softplus^-1 of log-uniform steps in [dt_min, dt_max],
+    ``dt_proj.weight`` uniform(+-dt_rank^-0.5 * dt_scale), ``A = -(1..d_state)`` per channel, ``D = 1``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias, **factory)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner,
+            padding=d_conv - 1, bias=conv_bias, **factory,
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **factory)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **factory)
+        self.reset_dt_proj(dt_init, dt_scale, dt_min, dt_max, dt_init_floor)
+
+        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))  # (d_inner, d_state), kept in float32
+        self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
+
+    @torch.no_grad()
+    def reset_dt_proj(self, dt_init="random", dt_scale=1.0, dt_min=0.001, dt_max=0.1, dt_init_floor=1e-4):
+        """mamba_ssm's dt initialisation: softplus(dt_proj.bias) log-uniform in [dt_min, dt_max]."""
+        std = self.dt_rank**-0.5 * dt_scale
+        if dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        elif dt_init == "random":
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+        else:
+            raise ValueError(f"unknown dt_init {dt_init!r}")
+        log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        dt = torch.exp(log_dt).clamp(min=dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (B, L, d_model) -> (B, L, d_model); position t depends on positions <= t only."""
+        xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2 d_inner, L)
+        x, z = xz.chunk(2, dim=1)  # (B, d_inner, L) each
+        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias)
+
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (B, L, dt_rank + 2 d_state)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = (dt @ self.dt_proj.weight.T).transpose(1, 2)  # (B, d_inner, L), bias added in the scan
+        B, C = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (B, d_state, L)
+        A = -torch.exp(_at_least_fp32(self.A_log))  # (d_inner, d_state)
+        D, dt_bias = _at_least_fp32(self.D), _at_least_fp32(self.dt_proj.bias)
+        y = selective_scan(x, dt, A, B, C, D, z=z, delta_bias=dt_bias, delta_softplus=True)  # (B, d_inner, L)
+        return self.out_proj(y.transpose(1, 2))
