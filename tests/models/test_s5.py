@@ -68,7 +68,10 @@ def test_hippo_diagonalises_the_normal_part():
 def test_linear_scan_matches_reference(parallel, length):
     g = torch.Generator().manual_seed(length)
     shape = (3, length, 5)
-    a = torch.complex(torch.rand(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64))
+    a = torch.complex(
+        torch.rand(shape, generator=g, dtype=torch.float64),
+        torch.randn(shape, generator=g, dtype=torch.float64),
+    )
     a = a / a.abs().clamp_min(1) * 0.99
     a[:, length // 2] = 0  # a state wiped out (huge gap)
     a[:, -1] = 1  # a zero gap: state carried
@@ -77,7 +80,9 @@ def test_linear_scan_matches_reference(parallel, length):
     out, ref = linear_scan(a, b, parallel), scan_reference(a, b)
     assert torch.allclose(out, ref, atol=1e-12)
     w = torch.randn(shape, generator=g, dtype=torch.complex128)
-    for got, want in zip(grads(out.real + out.imag, w.real, (a, b)), grads(ref.real + ref.imag, w.real, (a, b))):
+    for got, want in zip(
+        grads(out.real + out.imag, w.real, (a, b)), grads(ref.real + ref.imag, w.real, (a, b))
+    ):
         assert torch.allclose(got, want, atol=1e-12)
     assert torch.autograd.gradcheck(lambda a, b: linear_scan(a, b, parallel), (a, b))
 

@@ -84,7 +84,10 @@ def test_float32_close_to_float64_and_large_steps():
 def test_gradcheck():
     inputs = random_inputs(1, 2, 5, 3, seed=3)
     leaves = [v.requires_grad_() for v in inputs.values()]
-    fn = lambda *a: ss.selective_scan_torch(*a[:5], D=a[5], z=a[6], delta_bias=a[7], delta_softplus=True, chunk=2)  # noqa: E731
+
+    def fn(u, delta, A, B, C, D, z, delta_bias):
+        return ss.selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True, chunk=2)
+
     assert torch.autograd.gradcheck(fn, leaves)
 
 
@@ -114,7 +117,9 @@ def test_import_without_mamba_ssm(tmp_path, how):
     if how == "broken":
         for name in ("mamba_ssm", "causal_conv1d"):
             (tmp_path / name).mkdir()
-            (tmp_path / name / "__init__.py").write_text("raise OSError('undefined symbol in selective_scan_cuda.so')\n")
+            (tmp_path / name / "__init__.py").write_text(
+                "raise OSError('undefined symbol in selective_scan_cuda.so')\n"
+            )
         setup = f"sys.path.insert(0, {str(tmp_path)!r})"
     else:
         setup = "sys.modules['mamba_ssm'] = None; sys.modules['causal_conv1d'] = None"

@@ -106,7 +106,9 @@ class S5(nn.Module):
     Computes in complex64 for float32 input and complex128 for float64 input.
     """
 
-    def __init__(self, width: int, state_width: int | None = None, dt_min: float = 0.001, dt_max: float = 0.1):
+    def __init__(
+        self, width: int, state_width: int | None = None, dt_min: float = 0.001, dt_max: float = 0.1
+    ):
         super().__init__()
         self.width = width
         self.state_width = state_width or width

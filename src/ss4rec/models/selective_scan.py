@@ -97,8 +97,12 @@ class _SelectiveScanChunked(torch.autograd.Function):
             ddt[s:e] = GB * u + torch.mul(W, A, out=hs).sum(-1)
             dA_param += torch.mul(W, dt[..., None], out=hs).sum((0, 1))
         return (
-            du.permute(1, 2, 0), ddt.permute(1, 2, 0), dA_param,
-            dB.permute(1, 2, 0), dC.permute(1, 2, 0), None,
+            du.permute(1, 2, 0),
+            ddt.permute(1, 2, 0),
+            dA_param,
+            dB.permute(1, 2, 0),
+            dC.permute(1, 2, 0),
+            None,
         )
 
 
@@ -106,10 +110,14 @@ def _default_chunk(batch: int, d_inner: int, d_state: int, length: int) -> int:
     return max(1, min(length, CHUNK_ELEMENTS // max(1, batch * d_inner * d_state)))
 
 
-def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk=None):
+def selective_scan_torch(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk=None
+):
     """Pure-PyTorch selective scan (any device); same arguments and result as ``selective_scan``."""
     if A.is_complex() or B.dim() != 3 or C.dim() != 3:
-        raise NotImplementedError("the PyTorch scan supports real A (D, N) and input-dependent B, C (B, N, L)")
+        raise NotImplementedError(
+            "the PyTorch scan supports real A (D, N) and input-dependent B, C (B, N, L)"
+        )
     dtype_in = u.dtype
     dtype = torch.promote_types(u.dtype, torch.float32)
     u, dt = u.to(dtype), delta.to(dtype)

@@ -1,0 +1,138 @@
+"""SS4Rec: continuous-time sequential recommendation with a time-aware S5 layer and a Mamba block.
+
+Each layer, as in the official code (one LayerNorm shared by both residual adds, no positional embedding)::
+
+    s   = LayerNorm(x + dropout(S5(x, dt)))        # irregular time: steps scaled by the gaps dt
+    out = LayerNorm(s + dropout(Mamba(s)))          # content: input-dependent selection
+
+The encoder emits a hidden state at every position, so one forward pass trains every prefix; scoring is
+the dot product with the (tied) item embeddings and ratings come from the base class's ``RatingHead``.
+
+Options beyond the official model (its defaults reproduce the official one):
+``target_time`` (``known``/``unknown``), ``time_unit``/``time_transform``/``zero_gap`` (ss4rec.models.time_encoding),
+``blocks`` (``both``/``s5_only``/``mamba_only``), ``use_time=False`` (constant gaps: plain S5),
+``use_ratings`` (an embedding of each past rating, in half-star buckets, added to its item's embedding),
+``init`` (``official``: every Linear N(0, 0.02) with zero bias, as RecBole's re-initialisation does to the
+official model, Mamba's ``dt_proj`` bias included; ``mamba``: keep mamba_ssm's own initialisation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ss4rec.batch import Batch
+from ss4rec.models.base import SequentialRecommender
+from ss4rec.models.mamba import Mamba
+from ss4rec.models.s5 import S5
+from ss4rec.models.time_encoding import constant_gaps, encode_gaps, time_gaps
+
+BLOCKS = ("both", "s5_only", "mamba_only")
+
+
+class SS4RecLayer(nn.Module):
+    """One layer: (B, L, D) and step scales (B, L) -> (B, L, D). ``blocks`` drops S5 or Mamba entirely."""
+
+    def __init__(self, hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks):
+        super().__init__()
+        if blocks not in BLOCKS:
+            raise ValueError(f"blocks must be one of {BLOCKS}, got {blocks!r}")
+        self.s5 = S5(hidden, d_state, s5_dt_min, s5_dt_max) if blocks != "mamba_only" else None
+        self.mamba = Mamba(hidden, mamba_d_state, d_conv, expand) if blocks != "s5_only" else None
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(hidden, eps=1e-12)  # shared by both adds, as in the official code
+
+    def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        if self.s5 is not None:
+            x = self.norm(x + self.dropout(self.s5(x, dt)))
+        if self.mamba is not None:
+            x = self.norm(x + self.dropout(self.mamba(x)))
+        return x
+
+
+class SS4Rec(SequentialRecommender):
+    """SS4Rec encoder over a ``sequence`` batch; ``encode_sequence`` returns (B, L, hidden)."""
+
+    def __init__(
+        self,
+        n_items: int,
+        n_users: int,
+        hidden: int = 64,
+        n_layers: int = 2,
+        d_state: int = 32,
+        dropout: float = 0.2,
+        s5_dt_min: float = 0.001,
+        s5_dt_max: float = 0.1,
+        mamba_d_state: int = 32,
+        d_conv: int = 4,
+        expand: int = 2,
+        time_unit: str = "second",
+        time_transform: str = "raw",
+        zero_gap: str = "keep",
+        min_gap_seconds: float = 1.0,
+        target_time: str = "known",
+        blocks: str = "both",
+        use_time: bool = True,
+        use_ratings: bool = False,
+        init: str = "official",
+        max_len: int = 200,
+        rating_dropout: float = 0.0,
+    ):
+        super().__init__(n_items, n_users, hidden, rating_dropout=rating_dropout)
+        if target_time not in ("known", "unknown"):
+            raise ValueError(f"target_time must be 'known' or 'unknown', got {target_time!r}")
+        if init not in ("official", "mamba"):
+            raise ValueError(f"init must be 'official' or 'mamba', got {init!r}")
+        self.time_unit, self.time_transform, self.zero_gap = time_unit, time_transform, zero_gap
+        self.min_gap_seconds, self.target_time, self.use_time = min_gap_seconds, target_time, use_time
+        self.blocks, self.max_len = blocks, max_len
+        # ratings 0.5..5 in half stars -> 1..10; 0 (padding) -> the zero padding row
+        self.rating_embedding = nn.Embedding(11, hidden, padding_idx=0) if use_ratings else None
+        self.layers = nn.ModuleList(
+            SS4RecLayer(hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks)
+            for _ in range(n_layers)
+        )
+        self._init_weights(init)
+
+    @torch.no_grad()
+    def _init_weights(self, init: str) -> None:
+        for emb in (self.item_embedding, self.rating_embedding):
+            if emb is not None:
+                emb.weight.normal_(0.0, 0.02)
+                emb.weight[0].zero_()  # padding row (the official code leaves it random; it is never read)
+        if init == "official":
+            for module in self.layers.modules():
+                if isinstance(module, nn.Linear):
+                    module.weight.normal_(0.0, 0.02)
+                    if module.bias is not None:
+                        module.bias.zero_()
+
+    def step_scales(self, batch: Batch) -> torch.Tensor:
+        """The S5 step scale of every position (B, L) float: encoded time gaps, or 1 with ``use_time=False``."""
+        lengths, times = batch["lengths"], batch["times"]
+        if not self.use_time:
+            return constant_gaps(lengths, times.shape[1])
+        gaps = time_gaps(times, batch["target_times"], lengths, self.target_time)
+        return encode_gaps(
+            gaps, lengths, self.time_unit, self.time_transform, self.zero_gap, self.min_gap_seconds
+        )
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Input vectors (B, L, D): item embedding, plus the rating embedding with ``use_ratings``."""
+        x = self.item_embedding(batch["items"])
+        if self.rating_embedding is not None:
+            buckets = torch.round(batch["ratings"] * 2).long().clamp(0, 10)
+            x = x + self.rating_embedding(buckets)
+        return x
+
+    def encode_sequence(self, batch: Batch) -> torch.Tensor:
+        """Hidden state after each position (B, L, D).
+
+        Causal: position t reads items and ratings <= t and the gap of its own position (with
+        ``target_time=known`` that is the time of item t+1, the target at the last position).
+        """
+        dt = self.step_scales(batch)  # (B, L)
+        x = self.embed(batch)  # (B, L, D)
+        for layer in self.layers:
+            x = layer(x, dt)
+        return x
