@@ -1,0 +1,181 @@
+"""``make compare DATA=ml100k``: train every model with 3 seeds on one dataset, then build the dashboard.
+
+    python -m ss4rec.compare data=ml100k [options] [hydra overrides for every run]
+
+Each (model, task) pair is one Hydra multirun of ``train.py`` over the seeds, written to
+``reports/<data>/runs/<model>-<task>/<n>_<model>_s<seed>/``; then ``ss4rec.report`` turns every
+``metrics.json`` there into ``reports/<data>/index.html`` and ``results.md``. ``--report-only`` rebuilds the
+dashboard from existing runs without training. Extra ``key=value`` arguments go to every run (for example
+``trainer.max_epochs=50`` or ``logger=wandb``; with W&B the runs share the group ``compare_<data>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ss4rec.report import build_report, load_runs
+
+#: every model, in the report's order
+MODELS = ("pop", "mf", "ncf", "hybrid_vae", "gru4rec", "sasrec", "mamba4rec", "ss4rec")
+
+#: how each model is trained for ranking: its natural objective (pairs models: BPR with sampled negatives;
+#: the others: full cross-entropy, which for hybrid_vae is Mult-VAE's multinomial likelihood)
+RANKING_OVERRIDES = {
+    "mf": ["task/ranking_loss=bpr"],
+    "ncf": ["task/ranking_loss=bpr"],
+}
+
+#: models that are also trained for ratings (task=rating, selected by validation RMSE) by default
+RATING_MODELS = ("pop", "mf", "ncf", "hybrid_vae", "ss4rec")
+
+#: the repository's train.py (the package is installed editable from the checkout)
+TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "train.py"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Hydra multirun: a model under one task, over the seeds."""
+
+    model: str
+    task: str
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...]  # model/task-specific ones
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.task}"
+
+    def command(self, data: str, runs_dir: Path, extra: list[str]) -> list[str]:
+        return [
+            sys.executable,
+            str(TRAIN_SCRIPT),
+            "--multirun",
+            f"data={data}",
+            f"model={self.model}",
+            f"task={self.task}",
+            f"seed={','.join(str(s) for s in self.seeds)}",
+            *self.overrides,
+            f"hydra.sweep.dir={runs_dir / self.name}",
+            *extra,
+        ]
+
+
+def plan(models: list[str], seeds: list[int], tasks: list[str], rating_models: list[str]) -> list[Job]:
+    """The jobs to run: every model for ranking, the rating models for ratings too (as asked)."""
+    jobs = []
+    for model in models:
+        if "ranking" in tasks:
+            jobs.append(Job(model, "ranking", tuple(seeds), tuple(RANKING_OVERRIDES.get(model, []))))
+        if "rating" in tasks and model in rating_models:
+            jobs.append(Job(model, "rating", tuple(seeds), ()))
+        if "joint" in tasks:
+            jobs.append(Job(model, "joint", tuple(seeds), tuple(RANKING_OVERRIDES.get(model, []))))
+    return jobs
+
+
+def finished_seeds(job_dir: Path) -> set[int]:
+    """Seeds of a job folder whose run finished (used by ``--skip-finished``)."""
+    if not job_dir.is_dir():
+        return set()
+    return {int(r.get("seed", -1)) for g in load_runs(job_dir).groups for r in g.runs}
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m ss4rec.compare",
+        allow_abbrev=False,  # --model must not silently mean --models
+        description="Train every model x seed on one dataset (Hydra multiruns of train.py), then build the report.",
+        epilog="Other arguments are Hydra overrides passed to every run, e.g. trainer.max_epochs=50 logger=wandb.",
+    )
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (default: all)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated (default: 0,1,2)")
+    parser.add_argument(
+        "--tasks",
+        default="ranking,rating",
+        help="ranking: every model; rating: the rating models; joint: every model (default: ranking,rating)",
+    )
+    parser.add_argument(
+        "--rating-models", default=",".join(RATING_MODELS), help="models trained with task=rating"
+    )
+    parser.add_argument("--reports", default="reports", help="root folder of the reports (default: reports)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the dashboard from existing runs")
+    parser.add_argument(
+        "--skip-finished", action="store_true", help="do not rerun seeds that already finished"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args, rest = parser.parse_known_args(argv)
+    unknown = [a for a in rest if a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognised options {unknown}; Hydra overrides look like key=value")
+    data = "ml100k"
+    overrides = []
+    for item in rest:
+        if item.startswith("data="):
+            data = item.split("=", 1)[1]
+        else:
+            overrides.append(item)
+    return args, data, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args, data, extra = parse(argv)
+    out_dir = Path(args.reports).resolve() / data
+    runs_dir = out_dir / "runs"
+    split = lambda text: [t for t in text.split(",") if t]  # noqa: E731
+    if any(o.startswith("logger=wandb") for o in extra):
+        extra = [*extra, f"++experiment_name=compare_{data}"]  # one W&B group for the comparison
+
+    failed: list[str] = []
+    if not args.report_only:
+        jobs = plan(
+            split(args.models),
+            [int(s) for s in split(args.seeds)],
+            split(args.tasks),
+            split(args.rating_models),
+        )
+        for i, job in enumerate(jobs, 1):
+            if args.skip_finished:
+                missing = tuple(s for s in job.seeds if s not in finished_seeds(runs_dir / job.name))
+                if not missing:
+                    print(f"[{i}/{len(jobs)}] {job.name}: every seed finished, skipped", flush=True)
+                    continue
+                job = Job(job.model, job.task, missing, job.overrides)
+            command = job.command(data, runs_dir, extra)
+            print(f"[{i}/{len(jobs)}] {job.name}: {shlex.join(command)}", flush=True)
+            if args.dry_run:
+                continue
+            started = time.time()
+            code = subprocess.run(command, check=False).returncode
+            print(
+                f"[{i}/{len(jobs)}] {job.name}: exit {code} after {time.time() - started:.0f} s", flush=True
+            )
+            if code != 0:
+                failed.append(job.name)
+        if args.dry_run:
+            return 0
+
+    try:
+        reproduce = [a for a in argv if a not in ("--report-only", "--skip-finished", "--dry-run")]
+        paths = build_report(
+            runs_dir, out_dir, command=shlex.join(["python", "-m", "ss4rec.compare", *reproduce])
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for kind, path in paths.items():
+        print(f"{kind:9s} {path}")
+    if failed:
+        print(f"failed jobs (see their logs under {runs_dir}): {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
