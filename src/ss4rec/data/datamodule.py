@@ -1,0 +1,170 @@
+"""The LightningDataModule every training run uses: prepared store in, the three batch layouts out.
+
+Built from ``conf/data/<name>.yaml`` with ``hydra.utils.instantiate(cfg.data)``. The trainer sets
+``train_format`` (``sequence`` | ``pairs`` | ``history``, see ``ss4rec.batch``) before ``setup``;
+validation and test loaders always yield evaluation ``sequence`` batches with ``seen``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ss4rec.batch import HISTORY, PAIRS, SEQUENCE, TRAIN_FORMATS
+from ss4rec.data import stats as stats_mod
+from ss4rec.data.datasets import BatchSampler, EvalDataset, HistoryDataset, PairDataset, WindowDataset
+from ss4rec.data.errors import DataError
+from ss4rec.data.prepare import prepare
+from ss4rec.data.preprocess import Options
+from ss4rec.data.store import SequenceStore
+
+log = logging.getLogger(__name__)
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """MovieLens (or any ratings source) as leave-one-out sequences.
+
+    Args:
+        name: dataset name (ml100k, ml1m, ml10m, ml20m, ml25m, ml_latest_small, path, synthetic).
+        source: where the ratings come from: a kind (``bundled``, ``download``, ``path``, ``synthetic``) or a
+            mapping with ``kind`` and its options (see ``ss4rec.data.sources``). None: the dataset's default.
+        max_len: input length of sequence batches (training windows and evaluation inputs).
+        batch_size / eval_batch_size: examples per training / evaluation batch.
+        k_core: iterative k-core threshold. duplicates: keep_all | keep_first | keep_last | error.
+        train_stride: windows of long users end every ``train_stride`` positions (None: max_len, no overlap).
+        fixed_length: pad sequence batches to ``max_len`` instead of the longest row of the batch.
+        seed: shuffling seed (the trainer sets it). data_dir: cache folder (None: ``ss4rec.paths.data_dir()``).
+    """
+
+    def __init__(
+        self,
+        name: str = "ml100k",
+        source: str | Mapping | None = None,
+        max_len: int = 200,
+        batch_size: int = 256,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        k_core: int = 5,
+        duplicates: str = "keep_all",
+        train_stride: int | None = None,
+        fixed_length: bool = False,
+        seed: int = 0,
+        data_dir: str | None = None,
+        train_format: str = SEQUENCE,
+    ):
+        super().__init__()
+        source = dict(source) if isinstance(source, Mapping) else source
+        self.save_hyperparameters(ignore=["train_format"])
+        self.name, self.source, self.max_len = name, source, int(max_len)
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.num_workers, self.pin_memory, self.persistent_workers = (
+            num_workers,
+            pin_memory,
+            persistent_workers,
+        )
+        self.options = Options(k_core=int(k_core), duplicates=duplicates)
+        self.train_stride, self.fixed_length = train_stride, fixed_length
+        self.seed, self.data_dir = int(seed), data_dir
+        self.train_format = train_format
+        self.store: SequenceStore | None = None
+        self.cache_dir: Path | None = None
+        if self.max_len < 1:
+            raise DataError(f"max_len must be >= 1, got {max_len}")
+
+    # ---- preparation -------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Build the cache if it is missing (Lightning calls this on one process only)."""
+        prepare(self.name, self.source, self.options, self.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.store is None:
+            self.store, self.cache_dir, _ = prepare(self.name, self.source, self.options, self.data_dir)
+        if self.train_format not in TRAIN_FORMATS:
+            raise DataError(f"unknown train_format {self.train_format!r}; known: {', '.join(TRAIN_FORMATS)}")
+
+    def _ready(self) -> SequenceStore:
+        if self.store is None:
+            raise RuntimeError("call prepare_data() and setup() first")
+        return self.store
+
+    # ---- what the trainer reads ----------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return self._ready().n_users
+
+    @property
+    def n_items(self) -> int:
+        return self._ready().n_items
+
+    @property
+    def rating_mean(self) -> float:
+        store = self._ready()
+        return float(np.asarray(store.ratings)[store.train_rows()].mean(dtype=np.float64))
+
+    @property
+    def rating_range(self) -> tuple[float, float]:
+        """The declared rating scale (min, max), or the observed one when the source declares none."""
+        store = self._ready()
+        scale = store.info.get("rating_scale")
+        if scale:
+            return float(scale[0]), float(scale[1])
+        return float(np.min(store.ratings)), float(np.max(store.ratings))
+
+    @property
+    def item_genres(self) -> torch.Tensor | None:
+        """Multi-hot genres (n_items + 1, G) bool (row 0 = padding), or None without metadata."""
+        genres = self._ready().item_genres
+        return None if genres is None else torch.from_numpy(np.array(genres, dtype=bool))
+
+    @property
+    def genre_names(self) -> list[str]:
+        return list(self._ready().info.get("genres") or [])
+
+    @property
+    def item_map(self) -> np.ndarray:
+        """Original id of each item index (n_items + 1,); [0] is a placeholder (-1) for padding."""
+        return np.asarray(self._ready().item_map)
+
+    @property
+    def user_map(self) -> np.ndarray:
+        """Original id of each user index (n_users,)."""
+        return np.asarray(self._ready().user_map)
+
+    def stats(self) -> dict:
+        out = stats_mod.compute(self._ready(), self.name, self.max_len)
+        out["train_windows"] = len(WindowDataset(self._ready(), self.max_len, self.train_stride))
+        return out
+
+    # ---- loaders -------------------------------------------------------------------------------------
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        sampler = BatchSampler(len(dataset), batch_size, shuffle, self.seed)
+        return DataLoader(
+            dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        store = self._ready()
+        if self.train_format == PAIRS:
+            return self._loader(PairDataset(store), self.batch_size, shuffle=True)
+        if self.train_format == HISTORY:
+            return self._loader(HistoryDataset(store), self.batch_size, shuffle=True)
+        dataset = WindowDataset(store, self.max_len, self.train_stride, self.fixed_length)
+        return self._loader(dataset, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(
+            EvalDataset(self._ready(), "val", self.max_len, self.fixed_length), self.eval_batch_size, False
+        )
+
+    def test_dataloader(self) -> DataLoader:
+        dataset = EvalDataset(self._ready(), "test", self.max_len, self.fixed_length)
+        return self._loader(dataset, self.eval_batch_size, shuffle=False)

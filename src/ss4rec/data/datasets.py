@@ -1,0 +1,137 @@
+"""Map-style datasets whose items are whole batches, and the seeded sampler that feeds them index arrays.
+
+``DataLoader(dataset, batch_size=None, sampler=BatchSampler(...))``: the sampler yields one index array
+per batch, the dataset gathers the whole batch at once (``ss4rec.data.collate``). Shuffling depends only
+on ``(seed, epoch)``; Lightning calls ``set_epoch`` before every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ss4rec.data import collate
+from ss4rec.data.store import SequenceStore
+
+
+def training_windows(store: SequenceStore, max_len: int, stride: int | None = None) -> dict[str, np.ndarray]:
+    """Cut every user's training part into windows so each training target occurs exactly once.
+
+    A user with training part ``x_0..x_{T-1}`` has targets ``x_1..x_{T-1}`` (input positions ``0..T-2``).
+    Windows end at input position ``T-1 - k * stride`` (k = 0 is the most recent, so recent targets get
+    the longest context) and reach back ``max_len`` inputs. A window owns the targets of its last
+    ``stride`` positions (the earliest window owns all its positions); the other positions are input
+    context only, their targets masked because a later window owns them. ``stride = max_len`` (default)
+    gives non-overlapping windows. Returns arrays (W,): user, start (first row), length, own_from
+    (first position, within the window, whose target counts).
+    """
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"train_stride must be in [1, max_len={max_len}], got {stride}")
+    n_targets = np.maximum(store.lengths - 3, 0)  # training part length - 1
+    counts = np.where(n_targets > 0, 1 + np.maximum(0, -(-(n_targets - max_len) // stride)), 0)
+    user = np.repeat(np.arange(store.n_users, dtype=np.int64), counts)
+    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # window index within user
+    end = n_targets[user] - k * stride
+    begin = np.maximum(0, end - max_len)
+    earliest = k == counts[user] - 1
+    own_from = np.where(earliest, begin, end - stride) - begin
+    return {"user": user, "start": store.offsets[user] + begin, "length": end - begin, "own_from": own_from}
+
+
+class BatchSampler(Sampler):
+    """Yields index arrays of ``batch_size`` (the last one shorter); shuffled by ``(seed, epoch)``."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False):
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = (
+            n,
+            batch_size,
+            shuffle,
+            seed,
+            drop_last,
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1  # advances by itself when nobody calls set_epoch
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            if self.shuffle
+            else np.arange(self.n)
+        )
+        for batch in range(len(self)):
+            yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+
+class WindowDataset(Dataset):
+    """Training ``sequence`` batches: one example per window (see :func:`training_windows`)."""
+
+    def __init__(
+        self, store: SequenceStore, max_len: int, stride: int | None = None, fixed_length: bool = False
+    ):
+        self.store, self.max_len, self.fixed_length = store, max_len, fixed_length
+        self.windows = training_windows(store, max_len, stride)
+
+    def __len__(self) -> int:
+        return len(self.windows["user"])
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        index = np.asarray(index)
+        w = {key: values[index] for key, values in self.windows.items()}
+        width = self.max_len if self.fixed_length else max(int(w["length"].max(initial=0)), 1)
+        owned = np.arange(width)[None, :] >= w["own_from"][:, None]
+        return collate.sequence_batch(self.store, w["user"], w["start"], w["length"], owned, width)
+
+
+class EvalDataset(Dataset):
+    """Validation or test ``sequence`` batches with ``seen``: one example per user."""
+
+    def __init__(self, store: SequenceStore, stage: str, max_len: int, fixed_length: bool = False):
+        assert stage in ("val", "test")
+        self.store, self.stage, self.max_len, self.fixed_length = store, stage, max_len, fixed_length
+
+    def __len__(self) -> int:
+        return self.store.n_users
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        width = self.max_len if self.fixed_length else None
+        return collate.eval_batch(
+            self.store, np.asarray(index, dtype=np.int64), self.stage, self.max_len, width
+        )
+
+
+class PairDataset(Dataset):
+    """Training ``pairs`` batches: one example per training interaction."""
+
+    def __init__(self, store: SequenceStore):
+        self.store = store
+        self.rows = store.train_rows()
+        self.row_users = store.users_of_rows()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        return collate.pairs_batch(self.store, self.rows[np.asarray(index)], self.row_users)
+
+
+class HistoryDataset(Dataset):
+    """Training ``history`` batches: one example per user (the whole training part)."""
+
+    def __init__(self, store: SequenceStore):
+        self.store = store
+
+    def __len__(self) -> int:
+        return self.store.n_users
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        return collate.history_batch(self.store, np.asarray(index, dtype=np.int64))

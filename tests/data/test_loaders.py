@@ -1,0 +1,168 @@
+"""Training windows, evaluation batches, pairs and histories: coverage, leakage, padding, determinism."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from ss4rec.batch import eval_targets
+from ss4rec.data.datamodule import SequenceDataModule
+from ss4rec.data.datasets import training_windows
+
+
+def module(data_dir, **kwargs):
+    dm = SequenceDataModule(name="ml100k", source="bundled", data_dir=str(data_dir), **kwargs)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def expected_targets(store):
+    """(user, item, time) of every training target: items 2..T of each training part."""
+    out = Counter()
+    for u in range(store.n_users):
+        for row in range(store.offsets[u] + 1, store.offsets[u + 1] - 2):
+            out[(u, int(store.items[row]), int(store.times[row]))] += 1
+    return out
+
+
+@pytest.mark.parametrize("max_len, stride", [(200, None), (7, None), (7, 3), (5, 1), (1, None)])
+def test_every_training_target_once_per_epoch(data_dir, ml100k, max_len, stride):
+    dm = module(data_dir, max_len=max_len, train_stride=stride, batch_size=64)
+    got = Counter()
+    for batch in dm.train_dataloader():
+        has = batch["target_items"] > 0
+        users = batch["users"][:, None].expand_as(has)
+        got.update(
+            zip(users[has].tolist(), batch["target_items"][has].tolist(), batch["target_times"][has].tolist())
+        )
+        assert batch["items"].shape[1] <= max_len
+    assert got == expected_targets(ml100k)
+
+
+def test_no_training_target_in_its_own_input(data_dir):
+    dm = module(data_dir, max_len=50, batch_size=128)
+    for batch in dm.train_dataloader():
+        items, targets = batch["items"], batch["target_items"]
+        seen_before = torch.cumsum(torch.nn.functional.one_hot(items, dm.n_items + 1), dim=1)  # (B, L, N + 1)
+        leaked = seen_before.gather(2, targets[..., None]).squeeze(-1) > 0
+        assert not (leaked & (targets > 0)).any()
+        # each target is the next input item where the window continues
+        inner = targets[:, :-1] > 0
+        assert torch.equal(
+            targets[:, :-1][inner & (items[:, 1:] > 0)], items[:, 1:][inner & (items[:, 1:] > 0)]
+        )
+
+
+def test_windows_of_long_users_are_recent_first_and_full(ml100k):
+    windows = training_windows(ml100k, max_len=10)
+    lengths = ml100k.lengths - 2
+    for u in np.flatnonzero(lengths > 25)[:20]:
+        mine = windows["start"][windows["user"] == u]
+        sizes = windows["length"][windows["user"] == u]
+        ends = mine + sizes
+        assert (
+            ends.max() == ml100k.offsets[u] + lengths[u] - 1
+        )  # the most recent window ends at the last input
+        assert np.all(sizes[ends != ends.min()] == 10)  # only the earliest window may be short
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_eval_batches(data_dir, ml100k, stage):
+    max_len = 30
+    dm = module(data_dir, max_len=max_len, eval_batch_size=100)
+    loader = dm.val_dataloader() if stage == "val" else dm.test_dataloader()
+    users = []
+    for batch in loader:
+        users += batch["users"].tolist()
+        target, target_time, target_rating = eval_targets(batch)
+        for b, u in enumerate(batch["users"].tolist()):
+            end = ml100k.offsets[u + 1] - (2 if stage == "val" else 1)  # the held-out row
+            start = max(ml100k.offsets[u], end - max_len)
+            n = int(batch["lengths"][b])
+            assert n == end - start
+            assert batch["items"][b, :n].tolist() == ml100k.items[start:end].tolist()
+            assert batch["times"][b, :n].tolist() == ml100k.times[start:end].tolist()
+            assert int(target[b]) == ml100k.items[end] and int(target_time[b]) == ml100k.times[end]
+            assert float(target_rating[b]) == ml100k.ratings[end]
+            assert int(target[b]) not in batch["items"][b, :n].tolist()  # never in its own input
+            seen = batch["seen"][b]
+            assert seen[seen > 0].tolist() == ml100k.items[ml100k.offsets[u] : end].tolist()
+            assert batch["target_items"][b, : n - 1].tolist() == batch["items"][b, 1:n].tolist()
+            assert not batch["items"][b, n:].any() and not batch["target_items"][b, n:].any()
+    assert users == list(range(ml100k.n_users))  # every user once, in order
+
+
+def test_test_input_ends_with_the_validation_item(data_dir, ml100k):
+    dm = module(data_dir, max_len=20)
+    val, test = next(iter(dm.val_dataloader())), next(iter(dm.test_dataloader()))
+    val_target = eval_targets(val)[0]
+    last_test_input = test["items"].gather(1, (test["lengths"] - 1)[:, None]).squeeze(1)
+    assert torch.equal(last_test_input, val_target)
+
+
+def test_shuffling_depends_on_seed_and_epoch_only(data_dir):
+    def first_users(seed, epoch):
+        loader = module(data_dir, max_len=20, seed=seed).train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return next(iter(loader))["users"]
+
+    assert torch.equal(first_users(0, 0), first_users(0, 0))
+    assert torch.equal(first_users(0, 3), first_users(0, 3))
+    assert not torch.equal(first_users(0, 0), first_users(0, 1))
+    assert not torch.equal(first_users(0, 0), first_users(1, 0))
+
+
+def test_lightning_sets_the_epoch(data_dir):
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    loader = module(data_dir).train_dataloader()
+    _set_sampler_epoch(loader, 7)
+    assert loader.sampler.epoch == 7
+
+
+def test_pairs_cover_every_training_interaction_once(data_dir, ml100k):
+    dm = module(data_dir, batch_size=4096)
+    dm.train_format = "pairs"
+    got = Counter()
+    for batch in dm.train_dataloader():
+        got.update(zip(batch["users"].tolist(), batch["items"].tolist(), batch["times"].tolist()))
+    expected = Counter(
+        (u, int(ml100k.items[r]), int(ml100k.times[r]))
+        for u in range(ml100k.n_users)
+        for r in range(ml100k.offsets[u], ml100k.offsets[u + 1] - 2)
+    )
+    assert got == expected
+
+
+def test_histories_are_the_training_parts(data_dir, ml100k):
+    dm = module(data_dir, batch_size=100)
+    dm.train_format = "history"
+    seen = []
+    for batch in dm.train_dataloader():
+        for b, u in enumerate(batch["users"].tolist()):
+            row = batch["history"][b]
+            assert (
+                row[row > 0].tolist() == ml100k.items[ml100k.offsets[u] : ml100k.offsets[u + 1] - 2].tolist()
+            )
+            seen.append(u)
+    assert sorted(seen) == list(range(ml100k.n_users))
+
+
+def test_fixed_length_and_workers(data_dir):
+    dm = module(data_dir, max_len=16, fixed_length=True, batch_size=32)
+    plain = [b for _, b in zip(range(3), dm.train_dataloader())]
+    assert all(b["items"].shape[1] == 16 for b in plain)
+    dm_workers = module(data_dir, max_len=16, fixed_length=True, batch_size=32, num_workers=2)
+    with_workers = [b for _, b in zip(range(3), dm_workers.train_dataloader())]
+    for a, b in zip(plain, with_workers):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batch_dtypes(data_dir):
+    batch = next(iter(module(data_dir).train_dataloader()))
+    for key in ("users", "items", "lengths", "target_items", "times", "target_times"):
+        assert batch[key].dtype == torch.int64, key
+    assert batch["ratings"].dtype == batch["target_ratings"].dtype == torch.float32
+    assert (batch["lengths"] >= 1).all()
