@@ -96,14 +96,17 @@ def random_gaps(batch, length, seed):
     return gaps
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 2e-4)])
-def test_s5_matches_float64_reference(dtype, tol):
+@pytest.mark.parametrize(
+    "dtype,tol,parallel",
+    [(torch.float64, 1e-9, False), (torch.float64, 1e-9, True), (torch.float32, 2e-4, None)],
+)
+def test_s5_matches_float64_reference(dtype, tol, parallel):
     torch.manual_seed(0)
     layer = S5(6, 4)
     u = torch.randn(2, 11, 6, dtype=torch.float64)
     dt = random_gaps(2, 11, seed=1)
     u_in, dt_in = u.to(dtype).requires_grad_(), dt.to(dtype).requires_grad_()
-    out = layer(u_in, dt_in)
+    out = layer(u_in, dt_in, parallel=parallel)
     ref = s5_reference(layer, u.requires_grad_(), dt.requires_grad_())
     assert out.dtype == dtype and not out.isnan().any()
     scale = ref.abs().max()

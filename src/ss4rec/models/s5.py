@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from ss4rec.models.linear_scan import linear_scan
+from ss4rec.models.linear_scan import zoh_scan
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -82,21 +82,6 @@ class S5SSM(nn.Module):
             p._no_weight_decay = True
 
 
-def _exp_and_expm1(re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """exp(z) and exp(z) - 1 for z = re + i im.
-
-    For |z| < 1, ``exp(z) - 1`` is formed without cancellation (``expm1(re) cos(im) - 2 sin^2(im / 2)``);
-    elsewhere plainly, because the exact form's gradient is a difference of two O(1) terms that, times
-    a huge step, would turn rounding into a large spurious gradient where the true one is 0.
-    """
-    e, cos, sin = torch.exp(re), torch.cos(im), torch.sin(im)
-    exp_z = torch.complex(e * cos, e * sin)
-    half_sin = torch.sin(im / 2)
-    small = re.abs() + im.abs() < 1
-    expm1_re = torch.where(small, torch.expm1(re) * cos - 2 * half_sin * half_sin, e * cos - 1)
-    return exp_z, torch.complex(expm1_re, e * sin)
-
-
 class S5(nn.Module):
     """S5 layer with per-position steps.
 
@@ -114,13 +99,6 @@ class S5(nn.Module):
         self.state_width = state_width or width
         self.seq = S5SSM(width, self.state_width, dt_min, dt_max)
 
-    def discretize(self, step_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-step ZOH factors from gaps (B, L): Lambda_bar and (Lambda_bar - 1) / Lambda, each (B, L, P)."""
-        Lambda = self.seq.Lambda.to(torch.promote_types(step_scale.dtype, torch.complex64))
-        dt = step_scale[..., None] * torch.exp(self.seq.log_step.to(step_scale.dtype))  # (B, L, P)
-        Lambda_bar, expm1 = _exp_and_expm1(Lambda.real * dt, Lambda.imag * dt)
-        return Lambda_bar, expm1 * (1 / Lambda)
-
     def forward(
         self, u: torch.Tensor, step_scale: float | torch.Tensor = 1.0, parallel: bool | None = None
     ) -> torch.Tensor:
@@ -129,14 +107,14 @@ class S5(nn.Module):
         step_scale = torch.as_tensor(step_scale, dtype=u.dtype, device=u.device)
         if step_scale.dim() == 1:
             step_scale = step_scale[:, None]  # one gap per sequence
-        step_scale = step_scale.expand(Bt, L)
-        Lambda_bar, zoh = self.discretize(step_scale)  # (B, L, P) complex each
+        step = step_scale.expand(Bt, L)[..., None] * torch.exp(self.seq.log_step.to(u.dtype))  # (B, L, P)
+        Lambda = self.seq.Lambda.to(torch.promote_types(u.dtype, torch.complex64))
 
         # B_tilde u with real matmuls: (B, L, H) @ (H, P*2) -> (B, L, P, 2) -> complex (B, L, P)
         B_real = self.seq.B.to(u.dtype).permute(1, 0, 2).reshape(H, P * 2)
-        Bu = torch.view_as_complex((u @ B_real).reshape(Bt, L, P, 2)) * zoh
+        Bu = torch.view_as_complex((u @ B_real).reshape(Bt, L, P, 2))
 
-        x = linear_scan(Lambda_bar, Bu, parallel)  # (B, L, P)
+        x = zoh_scan(Lambda, step, Bu, parallel)  # (B, L, P)
 
         # Re(C_tilde x) = C.re x.re - C.im x.im as one real matmul: (B, L, P*2) @ (P*2, H)
         C = self.seq.C
