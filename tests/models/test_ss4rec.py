@@ -260,3 +260,15 @@ def test_config_matches_constructor():
     assert isinstance(m, SS4Rec) and m.max_len == 50
     params = set(inspect.signature(SS4Rec).parameters) - {"n_items", "n_users"}
     assert set(cfg.model) - {"_target_"} == params
+
+
+def test_trains_under_bfloat16_autocast():
+    """S5's complex arithmetic and the scan switch autocast off, so mixed precision runs."""
+    m = model().train()
+    batch = make_batch([12, 5], seed=10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        queries, targets, _ = m.train_queries(batch)
+        loss = torch.nn.functional.cross_entropy(m.score(queries).float(), targets)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for n, p in m.named_parameters() if p.grad is not None)

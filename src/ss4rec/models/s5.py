@@ -102,6 +102,14 @@ class S5(nn.Module):
     def forward(
         self, u: torch.Tensor, step_scale: float | torch.Tensor = 1.0, parallel: bool | None = None
     ) -> torch.Tensor:
+        with torch.autocast(u.device.type, enabled=False):  # complex arithmetic: float32 at least
+            dtype_in = u.dtype
+            y = self._forward(u.to(torch.promote_types(u.dtype, torch.float32)), step_scale, parallel)
+        return y.to(dtype_in)
+
+    def _forward(
+        self, u: torch.Tensor, step_scale: float | torch.Tensor, parallel: bool | None
+    ) -> torch.Tensor:
         Bt, L, H = u.shape
         P = self.state_width
         step_scale = torch.as_tensor(step_scale, dtype=u.dtype, device=u.device)

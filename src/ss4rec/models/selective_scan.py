@@ -118,6 +118,11 @@ def selective_scan_torch(
         raise NotImplementedError(
             "the PyTorch scan supports real A (D, N) and input-dependent B, C (B, N, L)"
         )
+    with torch.autocast(u.device.type, enabled=False):  # float32 at least, as mamba_ssm's scan
+        return _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk)
+
+
+def _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk):
     dtype_in = u.dtype
     dtype = torch.promote_types(u.dtype, torch.float32)
     u, dt = u.to(dtype), delta.to(dtype)
