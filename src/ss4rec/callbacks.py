@@ -17,7 +17,8 @@ class History(L.Callback):
             if name.startswith(prefix):
                 row[name] = float(value)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # not on_validation_epoch_end: callbacks run before the module logs the epoch's metrics there
         if not trainer.sanity_checking:
             self._record(trainer, "val/")
 

@@ -89,6 +89,12 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config as plain data, interpolations resolved, without Hydra's own node."""
+    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in cfg.items() if k != "hydra"}
+
+
 def _floats(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
@@ -115,7 +121,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides
     )
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(resolved(cfg))
 
     summary: dict[str, Any] = {
         "model": choice(cfg, "model", type(module.model).__name__.lower()),
@@ -149,7 +155,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["history"] = history.history
         summary["wall_time_s"] = time.time() - started
         summary["peak_memory_mb"] = peak_memory_mb()
-        summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+        summary["config"] = resolved(cfg)
         if trainer.is_global_zero:
             (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
         for lg in loggers:

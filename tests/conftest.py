@@ -1,0 +1,17 @@
+"""Shared fixtures: an isolated data cache for the session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_dir(tmp_path_factory):
+    """Prepared datasets go to a per-session folder, never the user's cache."""
+    folder = tmp_path_factory.mktemp("ss4rec-data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SS4REC_DATA_DIR", str(folder))
+        yield folder
