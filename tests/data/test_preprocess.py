@@ -80,22 +80,14 @@ def test_k_core_matches_reference_on_random_data(seed, k):
 
 
 def test_k_core_needs_several_rounds():
-    # item 9 has 2 ratings; dropping it leaves user 3 with 1 rating, which then drops item 8 to 1 rating
-    users = np.array([0, 0, 1, 1, 2, 2, 3, 3, 0, 1])
-    items = np.array([0, 1, 0, 1, 9, 8, 9, 8, 8, 2]) % 10
-    rows, rounds = k_core(users, items, 4, 10, k=2)
-    assert rounds >= 2
-    assert set(zip(users[rows], items[rows])) <= {
-        (0, 0),
-        (0, 1),
-        (1, 0),
-        (1, 1),
-        (2, 9),
-        (2, 8),
-        (3, 9),
-        (3, 8),
-        (0, 8),
-    }
+    # k=3. Item w (3) has only 2 ratings and goes in round 1; that leaves user D (3) with 2 ratings, so D goes
+    # in round 2; round 3 finds users A, B, C, E with x, y, z (0, 1, 2) stable.
+    pairs = [(a, i) for a in (0, 1, 2) for i in (0, 1, 2)] + [(3, 0), (3, 1), (3, 3), (4, 3), (4, 0), (4, 1), (4, 2)]
+    users, items = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    rows, rounds = k_core(users, items, 5, 4, k=3)
+    assert rounds == 3
+    assert sorted(zip(users[rows], items[rows])) == sorted((a, i) for a in (0, 1, 2, 4) for i in (0, 1, 2))
+    assert k_core(users, items, 5, 4, k=1) == (None, 1)  # nothing to drop: no copy, all rows
 
 
 DUPES = [(1, 10, 1, 50), (1, 11, 2, 60), (1, 10, 5, 70), (1, 12, 3, 80), (2, 10, 4, 10), (2, 11, 4, 11),

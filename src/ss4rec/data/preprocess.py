@@ -56,24 +56,36 @@ def encode(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         array = values.to_numpy()
         low, high = int(array.min()), int(array.max())
         if high - low < max(4 * len(array), 1 << 20):  # small id range: a lookup table, O(n)
+            shifted = array - low if low else array
             present = np.zeros(high - low + 1, dtype=bool)
-            present[array - low] = True
+            present[shifted] = True
             code_of = np.cumsum(present, dtype=np.int32) - 1
-            return code_of[array - low], np.flatnonzero(present) + low
+            return code_of[shifted], np.flatnonzero(present) + low
     uniques = values.unique().sort()
     return uniques.search_sorted(values).cast(pl.Int32).to_numpy(), uniques.to_numpy()
 
 
-def chronological_order(users: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Stable order by (user code, time): ties in time keep row order. (n,) indices."""
-    span = int(times.max()) - int(times.min()) if len(times) else 0
+def chronological(users: np.ndarray, items: np.ndarray, times: np.ndarray, ratings: np.ndarray):
+    """The four columns stably sorted by (user code, time): ties in time keep row order.
+
+    When user code and time span fit one int64 key (always for MovieLens), polars sorts the key together
+    with the item and rating columns in one parallel pass and user and time are decoded from the key;
+    otherwise a numpy lexsort (stable) and gathers.
+    """
+    low = int(times.min()) if len(times) else 0
+    bits = (int(times.max()) - low).bit_length() if len(times) else 0
     user_bits = max(int(users.max()), 1).bit_length() if len(users) else 1
-    if span.bit_length() + user_bits <= 62:  # one int64 key, sorted by polars with maintain_order
-        key = (users.astype(np.int64) << span.bit_length()) | (times - times.min())
-        frame = pl.DataFrame({"key": key})
-        del key
-        return frame.select(pl.arg_sort_by("key", maintain_order=True)).to_series().to_numpy()
-    return np.lexsort((times, users))  # lexsort is stable
+    if bits + user_bits > 62:
+        order = np.lexsort((times, users))
+        return users[order], items[order], times[order], ratings[order]
+    key = (users.astype(np.int64) << bits) | (times - low)
+    frame = pl.DataFrame({"key": key, "item": items, "rating": ratings})
+    del key
+    frame = frame.sort("key", maintain_order=True)
+    key = frame["key"].to_numpy()
+    users = (key >> bits).astype(np.int32)
+    times = (key & ((1 << bits) - 1)) + low
+    return users, frame["item"].to_numpy(), times, frame["rating"].to_numpy()
 
 
 def _duplicates(
@@ -101,22 +113,22 @@ def _duplicates(
     return keep.to_numpy(), n_dup
 
 
-def k_core(
-    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int
-) -> tuple[np.ndarray, int]:
-    """Rows (indices, increasing) of the iterative k-core; users need max(k, 3). Also the iteration count."""
-    rows = np.arange(len(users))
+def k_core(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int) -> tuple[np.ndarray | None, int]:
+    """Rows (increasing indices; None = all) of the iterative k-core; users need max(k, 3). Also the rounds."""
+    rows = None
     user_min, item_min = max(k, 3), max(k, 1)
-    for iteration in range(1, 10_000):
-        u, i = users[rows], items[rows]
-        weak_users = np.bincount(u, minlength=n_users) < user_min
-        weak_items = np.bincount(i, minlength=n_items) < item_min
-        drop = weak_users[u] | weak_items[i]
-        if not drop.any():
-            return rows, iteration
-        rows = rows[~drop]
+    for rounds in range(1, 10_000):
+        weak_users = np.bincount(users, minlength=n_users) < user_min
+        weak_items = np.bincount(items, minlength=n_items) < item_min
+        if not (weak_users.any() or weak_items.any()):
+            return rows, rounds
+        keep = ~(weak_users[users] | weak_items[items])
+        if keep.all():  # only users/items that no longer occur are weak
+            return rows, rounds
+        rows = np.flatnonzero(keep) if rows is None else rows[keep]
+        users, items = users[keep], items[keep]
         if len(rows) == 0:
-            return rows, iteration
+            return rows, rounds
     raise RuntimeError("k-core did not converge")
 
 
@@ -131,23 +143,21 @@ def build_store(raw: Raw, options: Options, scale: tuple[float, float] | None) -
     items, item_ids = encode(frame["item"])
     times, ratings = frame["timestamp"].to_numpy(), frame["rating"].to_numpy()
     del frame
-    order = chronological_order(users, times)
-    users, items, times, ratings = users[order], items[order], times[order], ratings[order]
-    del order
+    users, items, times, ratings = chronological(users, items, times, ratings)
     log.info("sorted %d ratings by user and time in %.1f s", n_raw, time.perf_counter() - started)
     keep, n_dup = _duplicates(users, items, len(item_ids), options.duplicates, raw, user_ids, item_ids)
     if keep is not None:
         users, items, times, ratings = users[keep], items[keep], times[keep], ratings[keep]
     rows, iterations = k_core(users, items, len(user_ids), len(item_ids), options.k_core)
-    if len(rows) == 0:
+    if rows is not None and len(rows) == 0:
         raise DataError(
             f"the k-core filter (k_core={options.k_core}: users need >= {max(options.k_core, 3)} ratings, items "
             f">= {max(options.k_core, 1)}, repeated until stable) removed all {len(users)} ratings of "
             f"{len(user_ids)} users and {len(item_ids)} items; the most active user has "
             f"{np.bincount(users).max()} ratings. Lower data.k_core or use a larger dataset."
         )
-    users, items = users[rows], items[rows]
-    times, ratings = times[rows], ratings[rows]
+    if rows is not None:
+        users, items, times, ratings = users[rows], items[rows], times[rows], ratings[rows]
     kept_users = np.bincount(users, minlength=len(user_ids)) > 0
     kept_items = np.bincount(items, minlength=len(item_ids)) > 0
     users = (np.cumsum(kept_users, dtype=np.int32) - 1)[users]
