@@ -9,6 +9,7 @@ import hydra
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
 from ss4rec import paths
 from ss4rec.data.datamodule import SequenceDataModule
@@ -31,6 +32,7 @@ REQUIRED = (
 
 
 def cfg_for(*overrides):
+    GlobalHydra.instance().clear()  # another test may have left Hydra initialised
     with initialize_config_dir(str(paths.CONFIG_DIR), version_base="1.3"):
         return compose("prepare", overrides=list(overrides))
 
@@ -112,5 +114,15 @@ def test_command_prints_table_and_json_last(tmp_path):
     stats = json.loads(lines[-1])
     assert stats["raw_interactions"] == 6000 and stats["users"] == 40 and 0 < stats["interactions"] <= 6000
     assert "zero_gap_share" in done.stdout and "rating 4" in done.stdout
-    failed = run_command("data=ml100k", "data.name=ml2m", data_dir=tmp_path)
-    assert failed.returncode == 2 and "unknown dataset 'ml2m'; known:" in failed.stderr
+
+
+def test_command_exits_with_status_2_and_the_message(monkeypatch, capsys, tmp_path):
+    from ss4rec.data.__main__ import main
+
+    monkeypatch.setenv("SS4REC_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["ss4rec.data", "data=ml100k", "data.name=ml2m"])
+    GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    assert "unknown dataset 'ml2m'; known:" in capsys.readouterr().err

@@ -82,7 +82,15 @@ def test_k_core_matches_reference_on_random_data(seed, k):
 def test_k_core_needs_several_rounds():
     # k=3. Item w (3) has only 2 ratings and goes in round 1; that leaves user D (3) with 2 ratings, so D goes
     # in round 2; round 3 finds users A, B, C, E with x, y, z (0, 1, 2) stable.
-    pairs = [(a, i) for a in (0, 1, 2) for i in (0, 1, 2)] + [(3, 0), (3, 1), (3, 3), (4, 3), (4, 0), (4, 1), (4, 2)]
+    pairs = [(a, i) for a in (0, 1, 2) for i in (0, 1, 2)] + [
+        (3, 0),
+        (3, 1),
+        (3, 3),
+        (4, 3),
+        (4, 0),
+        (4, 1),
+        (4, 2),
+    ]
     users, items = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     rows, rounds = k_core(users, items, 5, 4, k=3)
     assert rounds == 3
