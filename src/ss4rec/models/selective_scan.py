@@ -23,8 +23,8 @@ try:  # optional CUDA kernel; a missing or broken install must never break impor
 except Exception:  # noqa: BLE001 - any failure (ImportError, missing .so, CUDA mismatch) means "absent"
     _cuda_selective_scan = None
 
-#: elements of one (chunk, B, D, N) buffer the CPU scan aims for (64 MB in float32)
-CHUNK_ELEMENTS = 2**24
+#: elements of one (chunk, B, D, N) buffer the CPU scan aims for (32 MB in float32)
+CHUNK_ELEMENTS = 2**23
 
 
 def _chunk_states(h0, dt, u, A, B_t, dA, h):
@@ -57,7 +57,8 @@ class _SelectiveScanChunked(torch.autograd.Function):
             e = min(s + chunk, L)
             dA, hs = buffers[0, : e - s], buffers[1, : e - s]
             _chunk_states(starts[c], dtT[s:e], uT[s:e], A, BT[s:e], dA, hs)
-            torch.matmul(hs, CT[s:e, :, :, None], out=y[s:e, :, :, None])  # <h_t, C_t>, (T, B, D, 1)
+            # <h_t, C_t>, (T, B, D); dA is free as scratch (multiply-and-sum beats a batched mat-vec here)
+            torch.sum(torch.mul(hs, CT[s:e, :, None, :], out=dA), -1, out=y[s:e])
             if c + 1 < starts.shape[0]:
                 starts[c + 1] = hs[-1]
         ctx.save_for_backward(uT, dtT, A, BT, CT, starts)
@@ -86,16 +87,17 @@ class _SelectiveScanChunked(torch.autograd.Function):
             for t in range(G.shape[0] - 2, -1, -1):
                 G[t].addcmul_(dA[t + 1], G[t + 1])
             carry = dA[0] * G[0]
-            # through dt B u
-            GB = torch.matmul(G, BT[s:e, :, :, None]).squeeze(-1)  # sum_n G B, (T, B, D)
+            torch.matmul((dt * u)[:, :, None, :], G, out=dB[s:e, :, None, :])  # sum_d G dt u, (T, B, 1, N)
+            # hs <- dA_t * h_{t-1} (shift the states one step, then scale); dA is scratch from here on
+            for t in range(hs.shape[0] - 1, 0, -1):
+                hs[t].copy_(hs[t - 1])
+            hs[0].copy_(starts[c])
+            hs.mul_(dA)
+            GB = torch.mul(G, BT[s:e, :, None, :], out=dA).sum(-1)  # sum_n G B, (T, B, D)
             du[s:e] = GB * dt
-            torch.matmul((dt * u)[:, :, None, :], G, out=dB[s:e, :, None, :])  # (T, B, 1, N)
-            # through dA = exp(dt A): W = G * dA * h_{t-1}, in place in G; hs is scratch afterwards
-            W = G.mul_(dA)
-            W[1:].mul_(hs[:-1])
-            W[0].mul_(starts[c])
-            ddt[s:e] = GB * u + torch.mul(W, A, out=hs).sum(-1)
-            dA_param += torch.mul(W, dt[..., None], out=hs).sum((0, 1))
+            W = G.mul_(hs)  # dL/d(dt A) = G * dA * h_{t-1}, (T, B, D, N)
+            ddt[s:e] = GB * u + torch.mul(W, A, out=dA).sum(-1)
+            dA_param += torch.mul(W, dt[..., None], out=dA).sum((0, 1))
         return (
             du.permute(1, 2, 0),
             ddt.permute(1, 2, 0),
