@@ -13,7 +13,9 @@
 Memory: each case runs in a fresh subprocess; peak = increase of the process's maximum resident set size
 (``resource.getrusage``) over one cold forward+backward. tracemalloc cannot see torch's CPU allocations,
 and torch.profiler's memory events give allocations, not a peak; max RSS counts everything the process
-touched (tensors, allocator slack, kernel workspaces). Time = median of warm forward+backward runs.
+touched (tensors, allocator slack, kernel workspaces). Time = median of warm forward+backward runs, on one
+thread by default (``--threads N`` for more): on a CPU shared with other jobs, multi-threaded timings of
+many small operations swing by several times from run to run.
 
     python benchmarks/ssm.py [--quick]
 """
@@ -150,10 +152,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller batches, one repetition (smoke run)")
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=torch.get_num_threads(),
-        help="torch threads (1 is steadier on a busy CPU)",
+        "--threads", type=int, default=1, help="torch threads (default 1: steadier on a shared CPU)"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -176,6 +175,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU; length {LENGTH}")
     print(
         f"S5: width {WIDTH}, state {S5_STATE}, per-position steps; scan: d_inner {D_INNER}, d_state {D_STATE}"
+    )
+    print(
+        f"the scan references run at batch {mid} and {small}: at {big} one backward of the indexing loop takes "
+        "minutes and the plain loop several GB; ratios compare equal batches"
     )
     print(f"{'':5} {'implementation':36} {'batch':>5} {'fwd+bwd ms':>11} {'peak MB':>8}")
     results = {}
