@@ -177,7 +177,7 @@ def main() -> None:
         f"S5: width {WIDTH}, state {S5_STATE}, per-position steps; scan: d_inner {D_INNER}, d_state {D_STATE}"
     )
     print(
-        f"the scan references run at batch {mid} and {small}: at {big} one backward of the indexing loop takes "
+        f"the scan references run at batch {mid} and {small}: at 256 one backward of the indexing loop takes "
         "minutes and the plain loop several GB; ratios compare equal batches"
     )
     print(f"{'':5} {'implementation':36} {'batch':>5} {'fwd+bwd ms':>11} {'peak MB':>8}")
