@@ -113,7 +113,9 @@ def _duplicates(
     return keep.to_numpy(), n_dup
 
 
-def k_core(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int) -> tuple[np.ndarray | None, int]:
+def k_core(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int
+) -> tuple[np.ndarray | None, int]:
     """Rows (increasing indices; None = all) of the iterative k-core; users need max(k, 3). Also the rounds."""
     rows = None
     user_min, item_min = max(k, 3), max(k, 1)
