@@ -108,6 +108,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(int(cfg.seed), workers=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
