@@ -125,3 +125,28 @@ def test_rating_models_have_rating_columns(runs_dir: Path):
     collection = load_runs(runs_dir)
     with_rmse = {g.model for g in collection.groups if g.values("test/rmse")}
     assert with_rmse == set(RATING_MODELS)
+
+
+def test_history_cut_short_is_completed_from_the_csv_log(tmp_path: Path):
+    root = tmp_path / "runs"
+    run = fake_run("sasrec", 0, root)
+    run["history"] = run["history"][:1]  # e.g. restored from the best checkpoint's callback state
+    run_dir = write_run(root, "0_sasrec_s0", run)
+    (run_dir / "csv").mkdir()
+    lines = ["epoch,step,train/loss,val/ndcg@10,val/hr@10"]
+    for epoch in range(6):
+        lines += [
+            f"{epoch},{10 * epoch},,{0.01 * (epoch + 1)},{0.02 * (epoch + 1)}",
+            f"{epoch},{10 * epoch},{5 - epoch},,",
+        ]
+    (run_dir / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    group = load_runs(root).groups[0]
+    epochs, mean, _ = group.curve("val/ndcg@10")
+    assert epochs == list(range(6)) and mean == pytest.approx([0.01 * (e + 1) for e in range(6)])
+    assert group.curve("train/loss")[1] == pytest.approx([5.0 - e for e in range(6)])
+    # a complete history is kept as it is
+    full = fake_run("gru4rec", 1, root)
+    full_dir = write_run(root, "1_gru4rec_s1", full)
+    (full_dir / "metrics.csv").write_text("epoch,val/ndcg@10\n0,0.5\n")
+    gru = next(g for g in load_runs(root).groups if g.model == "gru4rec")
+    assert gru.curve("val/ndcg@10")[1] == pytest.approx([r["val/ndcg@10"] for r in full["history"]])

@@ -8,6 +8,7 @@ appears in several groups, so a plain comparison reads "sasrec", "mf", ...
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import math
@@ -137,6 +138,33 @@ def _metric_order(key: str) -> tuple:
     return (k == "", int(k) if k.isdigit() else 0, order.get(name, 9), name)
 
 
+def history_from_csv(path: Path) -> list[dict[str, float]]:
+    """Per-epoch rows (``val/...``, ``train/...``) from a Lightning CSV logger's ``metrics.csv``."""
+    rows: dict[int, dict[str, float]] = {}
+    with path.open(newline="") as handle:
+        for record in csv.DictReader(handle):
+            if not record.get("epoch"):
+                continue
+            row = rows.setdefault(int(float(record["epoch"])), {"epoch": int(float(record["epoch"]))})
+            for key, value in record.items():
+                if key and key.startswith(("val/", "train/")) and value not in ("", None):
+                    row[key] = float(value)
+    return [rows[e] for e in sorted(rows)]
+
+
+def _complete_history(run: dict[str, Any], run_dir: Path) -> None:
+    """Use the CSV log's epochs when ``history`` has fewer (e.g. cut at the best checkpoint's epoch)."""
+    have = {r.get("epoch") for r in run.get("history") or [] if any(k.startswith("val/") for k in r)}
+    for path in sorted(run_dir.glob("**/metrics.csv")):
+        try:
+            rows = history_from_csv(path)
+        except (OSError, ValueError, csv.Error):
+            continue
+        if len([r for r in rows if any(k.startswith("val/") for k in r)]) > len(have):
+            run["history"] = rows
+            return
+
+
 def find_metric_files(sources: str | Path | Iterable[str | Path]) -> list[Path]:
     """``metrics.json`` files under run folders, folders of runs, glob patterns or the files themselves."""
     if isinstance(sources, (str, Path)):
@@ -170,6 +198,7 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
             skipped.append((str(path), "no test metrics"))
             continue
         run.setdefault("run_dir", str(path.parent))
+        _complete_history(run, path.parent)
         key = (
             str(run.get("data")),
             str(run.get("model")),
