@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
+
+log = logging.getLogger("ss4rec")
 
 
 class History(L.Callback):
@@ -21,6 +25,10 @@ class History(L.Callback):
         # not on_validation_epoch_end: callbacks run before the module logs the epoch's metrics there
         if not trainer.sanity_checking:
             self._record(trainer, "val/")
+            row = self.rows[int(trainer.current_epoch)]
+            shown = [k for k in ("val/ndcg@10", "val/hr@10", "val/mrr@10", "val/rmse") if k in row]
+            if trainer.is_global_zero and shown:
+                log.info("epoch %d: %s", row["epoch"], "  ".join(f"{k}={row[k]:.4f}" for k in shown))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record(trainer, "train/")

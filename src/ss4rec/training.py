@@ -74,6 +74,8 @@ def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
             continue
         if name == "lr_monitor" and not has_logger:
             continue  # LearningRateMonitor refuses to run without a logger
+        if name == "progress_bar" and not cfg.trainer.get("enable_progress_bar", True):
+            continue  # the Trainer refuses a progress bar callback when bars are off
         callbacks.append(hydra.utils.instantiate(spec))
     return callbacks
 
@@ -160,10 +162,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["config"] = resolved(cfg)
         if trainer.is_global_zero:
             (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+            _print_summary(summary, run_dir / "metrics.json")
         for lg in loggers:
             if hasattr(lg, "experiment") and type(lg).__name__ == "WandbLogger":
                 lg.experiment.finish()  # one W&B run per job, also in multirun
     return summary
+
+
+def _print_summary(summary: dict[str, Any], path: Path) -> None:
+    tested = summary.get("test") or {}
+    if tested:
+        rows = "\n".join(f"  {name:<14} {value:.4f}" for name, value in tested.items())
+        log.info("test metrics of the best checkpoint (%s, %s):\n%s", summary["model"], summary["data"], rows)
+    log.info("run %s after %d epochs, %.0f s; summary: %s", summary["status"], summary["epochs"],
+             summary["wall_time_s"], path.resolve())
 
 
 def _best_val(history: list[dict[str, float]], monitor: str, mode: str) -> dict[str, float]:

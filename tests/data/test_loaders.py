@@ -166,3 +166,15 @@ def test_batch_dtypes(data_dir):
         assert batch[key].dtype == torch.int64, key
     assert batch["ratings"].dtype == batch["target_ratings"].dtype == torch.float32
     assert (batch["lengths"] >= 1).all()
+
+
+def test_default_batch_size_follows_the_training_layout(data_dir):
+    dm = module(data_dir)
+    sizes = {}
+    for layout in ("sequence", "pairs", "history"):
+        dm.train_format = layout
+        sizes[layout] = next(iter(dm.train_dataloader()))["users"].shape[0]
+    assert sizes == {"sequence": 32, "pairs": 1024, "history": 64}
+    explicit = module(data_dir, batch_size=10)
+    explicit.train_format = "pairs"
+    assert next(iter(explicit.train_dataloader()))["users"].shape[0] == 10

@@ -27,6 +27,11 @@ from ss4rec.data.store import SequenceStore
 log = logging.getLogger(__name__)
 
 
+#: training examples per batch when ``batch_size`` is None: windows of up to max_len targets, single
+#: interactions, or whole user histories
+DEFAULT_BATCH_SIZE = {SEQUENCE: 32, PAIRS: 1024, HISTORY: 64}
+
+
 class SequenceDataModule(L.LightningDataModule):
     """MovieLens (or any ratings source) as leave-one-out sequences.
 
@@ -35,7 +40,8 @@ class SequenceDataModule(L.LightningDataModule):
         source: where the ratings come from: a kind (``bundled``, ``download``, ``path``, ``synthetic``) or a
             mapping with ``kind`` and its options (see ``ss4rec.data.sources``). None: the dataset's default.
         max_len: input length of sequence batches (training windows and evaluation inputs).
-        batch_size / eval_batch_size: examples per training / evaluation batch.
+        batch_size / eval_batch_size: examples per training / evaluation batch. ``batch_size`` None picks
+            the layout's default (``DEFAULT_BATCH_SIZE``): 32 windows, 1024 pairs or 64 history rows.
         k_core: iterative k-core threshold. duplicates: keep_all | keep_first | keep_last | error.
         train_stride: windows of long users end every ``train_stride`` positions (None: max_len, no overlap).
         fixed_length: pad sequence batches to ``max_len`` instead of the longest row of the batch.
@@ -47,7 +53,7 @@ class SequenceDataModule(L.LightningDataModule):
         name: str = "ml100k",
         source: str | Mapping | None = None,
         max_len: int = 200,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         eval_batch_size: int = 512,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -64,7 +70,8 @@ class SequenceDataModule(L.LightningDataModule):
         source = dict(source) if isinstance(source, Mapping) else source
         self.save_hyperparameters(ignore=["train_format"])
         self.name, self.source, self.max_len = name, source, int(max_len)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.eval_batch_size = int(eval_batch_size)
         self.num_workers, self.pin_memory, self.persistent_workers = (
             num_workers,
             pin_memory,
@@ -151,14 +158,19 @@ class SequenceDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )  # fmt: skip
 
+    @property
+    def train_batch_size(self) -> int:
+        """``batch_size``, or the default of the current ``train_format`` when it is None."""
+        return self.batch_size if self.batch_size is not None else DEFAULT_BATCH_SIZE[self.train_format]
+
     def train_dataloader(self) -> DataLoader:
         store = self._ready()
         if self.train_format == PAIRS:
-            return self._loader(PairDataset(store), self.batch_size, shuffle=True)
+            return self._loader(PairDataset(store), self.train_batch_size, shuffle=True)
         if self.train_format == HISTORY:
-            return self._loader(HistoryDataset(store), self.batch_size, shuffle=True)
+            return self._loader(HistoryDataset(store), self.train_batch_size, shuffle=True)
         dataset = WindowDataset(store, self.max_len, self.train_stride, self.fixed_length)
-        return self._loader(dataset, self.batch_size, shuffle=True)
+        return self._loader(dataset, self.train_batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(
