@@ -6,6 +6,7 @@ It is built from plain (resolved) config dicts and saves them as hyperparameters
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import hydra
@@ -17,6 +18,10 @@ from ss4rec.evaluation import rank_targets
 from ss4rec.metrics import DEFAULT_KS, RankingMetrics, RatingMetrics
 from ss4rec.models.base import Recommender
 from ss4rec.optim import parameter_groups
+
+
+# metric states are summed across processes by torchmetrics before logging, so sync_dist is not needed
+warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level.*")
 
 
 class RecModule(L.LightningModule):

@@ -178,3 +178,17 @@ def test_default_batch_size_follows_the_training_layout(data_dir):
     explicit = module(data_dir, batch_size=10)
     explicit.train_format = "pairs"
     assert next(iter(explicit.train_dataloader()))["users"].shape[0] == 10
+
+
+def test_sharded_batches_cover_every_example_once():
+    from ss4rec.data.datasets import BatchSampler
+
+    for shuffle in (False, True):
+        shards = [list(BatchSampler(103, 10, shuffle, seed=1, rank=r, world=3)) for r in range(3)]
+        seen = np.concatenate([b for shard in shards for b in shard])
+        assert len(seen) == len(set(seen.tolist()))  # never repeated
+        if shuffle:  # training: equal step counts, at most world - 1 batches skipped
+            assert len({len(s) for s in shards}) == 1 and len(seen) >= 103 - 2 * 10 - 3
+        else:  # evaluation: every example exactly once
+            assert sorted(seen.tolist()) == list(range(103))
+        assert [len(s) for s in shards] == [len(BatchSampler(103, 10, shuffle, 1, rank=r, world=3)) for r in range(3)]

@@ -27,6 +27,13 @@ from ss4rec.data.store import SequenceStore
 log = logging.getLogger(__name__)
 
 
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the running process group, (0, 1) outside distributed runs."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 #: training examples per batch when ``batch_size`` is None: windows of up to max_len targets, single
 #: interactions, or whole user histories
 DEFAULT_BATCH_SIZE = {SEQUENCE: 32, PAIRS: 1024, HISTORY: 64}
@@ -152,7 +159,9 @@ class SequenceDataModule(L.LightningDataModule):
 
     # ---- loaders -------------------------------------------------------------------------------------
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        sampler = BatchSampler(len(dataset), batch_size, shuffle, self.seed)
+        # under DDP each process reads its own shard (the trainer's ddp config turns Lightning's sampler off)
+        rank, world = _process_group()
+        sampler = BatchSampler(len(dataset), batch_size, shuffle, self.seed, rank=rank, world=world)
         return DataLoader(
             dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,

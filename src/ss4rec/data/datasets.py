@@ -43,23 +43,35 @@ def training_windows(store: SequenceStore, max_len: int, stride: int | None = No
 
 
 class BatchSampler(Sampler):
-    """Yields index arrays of ``batch_size`` (the last one shorter); shuffled by ``(seed, epoch)``."""
+    """Yields index arrays of ``batch_size`` (the last one shorter); shuffled by ``(seed, epoch)``.
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False):
-        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = (
-            n,
-            batch_size,
-            shuffle,
-            seed,
-            drop_last,
-        )
+    Distributed (``world`` > 1): process ``rank`` takes batches ``rank, rank + world, ...`` of the same
+    order, so no example is repeated (evaluation stays exact); when shuffling (training) every process gets
+    the same number of batches, the few left over are skipped that epoch (the order changes each epoch).
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+        rank: int = 0, world: int = 1,
+    ):  # fmt: skip
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.rank, self.world = rank, world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def _n_batches(self) -> int:
         return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def _mine(self) -> range:
+        total = self._n_batches()
+        if self.shuffle:
+            total -= total % self.world  # equal step counts on every process
+        return range(self.rank, total, self.world)
+
+    def __len__(self) -> int:
+        return len(self._mine())
 
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1  # advances by itself when nobody calls set_epoch
@@ -68,7 +80,7 @@ class BatchSampler(Sampler):
             if self.shuffle
             else np.arange(self.n)
         )
-        for batch in range(len(self)):
+        for batch in self._mine():
             yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
 
 
