@@ -82,6 +82,16 @@ def test_metrics_json_checkpoint_reload_and_resume(tmp_path):
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
 
 
+def test_history_survives_testing_an_earlier_checkpoint(tmp_path):
+    """Testing the best checkpoint restores callback states; the summary must keep every epoch."""
+    # mode=min on NDCG makes the (untrained) first epoch the "best" one
+    cfg = compose_train(["model=sasrec", "debug=limit", "trainer.max_epochs=3", "task.mode=min", *SMALL], tmp_path)
+    summary = train(cfg)
+    assert summary["best_epoch"] < 2
+    assert [row["epoch"] for row in summary["history"]] == [0, 1, 2]
+    assert summary["checkpoint"].endswith(f"best-epoch{summary['best_epoch']:03d}.ckpt")
+
+
 def test_weights_really_train(tmp_path):
     """A few epochs on ML-100K beat popularity-free chance by a wide margin."""
     cfg = compose_train(["model=sasrec", "trainer.max_epochs=3", "data.max_len=50", "logger=none",

@@ -145,7 +145,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None else ""
         summary["checkpoint"] = best or None
-        summary["best_val"] = _best_val(history.history, cfg.task.monitor, cfg.task.mode)
+        # snapshot now: testing a checkpoint restores callback states, which would rewind the history
+        summary["history"] = history.history
+        summary["best_val"] = _best_val(summary["history"], cfg.task.monitor, cfg.task.mode)
         summary["best_epoch"] = summary["best_val"].pop("epoch", None)
         if cfg.get("test_after_training", True):
             results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
@@ -156,7 +158,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         summary["epochs"] = int(trainer.current_epoch)
-        summary["history"] = history.history
+        summary.setdefault("history", history.history)
         summary["wall_time_s"] = time.time() - started
         summary["peak_memory_mb"] = peak_memory_mb()
         summary["config"] = resolved(cfg)
