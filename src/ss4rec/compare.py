@@ -7,6 +7,8 @@ Each (model, task) pair is one Hydra multirun of ``train.py`` over the seeds, wr
 ``metrics.json`` there into ``reports/<data>/index.html`` and ``results.md``. ``--report-only`` rebuilds the
 dashboard from existing runs without training. Extra ``key=value`` arguments go to every run (for example
 ``trainer.max_epochs=50`` or ``logger=wandb``; with W&B the runs share the group ``compare_<data>``).
+With ``evaluation.mask_seen=true`` the runs go to ``<model>-<task>-masked/`` and appear in the same report
+as separate rows (``mf [masked]``).
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ class Job:
     task: str
     seeds: tuple[int, ...]
     overrides: tuple[str, ...]  # model/task-specific ones
+    variant: str = ""  # e.g. "masked": a protocol variant that gets its own run folders
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.task}"
+        return f"{self.model}-{self.task}" + (f"-{self.variant}" if self.variant else "")
 
     def command(self, data: str, runs_dir: Path, extra: list[str]) -> list[str]:
         return [
@@ -66,17 +69,26 @@ class Job:
         ]
 
 
-def plan(models: list[str], seeds: list[int], tasks: list[str], rating_models: list[str]) -> list[Job]:
+def plan(
+    models: list[str], seeds: list[int], tasks: list[str], rating_models: list[str], variant: str = ""
+) -> list[Job]:
     """The jobs to run: every model for ranking, the rating models for ratings too (as asked)."""
     jobs = []
     for model in models:
+        ranking = tuple(RANKING_OVERRIDES.get(model, []))
         if "ranking" in tasks:
-            jobs.append(Job(model, "ranking", tuple(seeds), tuple(RANKING_OVERRIDES.get(model, []))))
+            jobs.append(Job(model, "ranking", tuple(seeds), ranking, variant))
         if "rating" in tasks and model in rating_models:
-            jobs.append(Job(model, "rating", tuple(seeds), ()))
+            jobs.append(Job(model, "rating", tuple(seeds), (), variant))
         if "joint" in tasks:
-            jobs.append(Job(model, "joint", tuple(seeds), tuple(RANKING_OVERRIDES.get(model, []))))
+            jobs.append(Job(model, "joint", tuple(seeds), ranking, variant))
     return jobs
+
+
+def variant_of(overrides: list[str]) -> str:
+    """Run-folder suffix of a protocol variant, so its runs sit beside the default ones: ``masked``."""
+    masked = {"evaluation.mask_seen=true", "evaluation.mask_seen=1", "evaluation.mask_seen=True"}
+    return "masked" if masked.intersection(overrides) else ""
 
 
 def finished_seeds(job_dir: Path) -> set[int]:
@@ -134,11 +146,9 @@ def main(argv: list[str] | None = None) -> int:
 
     failed: list[str] = []
     if not args.report_only:
+        seeds = [int(s) for s in split(args.seeds)]
         jobs = plan(
-            split(args.models),
-            [int(s) for s in split(args.seeds)],
-            split(args.tasks),
-            split(args.rating_models),
+            split(args.models), seeds, split(args.tasks), split(args.rating_models), variant_of(extra)
         )
         for i, job in enumerate(jobs, 1):
             if args.skip_finished:
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not missing:
                     print(f"[{i}/{len(jobs)}] {job.name}: every seed finished, skipped", flush=True)
                     continue
-                job = Job(job.model, job.task, missing, job.overrides)
+                job = Job(job.model, job.task, missing, job.overrides, job.variant)
             command = job.command(data, runs_dir, extra)
             print(f"[{i}/{len(jobs)}] {job.name}: {shlex.join(command)}", flush=True)
             if args.dry_run:

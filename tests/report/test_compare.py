@@ -63,6 +63,15 @@ def test_dry_run_prints_the_multiruns(capsys, tmp_path: Path):
     assert not (tmp_path / "ml1m").exists()
 
 
+def test_masked_runs_get_their_own_folders(capsys, tmp_path: Path):
+    assert compare.variant_of(["trainer.max_epochs=3"]) == ""
+    assert compare.variant_of(["evaluation.mask_seen=true"]) == "masked"
+    argv = ["data=ml100k", "--models", "mf", "--tasks", "ranking", "--dry-run", "--reports", str(tmp_path)]
+    assert compare.main([*argv, "evaluation.mask_seen=true"]) == 0
+    out = capsys.readouterr().out
+    assert "hydra.sweep.dir=" + str(tmp_path.resolve() / "ml100k" / "runs" / "mf-ranking-masked") in out
+
+
 @pytest.mark.parametrize("option", ["--model", "--bogus"])
 def test_unknown_option_is_an_error(option: str, tmp_path: Path):
     with pytest.raises(SystemExit):
