@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +10,15 @@ from ss4rec.batch import SEQUENCE, gather_last
 from ss4rec.models.gru4rec import GRU4Rec
 
 N_ITEMS = 23
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is fastest, and spinning OpenMP threads crawl on a busy shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def sequence_batch(lengths: list[int], max_len: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
