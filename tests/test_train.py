@@ -128,3 +128,18 @@ def test_override_typo_is_a_clear_error():
 
     with pytest.raises(ConfigCompositionException, match="hiden"):
         compose_train(["model=sasrec", "model.hiden=3"])
+
+
+def test_wandb_logger_runs_offline_and_finishes(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_train(["model=pop", "logger=wandb", "trainer.enable_progress_bar=false", "threads=1",
+                         "data.max_len=20"], tmp_path)
+    summary = train(cfg)
+    assert summary["status"] == "finished"
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1  # an offline run was written into the run folder
+    assert wandb.run is None  # and finished, so the next multirun job starts its own
