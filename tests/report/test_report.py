@@ -150,3 +150,22 @@ def test_history_cut_short_is_completed_from_the_csv_log(tmp_path: Path):
     (full_dir / "metrics.csv").write_text("epoch,val/ndcg@10\n0,0.5\n")
     gru = next(g for g in load_runs(root).groups if g.model == "gru4rec")
     assert gru.curve("val/ndcg@10")[1] == pytest.approx([r["val/ndcg@10"] for r in full["history"]])
+
+
+def test_masked_runs_get_their_own_table_and_best_marks(tmp_path: Path):
+    root = tmp_path / "runs"
+    for seed in SEEDS:
+        write_run(root, f"pop_{seed}", fake_run("pop", seed, root))
+        write_run(root, f"sas_{seed}", fake_run("sasrec", seed, root))
+        masked = fake_run("pop", seed, root) | {"mask_seen": True}
+        masked["test"] = {k: v * 3 for k, v in masked["test"].items()}  # masking flatters every model
+        write_run(root, f"popm_{seed}", masked)
+    paths = build_report(root, tmp_path / "out")
+    table = paths["markdown"].read_text()
+    unmasked, masked_part = table.split("### Seen items masked")
+    assert "### Seen items not masked" in unmasked
+    assert "| pop [masked] |" in masked_part and "| pop [masked] |" not in unmasked
+    sasrec_row = next(line for line in unmasked.splitlines() if line.startswith("| sasrec |"))
+    assert "**" in sasrec_row  # best among unmasked rows, although the masked pop scores higher
+    page = paths["html"].read_text()
+    assert '<table id="summary">' in page and '<table id="summary-masked">' in page

@@ -39,7 +39,7 @@ def best_groups(collection: Collection, metric: Metric) -> set[str]:
 def protocol_note(collection: Collection) -> str:
     masked = {g.mask_seen for g in collection.groups}
     masking = {frozenset({False}): "seen items not masked", frozenset({True}): "seen items masked"}.get(
-        frozenset(masked), "masking of seen items differs between rows (see the runs table)"
+        frozenset(masked), "seen items masked only where the table says so"
     )
     return (
         "Test metrics of the checkpoint with the best validation NDCG@10 (validation RMSE for rating-only "
@@ -58,6 +58,20 @@ def _rows(collection: Collection, metrics: list[Metric]) -> list[tuple[Group, li
 
 
 # ----------------------------------------------------------------------------- Markdown
+def partitions(collection: Collection) -> list[tuple[str, str, Collection]]:
+    """(title, id suffix, groups) per evaluation protocol: masked and unmasked rows are never compared."""
+    masks = sorted({g.mask_seen for g in collection.groups})
+    if len(masks) < 2:
+        return [("", "", collection)]
+    return [
+        (title, suffix, Collection([g for g in collection.groups if g.mask_seen == mask], []))
+        for mask, title, suffix in (
+            (False, "Seen items not masked (the default protocol)", ""),
+            (True, "Seen items masked (evaluation.mask_seen=true)", "-masked"),
+        )
+    ]
+
+
 def markdown(collection: Collection, command: str | None = None) -> str:
     metrics = collection.metrics()
     header = ["model", "task", "seeds", *(m.label for m in metrics)]
@@ -65,13 +79,14 @@ def markdown(collection: Collection, command: str | None = None) -> str:
         f"# Results: {', '.join(collection.datasets) or 'no runs'}",
         "",
         protocol_note(collection) + " Best mean in bold.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * len(metrics)) + "|",
     ]
-    for group, cells in _rows(collection, metrics):
-        shown = [f"**{text}**" if best else text for text, best in cells]
-        lines.append("| " + " | ".join([group.label, group.task, str(len(group.runs)), *shown]) + " |")
+    for title, _, part in partitions(collection):
+        lines += ["", f"### {title}", ""] if title else [""]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(metrics)) + "|")
+        for group, cells in _rows(part, metrics):
+            shown = [f"**{text}**" if best else text for text, best in cells]
+            lines.append("| " + " | ".join([group.label, group.task, str(len(group.runs)), *shown]) + " |")
     if command:
         lines += ["", f"Reproduce: `{command}`"]
     if collection.skipped:
@@ -140,6 +155,10 @@ def _runs_table(collection: Collection) -> str:
     return f'<div class="scroll">{table}</div>'
 
 
+def _titled(title: str, table: str) -> str:
+    return f"<h3>{html.escape(title)}</h3>{table}" if title else table
+
+
 def _figure(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}"></figure>'
@@ -152,6 +171,7 @@ def page(collection: Collection, figures: dict[str, bytes], command: str | None 
     curves = "".join(_figure(png, name) for name, png in figures.items() if name.startswith("curve:"))
     skipped = "".join(f"<li><code>{e(p)}</code>: {e(r)}</li>" for p, r in collection.skipped)
     title = f"ss4rec comparison: {', '.join(collection.datasets) or 'no runs'}"
+    parts = partitions(collection)
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>",
         f"<style>{CSS}</style></head><body>",
@@ -161,9 +181,9 @@ def page(collection: Collection, figures: dict[str, bytes], command: str | None 
         f"<p class='note'>{e(protocol_note(collection))} Best mean highlighted.</p>",
         f"<p class='note'>Reproduce: <code>{e(command)}</code></p>" if command else "",
         "<h2>Summary</h2>",
-        _table(collection, collection.metrics(), "summary"),
+        *(_titled(t, _table(part, collection.metrics(), "summary" + i)) for t, i, part in parts),
         "<h2>Every test metric</h2>",
-        _table(collection, collection.test_metrics(), "test-metrics"),
+        *(_titled(t, _table(part, collection.test_metrics(), "test-metrics" + i)) for t, i, part in parts),
         "<h2>Metrics by model</h2>",
         f"<div class='grid'>{bars}</div>",
         "<h2>Validation curves</h2>",
