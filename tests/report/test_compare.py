@@ -146,3 +146,24 @@ def test_compare_end_to_end_on_two_cheap_models(tmp_path: Path):
         assert label in table
     n_runs = len(list((tmp_path / "ml100k" / "runs").rglob("metrics.json")))
     assert n_runs == 6  # pop ranking, pop rating, gru4rec ranking; 2 seeds each
+
+
+@pytest.mark.slow
+@needs_config
+def test_optuna_search_runs_two_trials(tmp_path: Path):
+    """Two one-batch trials through the real sweeper; the best value is a validation NDCG@10."""
+    command = [sys.executable, str(compare.TRAIN_SCRIPT), "hparams_search=ss4rec_optuna", "debug=fdr",
+               "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import yaml
+
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {
+        "optimizer.lr",
+        "model.hidden",
+        "model.dropout",
+        "model.n_layers",
+        "model.d_state",
+    }
+    assert 0.0 <= best["best_value"] <= 1.0
