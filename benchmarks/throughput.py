@@ -4,7 +4,7 @@ Both models take the same synthetic batches (full-length sequences, random items
 gaps) and the same training step: encode, full cross-entropy over the catalogue, backward, Adam. SASRec
 is the reference measured in the same run; the table reports SS4Rec's throughput as a ratio of it.
 
-    python benchmarks/throughput.py [--lengths 50 200 1000] [--batch 64] [--items 3000] [--steps 3]
+    python benchmarks/throughput.py [--lengths 50 200 1000] [--batch 32] [--items 3000] [--steps 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--items", type=int, default=3000)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a shared CPU)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.items} items")
     print(f"{'length':>7} {'SASRec seq/s':>13} {'SS4Rec seq/s':>13} {'SS4Rec / SASRec':>16}")
     for length in args.lengths:
