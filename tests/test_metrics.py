@@ -61,7 +61,8 @@ def _evaluate(users: torch.Tensor) -> dict[str, float]:
     scores, targets, ratings = _case()
     ranking, rating = RankingMetrics(), RatingMetrics()
     for chunk in users.split(4):
-        ranks = rank_targets(lambda ids: scores[chunk][:, ids], targets[chunk], N_ITEMS, chunk_size=16)
+        rows = scores[chunk]
+        ranks = rank_targets(lambda ids, rows=rows: rows[:, ids], targets[chunk], N_ITEMS, chunk_size=16)
         ranking.update(ranks)
         rating.update(scores[chunk, 1] / 2, ratings[chunk])
     return {k: float(v) for k, v in {**ranking.compute(), **rating.compute()}.items()}

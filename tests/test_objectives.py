@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ss4rec.models.base import SequentialRecommender
 from ss4rec.objectives import BPR, CrossEntropy, Objective, SampledSoftmax
 from ss4rec.optim import parameter_groups
-from ss4rec.models.base import SequentialRecommender
 
 
 class Tiny(SequentialRecommender):

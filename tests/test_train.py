@@ -7,8 +7,8 @@ import json
 import hydra
 import pytest
 import torch
-from composing import compose_train, config_names
 
+from composing import compose_train, config_names
 from ss4rec.lightning_module import RecModule
 from ss4rec.training import build_datamodule, train
 

@@ -19,7 +19,6 @@ from ss4rec.metrics import DEFAULT_KS, RankingMetrics, RatingMetrics
 from ss4rec.models.base import Recommender
 from ss4rec.optim import parameter_groups
 
-
 # metric states are summed across processes by torchmetrics before logging, so sync_dist is not needed
 warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level.*")
 

@@ -14,15 +14,6 @@ from ss4rec.models.hybrid_vae import HybridVAE
 N_ITEMS, N_USERS = 19, 5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and spinning OpenMP threads crawl on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def history_batch() -> dict[str, torch.Tensor]:
     history = torch.tensor(
         [[3, 7, 1, 0, 0, 0], [2, 19, 5, 6, 8, 11], [4, 4, 9, 0, 0, 0], [12, 13, 14, 15, 0, 0]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -10,15 +9,6 @@ from ss4rec.batch import PAIRS
 from ss4rec.models.mf import MF
 
 N_ITEMS, N_USERS = 13, 7
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and spinning OpenMP threads crawl on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def pairs_batch(n: int = 11, seed: int = 0) -> dict[str, torch.Tensor]:

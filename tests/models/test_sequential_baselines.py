@@ -1,4 +1,5 @@
-"""GRU4Rec: shapes, causality, padding, gradients, learning a deterministic next-item rule."""
+"""Contract of the sequential baselines (GRU4Rec, Mamba4Rec): shapes, causality, padding, gradients,
+learning a deterministic next-item rule. Model-specific behaviour is tested in each model's own file."""
 
 from __future__ import annotations
 
@@ -6,50 +7,36 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from batches import N_ITEMS, sequence_batch
 from ss4rec.batch import SEQUENCE, gather_last
 from ss4rec.models.gru4rec import GRU4Rec
+from ss4rec.models.mamba4rec import Mamba4Rec
 
-N_ITEMS = 23
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and spinning OpenMP threads crawl on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def sequence_batch(lengths: list[int], max_len: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A right-padded training/evaluation ``sequence`` batch (see ss4rec.batch) with random items."""
-    g = torch.Generator().manual_seed(seed)
-    b, width = len(lengths), max_len or max(lengths)
-    full = torch.randint(1, N_ITEMS + 1, (b, width + 1), generator=g)
-    times = torch.cumsum(torch.randint(0, 3, (b, width + 1), generator=g) * 1000, dim=1)  # zero gaps included
-    ratings = torch.randint(1, 6, (b, width + 1), generator=g).float()
-    real = torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]  # (B, L)
-    zero = torch.zeros((), dtype=torch.long)
-    return {
-        "users": torch.arange(b),
-        "items": torch.where(real, full[:, :-1], zero),
-        "times": torch.where(real, times[:, :-1], zero),
-        "ratings": torch.where(real, ratings[:, :-1], 0.0),
-        "lengths": torch.tensor(lengths),
-        "target_items": torch.where(real, full[:, 1:], zero),
-        "target_times": torch.where(real, times[:, 1:], zero),
-        "target_ratings": torch.where(real, ratings[:, 1:], 0.0),
-        "seen": torch.where(real, full[:, :-1], zero),
-    }
+#: small models; mamba init keeps a lively dt so outputs depend on the past
+BUILD = {
+    "gru4rec": lambda **kw: GRU4Rec(N_ITEMS, 4, hidden=8, **({"gru_hidden": 12} | kw)),
+    "mamba4rec": lambda **kw: Mamba4Rec(N_ITEMS, 4, hidden=8, **({"d_state": 4, "init": "mamba"} | kw)),
+}
+#: settings whose every parameter receives gradient (official init zeroes Mamba's dt bias on purpose)
+TRAINABLE = {"gru4rec": {}, "mamba4rec": {"init": "official"}}
+LEARNER = {
+    "gru4rec": lambda: GRU4Rec(N_ITEMS, 1, hidden=16, dropout=0.0),
+    "mamba4rec": lambda: Mamba4Rec(N_ITEMS, 1, hidden=16, d_state=8, dropout=0.0),
+}
 
 
-def make(**kwargs) -> GRU4Rec:
+@pytest.fixture(params=sorted(BUILD))
+def name(request):
+    return request.param
+
+
+def make(name: str, **kwargs):
     torch.manual_seed(0)
-    return GRU4Rec(N_ITEMS, 4, hidden=8, **kwargs).eval()
+    return BUILD[name](**kwargs).eval()
 
 
-def test_format_and_shapes():
-    model = make(gru_hidden=12, n_layers=2)
+def test_format_and_shapes(name):
+    model = make(name, n_layers=2)
     assert model.train_format == SEQUENCE
     batch = sequence_batch([5, 1, 3])
     query, items, ratings = model.train_queries(batch)
@@ -65,8 +52,8 @@ def test_format_and_shapes():
     assert model.predict_rating(eval_query, ids).shape == (3,)
 
 
-def test_causal_and_padding_free():
-    model = make(n_layers=2)
+def test_causal_and_padding_free(name):
+    model = make(name, n_layers=2)
     batch = sequence_batch([7, 4], max_len=9)
     hidden = model.encode_sequence(batch)
     changed = {k: v.clone() for k, v in batch.items()}
@@ -82,8 +69,8 @@ def test_causal_and_padding_free():
     torch.testing.assert_close(model.encode_sequence(padded)[1, :4], hidden[1, :4])
 
 
-def test_gradients_reach_every_parameter():
-    model = make(gru_hidden=12).train()
+def test_gradients_reach_every_parameter(name):
+    model = make(name, **TRAINABLE[name]).train()
     query, items, ratings = model.train_queries(sequence_batch([6, 2, 5]))
     logits = model.score(query)
     logits[:, 0] = float("-inf")
@@ -93,7 +80,7 @@ def test_gradients_reach_every_parameter():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-def test_learns_next_item_rule():
+def test_learns_next_item_rule(name):
     # the next item is always (item mod N) + 1: a model with memory of one step learns it quickly
     torch.manual_seed(0)
     start = torch.randint(1, N_ITEMS + 1, (16, 1))
@@ -104,7 +91,8 @@ def test_learns_next_item_rule():
         "target_ratings": torch.ones(16, 8),
         "lengths": torch.full((16,), 8),
     }
-    model = GRU4Rec(N_ITEMS, 1, hidden=16, dropout=0.0)
+    torch.manual_seed(0)
+    model = LEARNER[name]()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     losses = []
     for _ in range(50):
