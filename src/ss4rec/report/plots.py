@@ -74,5 +74,6 @@ def curve_chart(collection: Collection, key: str) -> bytes | None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{key} over epochs (mean ± std over seeds)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best", ncol=2 if len(curves) > 5 else 1)
+    # outside the axes, on the right: with a dozen groups a legend inside hides the curves
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _png(fig)
