@@ -45,7 +45,8 @@ def test_every_data_config_instantiates(name, tmp_path):
         assert key in cfg.data, key
     dm = hydra.utils.instantiate(cfg.data)
     assert isinstance(dm, SequenceDataModule) and dm.name == name and dm.seed == 7
-    assert (dm.max_len, dm.batch_size, dm.eval_batch_size, dm.options.k_core) == (200, 256, 512, 5)
+    assert (dm.max_len, dm.batch_size, dm.eval_batch_size, dm.options.k_core) == (200, None, 512, 5)
+    assert dm.train_batch_size == 32  # None: the default of the sequence layout
     kinds = {"path": FileSource, "synthetic": SyntheticSource, "ml100k": BundledSource, "ml1m": BundledSource}
     source = build_source(dm.name, dm.source, tmp_path)
     assert isinstance(source, kinds.get(name, GroupLensSource))
