@@ -4,6 +4,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DATA ?= ml100k
 ARGS ?=
+# OpenMP threads that spin while waiting crawl when the CPU is shared (tens of times slower on 2 busy cores);
+# passive waiting keeps torch's CPU kernels fast there. Override with OMP_WAIT_POLICY=ACTIVE make ...
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-all bench lint format compare data clean
