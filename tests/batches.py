@@ -29,3 +29,14 @@ def sequence_batch(
         "target_ratings": torch.where(real, ratings[:, 1:], 0.0),
         "seen": torch.where(real, full[:, :-1], zero),
     }
+
+
+def pairs_batch(n: int, n_users: int, n_items: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A ``pairs`` batch (see ss4rec.batch): n random training interactions."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "users": torch.randint(0, n_users, (n,), generator=g),
+        "items": torch.randint(1, n_items + 1, (n,), generator=g),
+        "ratings": torch.randint(1, 6, (n,), generator=g).float(),
+        "times": torch.randint(0, 10**9, (n,), generator=g),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+import batches
 from ss4rec.batch import PAIRS
 from ss4rec.models.ncf import NCF
 
@@ -12,13 +13,7 @@ N_ITEMS, N_USERS = 17, 6
 
 
 def pairs_batch(n: int = 9, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "users": torch.randint(0, N_USERS, (n,), generator=g),
-        "items": torch.randint(1, N_ITEMS + 1, (n,), generator=g),
-        "ratings": torch.randint(1, 6, (n,), generator=g).float(),
-        "times": torch.randint(0, 10**9, (n,), generator=g),
-    }
+    return batches.pairs_batch(n, N_USERS, N_ITEMS, seed)
 
 
 def make(**kwargs) -> NCF:
