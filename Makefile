@@ -9,7 +9,7 @@ ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all bench lint format compare data clean
+.PHONY: help install reference train test test-all bench lint format compare data clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -19,7 +19,19 @@ install:  ## create .venv, install torch (CPU build here) first, then the packag
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]"
+	@$(MAKE) --no-print-directory reference || echo "WARNING: could not fetch mamba_ssm's source; its parity tests will skip"
 	@echo "installed: $$($(PY) -c 'import torch, lightning, polars; print("torch", torch.__version__, "| lightning", lightning.__version__, "| polars", polars.__version__)')"
+
+REFERENCE := .cache/reference
+reference:  ## fetch mamba_ssm's pinned source (hash-checked, not built) for the Mamba parity tests
+	@if [ ! -f $(REFERENCE)/mamba_ssm-2.3.2.post1/mamba_ssm/modules/mamba_simple.py ]; then \
+		mkdir -p $(REFERENCE) && \
+		MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=FALSE $(PY) -m pip download -q --disable-pip-version-check \
+			--no-deps --no-binary :all: --no-build-isolation --require-hashes \
+			-r tests/reference/mamba_ssm.txt -d $(REFERENCE) && \
+		tar -xzf $(REFERENCE)/mamba_ssm-2.3.2.post1.tar.gz -C $(REFERENCE); \
+	fi
+	@echo "reference: $(REFERENCE)/mamba_ssm-2.3.2.post1"
 
 train:  ## train the default model on bundled ML-100K (ARGS="model=sasrec ..." for overrides)
 	$(PY) train.py $(ARGS)

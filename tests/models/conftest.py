@@ -10,3 +10,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def mamba_ssm():
+    """``(mamba_simple, selective_scan_interface)`` of mamba_ssm (see tests/mamba_reference.py), or skip."""
+    import mamba_reference
+
+    loaded = mamba_reference.load()
+    if isinstance(loaded, str):
+        pytest.skip(loaded)
+    return loaded

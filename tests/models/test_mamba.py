@@ -1,4 +1,4 @@
-"""Mamba block: mamba_ssm's parameter layout, a float64 recurrent reference, causality, parity when installed."""
+"""Mamba block: mamba_ssm's parameter layout and init, a float64 recurrent reference, causality, parity with mamba_ssm."""
 
 import math
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mamba_reference import reference_mamba
 from ss4rec.models.mamba import Mamba, causal_conv1d
 
 
@@ -99,17 +100,51 @@ def test_causal():
     assert not torch.allclose(out[:, 7:], base[:, 7:], atol=1e-6)
 
 
-def test_parity_with_mamba_ssm_when_installed():
+def test_same_init_as_mamba_ssm(mamba_ssm, monkeypatch):
+    """Same seed, same parameters: mamba_ssm's Mamba and ours draw the same numbers in the same order."""
+    torch.manual_seed(3)
+    theirs = reference_mamba(*mamba_ssm, monkeypatch, 40, d_state=8, d_conv=3, expand=2)
+    torch.manual_seed(3)
+    ours = Mamba(40, d_state=8, d_conv=3, expand=2)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for name, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize("length", [1, 17])
+def test_parity_with_mamba_ssm(mamba_ssm, monkeypatch, length):
+    """Outputs and every gradient equal mamba_ssm's Mamba (its pure-PyTorch path) on the same weights."""
+    torch.manual_seed(length)
+    theirs = reference_mamba(*mamba_ssm, monkeypatch, 32, d_state=16)
+    ours = Mamba(32, d_state=16)
+    ours.load_state_dict(theirs.state_dict())  # strict: their checkpoints load here ...
+    with torch.no_grad():
+        for p in ours.parameters():  # away from the init so every path carries signal
+            p.add_(0.1 * torch.randn_like(p))
+    theirs.load_state_dict(ours.state_dict())  # ... and ours load there
+    hidden = torch.randn(3, length, 32, requires_grad=True)
+    got, want = ours(hidden), theirs(hidden)
+    assert torch.allclose(got, want, atol=1e-5)
+    w = torch.randn_like(want)
+    grads_ours = torch.autograd.grad((got * w).sum(), [hidden, *ours.parameters()])
+    grads_theirs = torch.autograd.grad((want * w).sum(), [hidden, *theirs.parameters()])
+    names = ["hidden"] + [n for n, _ in ours.named_parameters()]
+    assert names[1:] == [n for n, _ in theirs.named_parameters()]
+    for name, a, b in zip(names, grads_ours, grads_theirs):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
+
+
+def test_cuda_kernels_match_cpu_when_installed():
+    """mamba_ssm's fused CUDA path against our CPU path on the same weights (a GPU with mamba_ssm only)."""
     mamba_simple = pytest.importorskip("mamba_ssm.modules.mamba_simple")
     if not torch.cuda.is_available():
-        pytest.skip("mamba_ssm's Mamba runs on CUDA only")
+        pytest.skip("mamba_ssm's fused kernels run on CUDA only")
     torch.manual_seed(0)
     theirs = mamba_simple.Mamba(32, d_state=16).cuda()
     ours = Mamba(32, d_state=16)
     ours.load_state_dict({k: v.cpu() for k, v in theirs.state_dict().items()})
-    theirs.load_state_dict(ours.cuda().state_dict())
     hidden = torch.randn(2, 17, 32, device="cuda")
-    assert torch.allclose(ours(hidden), theirs(hidden), atol=1e-4)
+    assert torch.allclose(ours.cuda()(hidden), theirs(hidden), atol=1e-4)  # our block through their kernels
     ours_cpu = Mamba(32, d_state=16)
     ours_cpu.load_state_dict({k: v.cpu() for k, v in theirs.state_dict().items()})
     assert torch.allclose(ours_cpu(hidden.cpu()), theirs(hidden).cpu(), atol=1e-4)

@@ -103,12 +103,21 @@ def test_causal():
         assert not torch.allclose(out[..., 6:], base[..., 6:]), key
 
 
-def test_matches_mamba_ssm_reference_when_installed():
-    interface = pytest.importorskip("mamba_ssm.ops.selective_scan_interface")
-    inputs = random_inputs(2, 4, 11, 3, seed=5)
+@pytest.mark.parametrize("length", [1, 11])
+def test_matches_mamba_ssm_reference(mamba_ssm, length):
+    """Ours against mamba_ssm's own ``selective_scan_ref`` (it computes in float32): outputs and gradients."""
+    interface = mamba_ssm[1]
+    inputs = {k: v.requires_grad_() for k, v in random_inputs(2, 4, length, 3, 5, torch.float32).items()}
     want = interface.selective_scan_ref(**inputs, delta_softplus=True)
     got = ss.selective_scan_torch(**inputs, delta_softplus=True)
-    assert torch.allclose(got, want.to(got.dtype), atol=1e-8)
+    assert torch.allclose(got, want, atol=1e-5)
+    w = torch.randn_like(want)
+    for name, a, b in zip(
+        inputs,
+        torch.autograd.grad((got * w).sum(), list(inputs.values())),
+        torch.autograd.grad((want * w).sum(), list(inputs.values())),
+    ):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
 
 
 @pytest.mark.parametrize("how", ["missing", "broken"])
