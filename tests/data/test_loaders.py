@@ -27,9 +27,12 @@ def expected_targets(store):
     return out
 
 
-@pytest.mark.parametrize("max_len, stride", [(200, None), (7, None), (7, 3), (5, 1), (1, None)])
-def test_every_training_target_once_per_epoch(data_dir, ml100k, max_len, stride):
-    dm = module(data_dir, max_len=max_len, train_stride=stride, batch_size=64)
+@pytest.mark.parametrize(
+    "max_len, stride, pool",
+    [(200, None, 0), (7, None, 0), (7, 3, 0), (5, 1, 0), (1, None, 0), (200, None, 4), (7, 3, 2)],
+)
+def test_every_training_target_once_per_epoch(data_dir, ml100k, max_len, stride, pool):
+    dm = module(data_dir, max_len=max_len, train_stride=stride, batch_size=64, length_pool=pool)
     got = Counter()
     for batch in dm.train_dataloader():
         has = batch["target_items"] > 0
@@ -191,4 +194,61 @@ def test_sharded_batches_cover_every_example_once():
             assert len({len(s) for s in shards}) == 1 and len(seen) >= 103 - 2 * 10 - 3
         else:  # evaluation: every example exactly once
             assert sorted(seen.tolist()) == list(range(103))
-        assert [len(s) for s in shards] == [len(BatchSampler(103, 10, shuffle, 1, rank=r, world=3)) for r in range(3)]
+        assert [len(s) for s in shards] == [
+            len(BatchSampler(103, 10, shuffle, 1, rank=r, world=3)) for r in range(3)
+        ]
+
+
+@pytest.mark.parametrize("world", [1, 3])
+def test_length_pools_sort_within_pools_and_shuffle_batches(world):
+    from ss4rec.data.datasets import BatchSampler
+
+    n, size, pool = 1003, 10, 5
+    lengths = np.random.default_rng(0).integers(1, 200, n)
+    samplers = [
+        BatchSampler(n, size, True, seed=2, rank=r, world=world, lengths=lengths, pool=pool)
+        for r in range(world)
+    ]
+    plain = [BatchSampler(n, size, True, seed=2, rank=r, world=world) for r in range(world)]
+    batches = [b for s in samplers for b in s]
+    seen = np.concatenate(batches)
+    assert len(seen) == len(set(seen.tolist()))  # never repeated
+    assert len(seen) >= n - (world - 1) * size - 3  # only the batches that even out the shards are skipped
+    assert [len(s) for s in samplers] == [len(s) for s in plain]
+
+    def padded(batches):
+        return sum(lengths[b].max() * len(b) for b in batches)
+
+    assert padded(batches) < 0.75 * padded([b for s in plain for b in s])
+    # each batch is a run of one pool's sorted order: pools of the epoch's permutation, sorted by length
+    order = np.random.default_rng([2, 0]).permutation(n)
+    pools = [set(p.tolist()) for p in np.split(order, range(pool * size, n, pool * size))]
+    for b in batches:
+        assert any(set(b.tolist()) <= p for p in pools)
+        assert np.all(np.diff(lengths[b]) >= 0)
+    # the batch order is shuffled, not pool after pool
+    pool_of = {i: k for k, members in enumerate(pools) for i in members}
+    pool_ids = [pool_of[b[0]] for b in samplers[0]]
+    assert pool_ids != sorted(pool_ids)
+    again = [b for s in samplers for b in s]  # next epoch
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
+def test_length_pool_needs_lengths_and_a_valid_size(data_dir):
+    from ss4rec.data.datasets import BatchSampler
+    from ss4rec.data.errors import DataError
+
+    with pytest.raises(ValueError, match="one length per example"):
+        BatchSampler(10, 2, True, pool=3)
+    with pytest.raises(ValueError, match="pool must be >= 0"):
+        BatchSampler(10, 2, True, lengths=np.ones(10), pool=-1)
+    with pytest.raises(DataError, match="length_pool must be >= 0"):
+        SequenceDataModule(name="ml100k", length_pool=-2)
+
+
+def test_length_pool_pads_less_on_ml100k(data_dir):
+    widths = {}
+    for pool in (0, 8):
+        dm = module(data_dir, length_pool=pool)
+        widths[pool] = sum(b["items"].numel() for b in dm.train_dataloader())
+    assert widths[8] < 0.6 * widths[0]

@@ -48,14 +48,30 @@ class BatchSampler(Sampler):
     Distributed (``world`` > 1): process ``rank`` takes batches ``rank, rank + world, ...`` of the same
     order, so no example is repeated (evaluation stays exact); when shuffling (training) every process gets
     the same number of batches, the few left over are skipped that epoch (the order changes each epoch).
+
+    Length pools (``lengths`` given and ``pool`` > 0, shuffling only): the shuffled order is cut into pools
+    of ``pool`` batches, each pool is sorted by length and cut into batches, and the batches are shuffled.
+    A batch then holds examples of similar length, so it pads less (sequence batches are as wide as their
+    longest row), while every example still appears once per epoch in a random batch order.
     """
 
     def __init__(
         self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-        rank: int = 0, world: int = 1,
+        rank: int = 0, world: int = 1, lengths: np.ndarray | None = None, pool: int = 0,
     ):  # fmt: skip
-        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = (
+            n,
+            batch_size,
+            shuffle,
+            seed,
+            drop_last,
+        )
         self.rank, self.world = rank, world
+        if pool < 0:
+            raise ValueError(f"pool must be >= 0 (0: no length pools), got {pool}")
+        if pool and (lengths is None or len(lengths) != n):
+            raise ValueError(f"length pools need one length per example ({n}), got {lengths is not None}")
+        self.lengths, self.pool = lengths, int(pool)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -75,13 +91,25 @@ class BatchSampler(Sampler):
 
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1  # advances by itself when nobody calls set_epoch
-        order = (
-            np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            if self.shuffle
-            else np.arange(self.n)
-        )
+        if not self.shuffle:
+            order, batches = np.arange(self.n), None
+        else:
+            rng = np.random.default_rng([self.seed, epoch])
+            order, batches = rng.permutation(self.n), None
+            if self.pool:
+                size = self.pool * self.batch_size
+                order = np.concatenate(
+                    [
+                        p[np.argsort(self.lengths[p], kind="stable")]
+                        for p in np.split(order, range(size, self.n, size))
+                    ]
+                )
+                batches = rng.permutation(
+                    self._n_batches()
+                )  # a shorter last batch is the last id: kept or dropped
         for batch in self._mine():
-            yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            b = batch if batches is None else batches[batch]
+            yield order[b * self.batch_size : (b + 1) * self.batch_size]
 
 
 class WindowDataset(Dataset):
