@@ -7,7 +7,7 @@ times the same number of training steps (forward, full cross-entropy, backward, 
 first batches of each epoch order; plain shuffling is the reference measured in the same run. The projected
 epoch time is the mean step time times the number of batches.
 
-    python benchmarks/length_pool.py [--data ml1m] [--pool 50] [--batch 32] [--steps 12] [--threads 1]
+    python benchmarks/length_pool.py [--data ml1m] [--pool 50] [--batch 32] [--steps 30] [--threads 1]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--data", default="ml1m", help="a bundled dataset: ml100k or ml1m")
     parser.add_argument("--pool", type=int, default=50, help="batches per length pool")
     parser.add_argument("--batch", type=int, default=32, help="windows per batch")
-    parser.add_argument("--steps", type=int, default=12, help="timed training steps per setting")
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per setting")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a shared CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
