@@ -59,13 +59,8 @@ class BatchSampler(Sampler):
         self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
         rank: int = 0, world: int = 1, lengths: np.ndarray | None = None, pool: int = 0,
     ):  # fmt: skip
-        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = (
-            n,
-            batch_size,
-            shuffle,
-            seed,
-            drop_last,
-        )
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.seed, self.drop_last = seed, drop_last
         self.rank, self.world = rank, world
         if pool < 0:
             raise ValueError(f"pool must be >= 0 (0: no length pools), got {pool}")
@@ -91,24 +86,16 @@ class BatchSampler(Sampler):
 
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1  # advances by itself when nobody calls set_epoch
-        if not self.shuffle:
-            order, batches = np.arange(self.n), None
-        else:
+        order, batch_ids = np.arange(self.n), np.arange(self._n_batches())
+        if self.shuffle:
             rng = np.random.default_rng([self.seed, epoch])
-            order, batches = rng.permutation(self.n), None
-            if self.pool:
-                size = self.pool * self.batch_size
-                order = np.concatenate(
-                    [
-                        p[np.argsort(self.lengths[p], kind="stable")]
-                        for p in np.split(order, range(size, self.n, size))
-                    ]
-                )
-                batches = rng.permutation(
-                    self._n_batches()
-                )  # a shorter last batch is the last id: kept or dropped
+            order = rng.permutation(self.n)
+            if self.pool:  # sort each pool of `pool` batches by length (stable), then shuffle the batches
+                pool_of = np.arange(self.n) // (self.pool * self.batch_size)
+                order = order[np.lexsort((self.lengths[order], pool_of))]
+                batch_ids = rng.permutation(batch_ids)  # a shorter last batch keeps its id: kept or dropped
         for batch in self._mine():
-            b = batch if batches is None else batches[batch]
+            b = batch_ids[batch]
             yield order[b * self.batch_size : (b + 1) * self.batch_size]
 
 
