@@ -210,7 +210,8 @@ def test_length_pools_sort_within_pools_and_shuffle_batches(world):
         for r in range(world)
     ]
     plain = [BatchSampler(n, size, True, seed=2, rank=r, world=world) for r in range(world)]
-    batches = [b for s in samplers for b in s]
+    shards = [list(s) for s in samplers]  # epoch 0
+    batches = [b for shard in shards for b in shard]
     seen = np.concatenate(batches)
     assert len(seen) == len(set(seen.tolist()))  # never repeated
     assert len(seen) >= n - (world - 1) * size - 3  # only the batches that even out the shards are skipped
@@ -228,13 +229,13 @@ def test_length_pools_sort_within_pools_and_shuffle_batches(world):
         assert np.all(np.diff(lengths[b]) >= 0)
     # the batch order is shuffled, not pool after pool
     pool_of = {i: k for k, members in enumerate(pools) for i in members}
-    pool_ids = [pool_of[b[0]] for b in samplers[0]]
+    pool_ids = [pool_of[b[0]] for b in shards[0]]  # rank 0, in the order it trains
     assert pool_ids != sorted(pool_ids)
     again = [b for s in samplers for b in s]  # next epoch
     assert not all(np.array_equal(a, b) for a, b in zip(batches, again))
 
 
-def test_length_pool_needs_lengths_and_a_valid_size(data_dir):
+def test_length_pool_needs_lengths_and_a_valid_size():
     from ss4rec.data.datasets import BatchSampler
     from ss4rec.data.errors import DataError
 
