@@ -23,15 +23,16 @@ install:  ## create .venv, install torch (CPU build here) first, then the packag
 	@echo "installed: $$($(PY) -c 'import torch, lightning, polars; print("torch", torch.__version__, "| lightning", lightning.__version__, "| polars", polars.__version__)')"
 
 REFERENCE := .cache/reference
+MAMBA_SSM := mamba_ssm-$(shell sed -n 's/^mamba-ssm==\([^ ]*\).*/\1/p' tests/reference/mamba_ssm.txt)
 reference:  ## fetch mamba_ssm's pinned source (hash-checked, not built) for the Mamba parity tests
-	@if [ ! -f $(REFERENCE)/mamba_ssm-2.3.2.post1/mamba_ssm/modules/mamba_simple.py ]; then \
+	@if [ ! -f $(REFERENCE)/$(MAMBA_SSM)/mamba_ssm/modules/mamba_simple.py ]; then \
 		mkdir -p $(REFERENCE) && \
 		MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=FALSE $(PY) -m pip download -q --disable-pip-version-check \
 			--no-deps --no-binary :all: --no-build-isolation --require-hashes \
 			-r tests/reference/mamba_ssm.txt -d $(REFERENCE) && \
-		tar -xzf $(REFERENCE)/mamba_ssm-2.3.2.post1.tar.gz -C $(REFERENCE); \
+		tar -xzf $(REFERENCE)/$(MAMBA_SSM).tar.gz -C $(REFERENCE); \
 	fi
-	@echo "reference: $(REFERENCE)/mamba_ssm-2.3.2.post1"
+	@echo "reference: $(REFERENCE)/$(MAMBA_SSM)"
 
 train:  ## train the default model on bundled ML-100K (ARGS="model=sasrec ..." for overrides)
 	$(PY) train.py $(ARGS)

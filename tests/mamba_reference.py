@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import types
 from pathlib import Path
 
-VERSION = "2.3.2.post1"
-SOURCE = Path(__file__).resolve().parents[1] / ".cache" / "reference" / f"mamba_ssm-{VERSION}"
-_STUBBED = ("selective_scan_cuda", "mamba_ssm.ops.triton.layer_norm")
+PIN = Path(__file__).resolve().parent / "reference" / "mamba_ssm.txt"  # the one place the version is pinned
+VERSION = re.search(r"^mamba-ssm==(\S+)", PIN.read_text(), re.MULTILINE).group(1)
+SOURCE = PIN.parents[2] / ".cache" / "reference" / f"mamba_ssm-{VERSION}"
+
+
+def _touched(name: str) -> bool:
+    """Modules that loading from source replaces or stubs."""
+    return name.split(".")[0] in ("mamba_ssm", "selective_scan_cuda", "causal_conv1d")
 
 
 def _from_source(root: Path) -> tuple[types.ModuleType, types.ModuleType]:
     """Load mamba_simple and selective_scan_interface from an unpacked sdist without running mamba_ssm/__init__."""
-    saved = {name: sys.modules.get(name) for name in list(sys.modules) if name.startswith("mamba_ssm")}
-    saved.update({name: sys.modules.get(name) for name in (*_STUBBED, "causal_conv1d")})
+    saved = {name: module for name, module in sys.modules.items() if _touched(name)}
     try:
-        for name in [n for n in sys.modules if n.startswith("mamba_ssm")]:
+        for name in saved:
             del sys.modules[name]
         package = types.ModuleType("mamba_ssm")  # a bare package: its __init__ imports Triton-only modules
         package.__path__ = [str(root / "mamba_ssm")]
@@ -41,10 +46,9 @@ def _from_source(root: Path) -> tuple[types.ModuleType, types.ModuleType]:
         interface = importlib.import_module("mamba_ssm.ops.selective_scan_interface")
         simple = importlib.import_module("mamba_ssm.modules.mamba_simple")
     finally:
-        for name in [n for n in sys.modules if n.startswith("mamba_ssm") or n in _STUBBED]:
+        for name in [n for n in sys.modules if _touched(n)]:
             del sys.modules[name]
-        sys.modules.pop("causal_conv1d", None)
-        sys.modules.update({name: module for name, module in saved.items() if module is not None})
+        sys.modules.update(saved)
     return simple, interface
 
 
