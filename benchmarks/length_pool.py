@@ -32,13 +32,13 @@ def epoch_positions(loader) -> tuple[int, int]:
     return padded, real
 
 
-def step_seconds(dm: SequenceDataModule, steps: int) -> float:
-    """Mean seconds per training step over the first ``steps`` batches of the epoch (after one warm-up)."""
+def step_seconds(dm: SequenceDataModule, loader, steps: int) -> float:
+    """Mean seconds per training step over the first ``steps`` batches of an epoch (after one warm-up)."""
     torch.manual_seed(0)
     model = SS4Rec(n_items=dm.n_items, n_users=dm.n_users, max_len=dm.max_len).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     objective = Objective(ranking=CrossEntropy())
-    batches = list(itertools.islice(dm.train_dataloader(), steps + 1))
+    batches = list(itertools.islice(loader, steps + 1))
     elapsed = 0.0
     for i, batch in enumerate(batches):
         start = time.perf_counter()
@@ -67,9 +67,10 @@ def main() -> None:
         dm = SequenceDataModule(name=args.data, source="bundled", batch_size=args.batch, length_pool=pool)
         dm.prepare_data()
         dm.setup()
-        padded, real = epoch_positions(dm.train_dataloader())
-        seconds = step_seconds(dm, args.steps)
-        n_batches = len(dm.train_dataloader())
+        loader = dm.train_dataloader()
+        n_batches = len(loader)
+        padded, real = epoch_positions(loader)  # epoch 0, whole
+        seconds = step_seconds(dm, loader, args.steps)  # the first batches of epoch 1
         results[pool] = (padded, seconds * n_batches)
         name = "plain shuffle" if pool == 0 else f"length_pool={pool}"
         print(f"{name:>16} {n_batches:>8} {padded:>12,} {real:>10,} {seconds:>9.3f} {seconds * n_batches:>8.0f}")
