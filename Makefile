@@ -9,7 +9,7 @@ ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install reference train test test-all bench lint format compare data clean
+.PHONY: help install kernels reference train test test-all bench lint format compare data clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -19,8 +19,12 @@ install:  ## create .venv, install torch (CPU build here) first, then the packag
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]"
+	@$(MAKE) --no-print-directory kernels || echo "WARNING: the compiled CPU kernels did not build; training uses the PyTorch scans (slower)"
 	@$(MAKE) --no-print-directory reference || echo "WARNING: could not fetch mamba_ssm's source; its parity tests will skip"
 	@echo "installed: $$($(PY) -c 'import torch, lightning, polars; print("torch", torch.__version__, "| lightning", lightning.__version__, "| polars", polars.__version__)')"
+
+kernels:  ## compile the CPU selective-scan kernel for this CPU (cached; checked against the PyTorch scan)
+	$(PY) -m ss4rec.kernels
 
 REFERENCE := .cache/reference
 MAMBA_SSM := mamba_ssm-$(shell sed -n 's/^mamba-ssm==\([^ ]*\).*/\1/p' tests/reference/mamba_ssm.txt)

@@ -111,9 +111,21 @@ def test_same_init_as_mamba_ssm(mamba_ssm, monkeypatch):
         assert torch.equal(ours.state_dict()[name], value), name
 
 
+@pytest.mark.parametrize("scan", ["compiled", "pytorch"])
 @pytest.mark.parametrize("length", [1, 17])
-def test_parity_with_mamba_ssm(mamba_ssm, monkeypatch, length):
-    """Outputs and every gradient equal mamba_ssm's Mamba (its pure-PyTorch path) on the same weights."""
+def test_parity_with_mamba_ssm(mamba_ssm, monkeypatch, length, scan):
+    """Outputs and every gradient equal mamba_ssm's Mamba (its pure-PyTorch path) on the same weights, with
+    our compiled CPU scan and with our PyTorch scan."""
+    from ss4rec import kernels
+    from ss4rec.models import selective_scan
+
+    if scan == "pytorch":
+        monkeypatch.setattr(kernels, "library", lambda: None)
+    elif kernels.library() is None:
+        pytest.skip("the compiled CPU kernels could not be built here")
+    calls = []
+    real = selective_scan.selective_scan_compiled
+    monkeypatch.setattr(selective_scan, "selective_scan_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
     torch.manual_seed(length)
     theirs = reference_mamba(*mamba_ssm, monkeypatch, 32, d_state=16)
     ours = Mamba(32, d_state=16)
@@ -132,6 +144,7 @@ def test_parity_with_mamba_ssm(mamba_ssm, monkeypatch, length):
     assert names[1:] == [n for n, _ in theirs.named_parameters()]
     for name, a, b in zip(names, grads_ours, grads_theirs):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
+    assert bool(calls) == (scan == "compiled")
 
 
 def test_cuda_kernels_match_cpu_when_installed():

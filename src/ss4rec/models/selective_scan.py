@@ -6,8 +6,11 @@ Shapes (mamba_ssm's): ``B`` batch, ``D`` channels (d_inner), ``L`` length, ``N``
     h_t = exp(dt_t A) * h_{t-1} + dt_t B_t u_t       h: (B, D, N), A: (D, N), B_t: (B, N)
     y_t = <h_t, C_t> + D u_t ;   out = y * silu(z)                                           (B, D, L)
 
-On CUDA, when ``mamba_ssm`` imports, its fused kernel runs (untested here: no GPU in development).
-Everywhere else a pure-PyTorch scan runs with a memory-lean custom backward: the forward keeps only the
+On CUDA, when ``mamba_ssm`` imports, its fused kernel runs (untested here: no GPU in development). On the
+CPU, in float32 (and half precisions, computed in float32), the compiled kernel of ``ss4rec.kernels`` runs
+when it could be built: states kept per (batch, channel) pair, softplus, ``delta_bias``, ``D`` and the ``z``
+gate fused, the backward recomputing states. Everywhere else (float64, no compiler, ``SS4REC_KERNELS=off``)
+a pure-PyTorch scan runs with a memory-lean custom backward: the forward keeps only the
 output and the state at the start of each chunk of ``chunk`` steps; the backward recomputes one chunk's
 states at a time and runs the adjoint recurrence backwards through it. Peak memory is a few
 (chunk, B, D, N) tensors instead of several (L, B, D, N) ones.
@@ -17,6 +20,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ss4rec import kernels
+from ss4rec.kernels.scan import selective_scan_compiled, supports
 
 try:  # optional CUDA kernel; a missing or broken install must never break import
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _cuda_selective_scan
@@ -145,8 +151,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     """Selective scan with mamba_ssm's signature.
 
     u, delta: (B, D, L); A: (D, N) real; B, C: (B, N, L); D: (D,); z: (B, D, L); delta_bias: (D,).
-    Returns (B, D, L). Uses mamba_ssm's CUDA kernel when it imported and ``u`` is on a GPU.
+    Returns (B, D, L). Uses mamba_ssm's CUDA kernel when it imported and ``u`` is on a GPU, the compiled
+    CPU kernel for CPU inputs it supports (not float64) when it is available, else the PyTorch scan.
     """
     if _cuda_selective_scan is not None and u.is_cuda:
         return _cuda_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if supports(u, A, B, C, delta, D, z, delta_bias) and kernels.library() is not None:
+        return selective_scan_compiled(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)

@@ -1,0 +1,376 @@
+/* Fused selective scan (Mamba's S6) for the CPU, forward and backward, float32.
+ *
+ * One (batch b, channel d) pair at a time, its d_state states in registers / L1:
+ *
+ *   dt_t = softplus(delta_t + bias)            (or delta_t + bias without softplus)
+ *   h_t  = exp(dt_t A) * h_{t-1} + dt_t u_t B_t          h, A, B_t, C_t: (N,)
+ *   y_t  = <h_t, C_t> + D u_t ;   out_t = y_t * silu(z_t)
+ *
+ * The backward recomputes the states of one (b, d) pair into a scratch buffer of (L, N) floats (no
+ * (B, L, D, N) tensor anywhere), then runs the adjoint G_t = dL/dh_t backwards through time:
+ *
+ *   G_t = gy_t C_t + exp(dt_{t+1} A) G_{t+1},   gy_t = dL/dy_t = g_t silu(z_t)
+ *   dB_t += G_t dt_t u_t ; dC_t += gy_t h_t ; d(dt_t A) = G_t exp(dt_t A) h_{t-1}
+ *
+ * Work is split over (b, d) pairs (forward) or over b (backward, so that dB and dC, which sum over d,
+ * have one writer each) across plain pthreads; the per-channel sums (dA, dD, dbias) are reduced from
+ * per-thread partial buffers. Layouts: u, delta, z, gout are (B, D, L) with any element strides;
+ * A (D, N), B and C (B, L, N) contiguous; every output is contiguous (B, D, L), (B, L, N) or (D, N).
+ *
+ * The file is plain C99 + pthreads, vectorised by the compiler over the N states (no intrinsics, so it
+ * builds for whatever CPU installs it). exp is our own range-reduced polynomial, written so the compiler
+ * can vectorise it without -ffast-math (which would also pull in crtfastmath.o and flush denormals to
+ * zero for the whole process when linked).
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SS_ABI_VERSION 1
+
+typedef struct {
+    int64_t batch, dim, len, nstate;
+    const float *u, *delta, *A, *B, *C, *D, *z, *bias; /* D, z, bias may be NULL */
+    int64_t su[3], sdelta[3], sz[3];                    /* element strides over (b, d, l) */
+    int32_t softplus, nthreads;
+    float *out;                                         /* forward: (B, D, L) */
+    const float *gout;                                  /* backward: dL/dout with strides sg */
+    int64_t sg[3];
+    float *du, *ddelta, *dz;                            /* (B, D, L); dz only when z */
+    float *dA, *dB, *dC, *dD, *dbias;                   /* (D, N), (B, L, N) x2, (D,), (D,) */
+} ss_args;
+
+int ss4rec_abi_version(void) { return SS_ABI_VERSION; }
+
+/* exp(x) for x in float range: 2^k * p(r), x = k ln2 + r, |r| <= ln2 / 2, degree-6 polynomial
+ * (relative error about 2e-7). Below -87.3 it returns 0 (no denormals), above 88.7 +inf. Branch-free so
+ * that a loop over it vectorises. */
+static inline float ss_exp(float x) {
+    const float lo = -87.3f, hi = 88.7f;
+    float xc = x < lo ? lo : (x > hi ? hi : x);
+    float kf = nearbyintf(xc * 1.44269504088896341f);
+    /* fmaf, not a - b * c: the library is compiled with -fassociative-math (for pairwise sums), which
+     * could otherwise merge the two halves of ln2 and lose the exactness of r */
+    float r = fmaf(-kf, 0.693145751953125f, xc); /* ln2 split in two for an exact k ln2 */
+    r = fmaf(-kf, 1.428606765330187e-06f, r);
+    float p = 1.0f / 720.0f;
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    union { float f; int32_t i; } s;
+    s.i = ((int32_t)kf + 127) << 23;
+    float e = p * s.f;
+    e = x < lo ? 0.0f : e;
+    return x > hi ? INFINITY : e;
+}
+
+/* log1p(y) for y in [0, 1]: 2 atanh(s), s = y / (2 + y) in [0, 1/3], odd series to s^13 (error < 1e-8,
+ * and exact to first order for tiny y). Branch-free, vectorisable. */
+static inline float ss_log1p_unit(float y) {
+    const float s = y / (2.0f + y), s2 = s * s;
+    float p = 1.0f / 13.0f;
+    p = fmaf(p, s2, 1.0f / 11.0f);
+    p = fmaf(p, s2, 1.0f / 9.0f);
+    p = fmaf(p, s2, 1.0f / 7.0f);
+    p = fmaf(p, s2, 1.0f / 5.0f);
+    p = fmaf(p, s2, 1.0f / 3.0f);
+    p = fmaf(p, s2, 1.0f);
+    return 2.0f * s * p;
+}
+
+/* softplus as torch computes it (linear above 20): max(x, 0) + log1p(exp(-|x|)) */
+static inline float ss_softplus(float x) {
+    const float ax = x < 0.0f ? -x : x, pos = x > 0.0f ? x : 0.0f;
+    const float v = pos + ss_log1p_unit(ss_exp(-ax));
+    return x > 20.0f ? x : v;
+}
+
+static inline float ss_sigmoid(float x) { return 1.0f / (1.0f + ss_exp(-x)); }
+
+#define AT(p, s, b, d, t) ((p)[(b) * (s)[0] + (d) * (s)[1] + (t) * (s)[2]])
+
+/* Per-thread scratch: per-time values of one (b, d) pair, computed in vectorised passes over t before the
+ * recurrence (scalar transcendental functions inside the time loop would cost more than the states). */
+typedef struct {
+    float *u, *dt, *gate, *dgate, *dsp, *g, *ys; /* (L,) each */
+    float *hs, *ea;                              /* (L, N) each, backward only */
+} ss_work;
+
+static int work_alloc(ss_work *w, int64_t L, int64_t N, int backward) {
+    const size_t per_t = backward ? 7 + 2 * (size_t)N : 3;
+    float *p = (float *)malloc(sizeof(float) * (size_t)L * per_t + 64);
+    memset(w, 0, sizeof(*w));
+    if (!p) return -1;
+    w->u = p, w->dt = p + L, w->gate = p + 2 * L;
+    if (backward) {
+        w->dgate = p + 3 * L, w->dsp = p + 4 * L, w->g = p + 5 * L, w->ys = p + 6 * L;
+        w->hs = p + 7 * L, w->ea = w->hs + L * N;
+    }
+    return 0;
+}
+
+/* u, dt and the gate silu(z) of one pair (with their derivatives for the backward) */
+static void prepare(const ss_args *a, int64_t b, int64_t d, ss_work *w, int backward) {
+    const int64_t L = a->len;
+    const float bias = a->bias ? a->bias[d] : 0.0f;
+    float *x = w->dt, *zz = w->gate;
+    for (int64_t t = 0; t < L; t++) {  /* strided loads first, then contiguous vector maths */
+        w->u[t] = AT(a->u, a->su, b, d, t);
+        x[t] = AT(a->delta, a->sdelta, b, d, t) + bias;
+        if (a->z) zz[t] = AT(a->z, a->sz, b, d, t);
+        if (backward) w->g[t] = AT(a->gout, a->sg, b, d, t);
+    }
+    if (a->softplus) {
+        if (backward) {
+#pragma omp simd
+            for (int64_t t = 0; t < L; t++) w->dsp[t] = ss_sigmoid(x[t]);
+        }
+#pragma omp simd
+        for (int64_t t = 0; t < L; t++) x[t] = ss_softplus(x[t]);
+    }
+    if (a->z) {
+        if (backward) {
+#pragma omp simd
+            for (int64_t t = 0; t < L; t++) {
+                const float s = ss_sigmoid(zz[t]);
+                w->dgate[t] = s * (1.0f + zz[t] * (1.0f - s));
+            }
+        }
+#pragma omp simd
+        for (int64_t t = 0; t < L; t++) zz[t] = zz[t] * ss_sigmoid(zz[t]);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * forward of one (b, d) pair; N is a compile-time constant in the specialised copies below
+ * ------------------------------------------------------------------------------------------------- */
+static inline __attribute__((always_inline)) void fwd_pair(const ss_args *a, int64_t b, int64_t d,
+                                                           const int64_t N, ss_work *w) {
+    const int64_t L = a->len;
+    const float *A = a->A + d * N;
+    const float Dd = a->D ? a->D[d] : 0.0f;
+    prepare(a, b, d, w, 0);
+    float h[N], dA[N];
+    for (int64_t n = 0; n < N; n++) h[n] = 0.0f;
+    float *out = a->out + (b * a->dim + d) * L;
+    for (int64_t t = 0; t < L; t++) {
+        const float *Bt = a->B + (b * L + t) * N, *Ct = a->C + (b * L + t) * N;
+        const float dt = w->dt[t], dtu = dt * w->u[t];
+#pragma omp simd
+        for (int64_t n = 0; n < N; n++) dA[n] = ss_exp(dt * A[n]);
+        float y = 0.0f;
+#pragma omp simd reduction(+ : y)
+        for (int64_t n = 0; n < N; n++) {
+            h[n] = dA[n] * h[n] + dtu * Bt[n];
+            y += h[n] * Ct[n];
+        }
+        y += Dd * w->u[t];
+        out[t] = a->z ? y * w->gate[t] : y;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * backward of one (b, d) pair: recompute the states into hs/ea (L, N), then the adjoint in reverse.
+ * dA_acc (N) and dD/dbias accumulate this pair's contribution; dB, dC rows of b accumulate over d.
+ * ------------------------------------------------------------------------------------------------- */
+static inline __attribute__((always_inline)) void bwd_pair(const ss_args *a, int64_t b, int64_t d,
+                                                           const int64_t N, ss_work *w, float *dA_acc,
+                                                           float *dD_acc, float *dbias_acc) {
+    const int64_t L = a->len;
+    const float *A = a->A + d * N;
+    const float Dd = a->D ? a->D[d] : 0.0f;
+    prepare(a, b, d, w, 1);
+    float h[N];
+    for (int64_t n = 0; n < N; n++) h[n] = 0.0f;
+    for (int64_t t = 0; t < L; t++) {
+        const float *Bt = a->B + (b * L + t) * N, *Ct = a->C + (b * L + t) * N;
+        const float dt = w->dt[t], dtu = dt * w->u[t];
+        float *e = w->ea + t * N, *hh = w->hs + t * N;
+#pragma omp simd
+        for (int64_t n = 0; n < N; n++) e[n] = ss_exp(dt * A[n]);
+        float y = 0.0f;
+#pragma omp simd reduction(+ : y)
+        for (int64_t n = 0; n < N; n++) {
+            h[n] = e[n] * h[n] + dtu * Bt[n];
+            hh[n] = h[n];
+            y += h[n] * Ct[n];
+        }
+        w->ys[t] = y + Dd * w->u[t];
+    }
+    const int64_t o = (b * a->dim + d) * L;
+    if (a->z) {
+#pragma omp simd
+        for (int64_t t = 0; t < L; t++) {
+            a->dz[o + t] = w->g[t] * w->ys[t] * w->dgate[t];
+            w->g[t] *= w->gate[t]; /* from here on g = dL/dy */
+        }
+    }
+    float G[N], dAl[N]; /* G carries exp(dt_{t+1} A) G_{t+1}; dAl sums dL/dA of this pair */
+    for (int64_t n = 0; n < N; n++) G[n] = dAl[n] = 0.0f;
+    float dD = 0.0f, dbias = 0.0f;
+    for (int64_t t = L - 1; t >= 0; t--) {
+        const float *restrict Bt = a->B + (b * L + t) * N, *restrict Ct = a->C + (b * L + t) * N;
+        float *restrict dBt = a->dB + (b * L + t) * N, *restrict dCt = a->dC + (b * L + t) * N;
+        const float *restrict e = w->ea + t * N, *restrict hh = w->hs + t * N;
+        const float u = w->u[t], dt = w->dt[t], dtu = dt * u, g = w->g[t];
+        dD += g * u;
+        float sGB = 0.0f, sWA = 0.0f;
+        if (t > 0) {
+            const float *restrict hp = w->hs + (t - 1) * N;
+#pragma omp simd reduction(+ : sGB, sWA)
+            for (int64_t n = 0; n < N; n++) {
+                const float Gn = g * Ct[n] + G[n];
+                dCt[n] += g * hh[n];
+                dBt[n] += Gn * dtu;
+                sGB += Gn * Bt[n];
+                const float W = Gn * e[n] * hp[n]; /* dL/d(dt A_n) */
+                sWA += W * A[n];
+                dAl[n] += W * dt;
+                G[n] = e[n] * Gn;
+            }
+        } else {
+#pragma omp simd reduction(+ : sGB)
+            for (int64_t n = 0; n < N; n++) {
+                const float Gn = g * Ct[n] + G[n];
+                dCt[n] += g * hh[n];
+                dBt[n] += Gn * dtu;
+                sGB += Gn * Bt[n];
+            }
+        }
+        a->du[o + t] = g * Dd + dt * sGB;
+        float ddt = u * sGB + sWA;
+        if (a->softplus) ddt *= w->dsp[t];
+        a->ddelta[o + t] = ddt;
+        dbias += ddt;
+    }
+    for (int64_t n = 0; n < N; n++) dA_acc[n] += dAl[n];
+    *dD_acc += dD;
+    *dbias_acc += dbias;
+}
+
+/* specialised copies: a constant N lets the compiler unroll the state loops into whole vectors */
+#define SS_SPECIALISE(NAME, BODY)                                                                    \
+    static void NAME##_16 BODY(16) static void NAME##_32 BODY(32) static void NAME##_64 BODY(64)       \
+    static void NAME##_any BODY(a->nstate)
+
+#define FWD_BODY(NN) (const ss_args *a, int64_t b, int64_t d, ss_work *w) { fwd_pair(a, b, d, NN, w); }
+SS_SPECIALISE(fwd, FWD_BODY)
+
+#define BWD_BODY(NN)                                                                                  \
+    (const ss_args *a, int64_t b, int64_t d, ss_work *w, float *dA_acc, float *dD_acc, float *dbias_acc) { \
+        bwd_pair(a, b, d, NN, w, dA_acc, dD_acc, dbias_acc);                                           \
+    }
+SS_SPECIALISE(bwd, BWD_BODY)
+
+typedef void (*fwd_fn)(const ss_args *, int64_t, int64_t, ss_work *);
+typedef void (*bwd_fn)(const ss_args *, int64_t, int64_t, ss_work *, float *, float *, float *);
+
+static fwd_fn pick_fwd(int64_t N) {
+    return N == 16 ? fwd_16 : N == 32 ? fwd_32 : N == 64 ? fwd_64 : fwd_any;
+}
+static bwd_fn pick_bwd(int64_t N) {
+    return N == 16 ? bwd_16 : N == 32 ? bwd_32 : N == 64 ? bwd_64 : bwd_any;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * threading: a fork-join over [0, work) in contiguous ranges, one range per thread, the caller taking
+ * the first. torch's own pool is idle while we run (the call is synchronous), so N threads here are the
+ * same N cores torch would use.
+ * ------------------------------------------------------------------------------------------------- */
+typedef struct {
+    const ss_args *a;
+    int64_t start, stop;
+    int id;
+    float *partial; /* backward: this thread's dA (D, N), dD (D), dbias (D); NULL in forward */
+    int status;
+} ss_job;
+
+static void *fwd_job(void *p) {
+    ss_job *j = (ss_job *)p;
+    const ss_args *a = j->a;
+    ss_work w;
+    if (work_alloc(&w, a->len, a->nstate, 0)) {
+        j->status = -1;
+        return NULL;
+    }
+    fwd_fn f = pick_fwd(a->nstate);
+    for (int64_t i = j->start; i < j->stop; i++) f(a, i / a->dim, i % a->dim, &w);
+    free(w.u);
+    return NULL;
+}
+
+static void *bwd_job(void *p) {
+    ss_job *j = (ss_job *)p;
+    const ss_args *a = j->a;
+    const int64_t L = a->len, N = a->nstate, Dm = a->dim;
+    ss_work w;
+    if (work_alloc(&w, L, N, 1)) {
+        j->status = -1;
+        return NULL;
+    }
+    float *dA = j->partial, *dD = dA + Dm * N, *dbias = dD + Dm;
+    bwd_fn f = pick_bwd(N);
+    for (int64_t b = j->start; b < j->stop; b++)
+        for (int64_t d = 0; d < Dm; d++) f(a, b, d, &w, dA + d * N, dD + d, dbias + d);
+    free(w.u);
+    return NULL;
+}
+
+static int run_jobs(const ss_args *a, int64_t work, void *(*fn)(void *), float *partials, int64_t psize) {
+    int nt = a->nthreads < 1 ? 1 : a->nthreads;
+    if (nt > work) nt = (int)(work < 1 ? 1 : work);
+    ss_job jobs[256];
+    pthread_t tids[256];
+    if (nt > 256) nt = 256;
+    for (int i = 0; i < nt; i++) {
+        jobs[i] = (ss_job){a, work * i / nt, work * (i + 1) / nt, i, partials ? partials + i * psize : NULL, 0};
+    }
+    int started = 1;
+    for (int i = 1; i < nt; i++, started++)
+        if (pthread_create(&tids[i], NULL, fn, &jobs[i]) != 0) break;
+    /* ranges whose thread did not start run here, after our own */
+    fn(&jobs[0]);
+    for (int i = started; i < nt; i++) fn(&jobs[i]);
+    for (int i = 1; i < started; i++) pthread_join(tids[i], NULL);
+    for (int i = 0; i < nt; i++)
+        if (jobs[i].status) return jobs[i].status;
+    return nt;
+}
+
+/* out = scan(...). Returns the number of threads used (> 0), or < 0 on failure. */
+int ss4rec_scan_fwd(const ss_args *a) {
+    if (a->batch * a->dim == 0 || a->len == 0) return 1;
+    return run_jobs(a, a->batch * a->dim, fwd_job, NULL, 0);
+}
+
+/* Gradients of every input; dB, dC must be zeroed by the caller. Returns threads used or < 0. */
+int ss4rec_scan_bwd(const ss_args *a) {
+    const int64_t Dm = a->dim, N = a->nstate, psize = Dm * N + 2 * Dm;
+    int nt = a->nthreads < 1 ? 1 : a->nthreads;
+    if (nt > a->batch) nt = (int)(a->batch < 1 ? 1 : a->batch);
+    float *partials = (float *)calloc((size_t)(nt * psize), sizeof(float));
+    if (!partials) return -1;
+    ss_args local = *a;
+    local.nthreads = nt;
+    int used = run_jobs(&local, a->batch, bwd_job, partials, psize);
+    if (used > 0) {
+        memset(a->dA, 0, sizeof(float) * (size_t)(Dm * N));
+        if (a->dD) memset(a->dD, 0, sizeof(float) * (size_t)Dm);
+        if (a->dbias) memset(a->dbias, 0, sizeof(float) * (size_t)Dm);
+        for (int i = 0; i < used; i++) {
+            const float *p = partials + i * psize;
+            for (int64_t k = 0; k < Dm * N; k++) a->dA[k] += p[k];
+            for (int64_t k = 0; k < Dm; k++) {
+                if (a->dD) a->dD[k] += p[Dm * N + k];
+                if (a->dbias) a->dbias[k] += p[Dm * N + Dm + k];
+            }
+        }
+    }
+    free(partials);
+    return used;
+}
