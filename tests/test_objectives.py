@@ -84,3 +84,21 @@ def test_no_weight_decay_on_norms_biases_and_ssm_parameters():
     decayed = {id(p) for p in groups[0]["params"]}
     assert groups[0]["weight_decay"] == 0.1 and decayed == {id(model.linear.weight)}
     assert len(groups[1]["params"]) == 5 and groups[1]["weight_decay"] == 0.0
+
+
+def test_cross_entropy_gradient_equals_masked_full_softmax(setup):
+    """Scoring ids 1..N only gives the loss and gradients of a full softmax with padding masked by -inf,
+    and nothing reaches the padding row."""
+    model, query, positives = setup
+    model = model.double()
+    query = query.detach().double().requires_grad_()
+    loss = CrossEntropy()(model, query, positives)
+    got = torch.autograd.grad(loss, [query, model.item_embedding.weight])
+    logits = query @ model.item_embedding.weight.T
+    masked = torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], dim=1)
+    want_loss = F.cross_entropy(masked, positives)
+    want = torch.autograd.grad(want_loss, [query, model.item_embedding.weight])
+    assert torch.allclose(loss, want_loss, rtol=1e-12)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.equal(got[1][0], torch.zeros_like(got[1][0]))

@@ -19,12 +19,16 @@ def sample_negatives(n_items: int, shape: tuple[int, ...], device: torch.device)
 
 
 class CrossEntropy:
-    """Full softmax over every item (padding excluded): the official SS4Rec / SASRec-CE loss."""
+    """Full softmax over every item (padding excluded): the official SS4Rec / SASRec-CE loss.
+
+    Scores only the real ids 1..N (column j is item j + 1): the same loss as masking the padding column
+    with -inf, without the in-place mask, whose backward copies and clears the whole (M, N + 1) gradient.
+    """
 
     def __call__(self, model: Recommender, query: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-        logits = model.score(query)  # (M, N + 1)
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, positives)
+        items = torch.arange(1, model.n_items + 1, device=query.device)
+        logits = model.score(query, items)  # (M, N)
+        return F.cross_entropy(logits, positives - 1)
 
 
 class BPR:
