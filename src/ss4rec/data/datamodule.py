@@ -50,6 +50,8 @@ class SequenceDataModule(L.LightningDataModule):
         batch_size / eval_batch_size: examples per training / evaluation batch. ``batch_size`` None picks
             the layout's default (``DEFAULT_BATCH_SIZE``): 32 windows, 1024 pairs or 64 history rows.
         k_core: iterative k-core threshold. duplicates: keep_all | keep_first | keep_last | error.
+        tie_order: order of a user's ratings with equal timestamps: ``file`` (the source's row order, the
+            protocol) or ``shuffle`` (a random order seeded by ``tie_seed``; distinct times never move).
         train_stride: windows of long users end every ``train_stride`` positions (None: max_len, no overlap).
         fixed_length: pad sequence batches to ``max_len`` instead of the longest row of the batch.
         length_pool: training windows are sorted by length within pools of this many batches, then the
@@ -69,6 +71,8 @@ class SequenceDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         k_core: int = 5,
         duplicates: str = "keep_all",
+        tie_order: str = "file",
+        tie_seed: int = 0,
         train_stride: int | None = None,
         fixed_length: bool = False,
         length_pool: int = 0,
@@ -87,7 +91,7 @@ class SequenceDataModule(L.LightningDataModule):
             pin_memory,
             persistent_workers,
         )
-        self.options = Options(k_core=int(k_core), duplicates=duplicates)
+        self.options = Options(k_core=int(k_core), duplicates=duplicates, tie_order=tie_order, tie_seed=int(tie_seed))
         self.train_stride, self.fixed_length = train_stride, fixed_length
         self.length_pool = int(length_pool)
         if self.length_pool < 0:

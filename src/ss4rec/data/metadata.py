@@ -1,4 +1,5 @@
-"""Item metadata (titles, genres) from the MovieLens zips: ``u.item``, ``movies.dat``, ``movies.csv``.
+"""Item metadata (titles, genres): the MovieLens zips' ``u.item``, ``movies.dat``, ``movies.csv``, and
+RecBole's ``.item`` atomic file.
 
 Each reader returns a frame with columns item (int64, the original id), title (str), genres (list[str]).
 Metadata is optional: a missing or unparsable metadata file only logs a warning.
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from ss4rec.data.errors import DataError, check_readable
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,30 @@ def _split_genres(raw: pl.DataFrame) -> pl.DataFrame:
     return raw.with_columns(
         pl.col("item").cast(pl.Int64),
         pl.col("genres").str.split("|").list.filter(pl.element() != NO_GENRES),
+    )
+
+
+def read_recbole_items(path: Path) -> pl.DataFrame:
+    """RecBole ``.item``: header ``item_id:token`` (the title), ..., ``genre:token`` (space-separated).
+
+    The item id is the 1-based row (the file has no numeric id). Raises DataError when the file lacks
+    those columns or repeats a title (items are keyed by title).
+    """
+    raw = pl.read_csv(check_readable(path, "item file"), separator="\t", quote_char=None, infer_schema_length=0)
+    missing = {"item_id:token", "genre:token"} - set(raw.columns)
+    if missing:
+        raise DataError(f"{path}:1: header {raw.columns} lacks {sorted(missing)}: expected a RecBole .item file")
+    repeated = raw.filter(pl.col("item_id:token").is_duplicated())
+    if repeated.height:
+        raise DataError(f"{path}: title {repeated['item_id:token'][0]!r} appears on more than one line; "
+                        "expected one line per item (items are keyed by title)")  # fmt: skip
+    return pl.DataFrame(
+        {
+            "item": pl.int_range(1, raw.height + 1, eager=True, dtype=pl.Int64),
+            "title": raw["item_id:token"],
+            "genres": raw["genre:token"].fill_null("").str.split(" ").list.filter(pl.element() != ""),
+        },
+        schema={"item": pl.Int64, "title": pl.String, "genres": pl.List(pl.String)},
     )
 
 

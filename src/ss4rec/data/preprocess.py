@@ -2,7 +2,10 @@
 
 Every step is vectorised (polars and numpy; no Python loop over rows):
 1. ids are encoded to dense codes ordered by original id (users 0..U-1, items 1..N after filtering);
-2. rows are stably sorted by (user, timestamp) with int64 timestamps, so ties keep the file's row order;
+2. rows are stably sorted by (user, timestamp) with int64 timestamps, so ties keep the file's row order
+   (``tie_order="file"``, the protocol); ``tie_order="shuffle"`` first permutes the rows with
+   ``tie_seed``, so ratings made in the same second by the same user come in a random, seeded order, and
+   distinct timestamps are never reordered;
 3. the duplicate policy is applied (``keep_all``, the default: MovieLens has no duplicate user-item pairs;
    ``keep_first`` / ``keep_last``: the earliest / latest rating of a pair, by time then row order;
    ``error``: stop and name the lines);
@@ -29,6 +32,7 @@ from ss4rec.data.store import SequenceStore
 
 log = logging.getLogger(__name__)
 DUPLICATE_POLICIES = ("keep_all", "keep_first", "keep_last", "error")
+TIE_ORDERS = ("file", "shuffle")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class Options:
 
     k_core: int = 5
     duplicates: str = "keep_all"
+    tie_order: str = "file"  # file: ties in time keep the source's row order | shuffle: seeded random order
+    tie_seed: int = 0  # the shuffle's seed (unused by tie_order=file)
 
     def __post_init__(self):
         if self.duplicates not in DUPLICATE_POLICIES:
@@ -45,9 +51,15 @@ class Options:
             )
         if self.k_core < 0:
             raise DataError(f"k_core must be >= 0, got {self.k_core}")
+        if self.tie_order not in TIE_ORDERS:
+            raise DataError(f"unknown data.tie_order {self.tie_order!r}; known: {', '.join(TIE_ORDERS)}")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The options that change the result (the cache key): ``tie_seed`` only when ties are shuffled."""
+        options = asdict(self)
+        if self.tie_order == "file":
+            del options["tie_seed"]
+        return options
 
 
 def encode(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +75,13 @@ def encode(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
             return code_of[shifted], np.flatnonzero(present) + low
     uniques = values.unique().sort()
     return uniques.search_sorted(values).cast(pl.Int32).to_numpy(), uniques.to_numpy()
+
+
+def shuffle_rows(seed: int, *columns: np.ndarray) -> list[np.ndarray]:
+    """The columns with their rows in one seeded random order (before :func:`chronological`'s stable sort,
+    this randomises only the order within equal (user, time))."""
+    order = np.random.default_rng(seed).permutation(len(columns[0]))
+    return [column[order] for column in columns]
 
 
 def chronological(users: np.ndarray, items: np.ndarray, times: np.ndarray, ratings: np.ndarray):
@@ -145,6 +164,8 @@ def build_store(raw: Raw, options: Options, scale: tuple[float, float] | None) -
     items, item_ids = encode(frame["item"])
     times, ratings = frame["timestamp"].to_numpy(), frame["rating"].to_numpy()
     del frame
+    if options.tie_order == "shuffle":
+        users, items, times, ratings = shuffle_rows(options.tie_seed, users, items, times, ratings)
     users, items, times, ratings = chronological(users, items, times, ratings)
     log.info("sorted %d ratings by user and time in %.1f s", n_raw, time.perf_counter() - started)
     keep, n_dup = _duplicates(users, items, len(item_ids), options.duplicates, raw, user_ids, item_ids)
@@ -170,6 +191,7 @@ def build_store(raw: Raw, options: Options, scale: tuple[float, float] | None) -
     info = {
         "raw_interactions": n_raw, "raw_users": len(user_ids), "raw_items": len(item_ids),
         "duplicate_pairs": n_dup, "duplicates": options.duplicates, "k_core": options.k_core,
+        "tie_order": options.tie_order, "tie_seed": options.tie_seed if options.tie_order == "shuffle" else None,
         "k_core_iterations": iterations, "rating_scale": list(scale) if scale else None,
         "genres": genre_names,
     }  # fmt: skip

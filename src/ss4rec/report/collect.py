@@ -213,7 +213,7 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
 
 
 #: row order of the report: non-sequential baselines, sequential baselines, then SS4Rec; others after
-MODEL_ORDER = ("pop", "mf", "ncf", "hybrid_vae", "gru4rec", "sasrec", "mamba4rec", "ss4rec")
+MODEL_ORDER = ("pop", "mf", "svdpp", "ncf", "hybrid_vae", "gru4rec", "sasrec", "mamba4rec", "ss4rec")
 TASK_ORDER = ("ranking", "joint", "rating")
 
 
