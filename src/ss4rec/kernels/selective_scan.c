@@ -147,31 +147,45 @@ static void prepare(const ss_args *a, int64_t b, int64_t d, ss_work *w, int back
 }
 
 /* ---------------------------------------------------------------------------------------------------
- * forward of one (b, d) pair; N is a compile-time constant in the specialised copies below
+ * the recurrence of one (b, d) pair over t, y_t = <h_t, C_t> + D u_t into ys (before the gate). The
+ * backward passes ea/hs (L, N) to keep exp(dt_t A) and h_t; the forward passes NULL (both inline away).
+ * N is a compile-time constant in the specialised copies below.
  * ------------------------------------------------------------------------------------------------- */
-static inline __attribute__((always_inline)) void fwd_pair(const ss_args *a, int64_t b, int64_t d,
-                                                           const int64_t N, ss_work *w) {
+static inline __attribute__((always_inline)) void recurrence(const ss_args *a, int64_t b, int64_t d,
+                                                             const int64_t N, const ss_work *w,
+                                                             float *ea, float *hs, float *ys) {
     const int64_t L = a->len;
     const float *A = a->A + d * N;
     const float Dd = a->D ? a->D[d] : 0.0f;
-    prepare(a, b, d, w, 0);
-    float h[N], dA[N];
+    float h[N], dA_local[N];
     for (int64_t n = 0; n < N; n++) h[n] = 0.0f;
-    float *out = a->out + (b * a->dim + d) * L;
     for (int64_t t = 0; t < L; t++) {
         const float *Bt = a->B + (b * L + t) * N, *Ct = a->C + (b * L + t) * N;
         const float dt = w->dt[t], dtu = dt * w->u[t];
+        float *e = ea ? ea + t * N : dA_local;
 #pragma omp simd
-        for (int64_t n = 0; n < N; n++) dA[n] = ss_exp(dt * A[n]);
+        for (int64_t n = 0; n < N; n++) e[n] = ss_exp(dt * A[n]);
         float y = 0.0f;
 #pragma omp simd reduction(+ : y)
         for (int64_t n = 0; n < N; n++) {
-            h[n] = dA[n] * h[n] + dtu * Bt[n];
+            h[n] = e[n] * h[n] + dtu * Bt[n];
             y += h[n] * Ct[n];
         }
-        y += Dd * w->u[t];
-        out[t] = a->z ? y * w->gate[t] : y;
+        if (hs)
+            for (int64_t n = 0; n < N; n++) hs[t * N + n] = h[n];
+        ys[t] = y + Dd * w->u[t];
     }
+}
+
+/* forward of one (b, d) pair: out = y * silu(z) */
+static inline __attribute__((always_inline)) void fwd_pair(const ss_args *a, int64_t b, int64_t d,
+                                                           const int64_t N, ss_work *w) {
+    const int64_t L = a->len;
+    float *out = a->out + (b * a->dim + d) * L;
+    prepare(a, b, d, w, 0);
+    recurrence(a, b, d, N, w, NULL, NULL, out);
+    if (a->z)
+        for (int64_t t = 0; t < L; t++) out[t] *= w->gate[t];
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -185,23 +199,7 @@ static inline __attribute__((always_inline)) void bwd_pair(const ss_args *a, int
     const float *A = a->A + d * N;
     const float Dd = a->D ? a->D[d] : 0.0f;
     prepare(a, b, d, w, 1);
-    float h[N];
-    for (int64_t n = 0; n < N; n++) h[n] = 0.0f;
-    for (int64_t t = 0; t < L; t++) {
-        const float *Bt = a->B + (b * L + t) * N, *Ct = a->C + (b * L + t) * N;
-        const float dt = w->dt[t], dtu = dt * w->u[t];
-        float *e = w->ea + t * N, *hh = w->hs + t * N;
-#pragma omp simd
-        for (int64_t n = 0; n < N; n++) e[n] = ss_exp(dt * A[n]);
-        float y = 0.0f;
-#pragma omp simd reduction(+ : y)
-        for (int64_t n = 0; n < N; n++) {
-            h[n] = e[n] * h[n] + dtu * Bt[n];
-            hh[n] = h[n];
-            y += h[n] * Ct[n];
-        }
-        w->ys[t] = y + Dd * w->u[t];
-    }
+    recurrence(a, b, d, N, w, w->ea, w->hs, w->ys);
     const int64_t o = (b * a->dim + d) * L;
     if (a->z) {
 #pragma omp simd
@@ -228,10 +226,10 @@ static inline __attribute__((always_inline)) void bwd_pair(const ss_args *a, int
                 dCt[n] += g * hh[n];
                 dBt[n] += Gn * dtu;
                 sGB += Gn * Bt[n];
-                const float W = Gn * e[n] * hp[n]; /* dL/d(dt A_n) */
+                G[n] = e[n] * Gn;
+                const float W = G[n] * hp[n]; /* dL/d(dt A_n) = G_t exp(dt_t A_n) h_{t-1} */
                 sWA += W * A[n];
                 dAl[n] += W * dt;
-                G[n] = e[n] * Gn;
             }
         } else {
 #pragma omp simd reduction(+ : sGB)
