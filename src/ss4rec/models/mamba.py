@@ -125,3 +125,38 @@ class Mamba(nn.Module):
         D, dt_bias = _at_least_fp32(self.D), _at_least_fp32(self.dt_proj.bias)
         y = selective_scan(x, dt, A, B, C, D, z=z, delta_bias=dt_bias, delta_softplus=True)  # (B, d_inner, L)
         return self.out_proj(y.transpose(1, 2))
+
+    # ---- recurrent inference: one position at a time (mamba_ssm's ``step``) -------------------------------
+    def allocate_state(
+        self, batch: int, dtype: torch.dtype = torch.float32, device=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """States before the first position: conv state (B, d_inner, d_conv), the last ``d_conv`` inputs of
+        the causal convolution (zeros = the convolution's left padding), and SSM state (B, d_inner, d_state)."""
+        conv = torch.zeros(batch, self.d_inner, self.d_conv, dtype=dtype, device=device)
+        ssm = torch.zeros(batch, self.d_inner, self.d_state, dtype=_at_least_fp32(conv).dtype, device=device)
+        return conv, ssm
+
+    def step(
+        self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One position: hidden (B, d_model) -> (out (B, d_model), conv state, SSM state), new tensors.
+
+        The same arithmetic as ``forward`` at that position: the causal convolution reads the last
+        ``d_conv`` inputs, then ``h = exp(dt A) h + dt B x``, ``y = <h, C> + D x``, ``y * silu(z)``.
+        """
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, d_inner) each
+        conv_state = torch.cat([conv_state[..., 1:], x[..., None]], dim=-1)  # (B, d_inner, d_conv)
+        x = torch.sum(conv_state * self.conv1d.weight.squeeze(1), dim=-1)  # (B, d_inner)
+        if self.conv1d.bias is not None:
+            x = x + self.conv1d.bias
+        x = F.silu(x)
+
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dtype = ssm_state.dtype
+        dt = F.softplus((dt @ self.dt_proj.weight.T).to(dtype) + _at_least_fp32(self.dt_proj.bias))  # (B, d_inner)
+        A = -torch.exp(_at_least_fp32(self.A_log)).to(dtype)  # (d_inner, d_state)
+        xs = x.to(dtype)
+        ssm_state = torch.exp(dt[..., None] * A) * ssm_state + (dt * xs)[..., None] * B.to(dtype)[:, None, :]
+        y = torch.sum(ssm_state * C.to(dtype)[:, None, :], dim=-1) + _at_least_fp32(self.D).to(dtype) * xs
+        y = y * F.silu(z.to(dtype))
+        return self.out_proj(y.to(hidden.dtype)), conv_state, ssm_state
