@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from ss4rec.models.derived import Derived
 from ss4rec.models.linear_scan import _discretize, zoh_scan
 
 
@@ -150,15 +151,28 @@ class S5(nn.Module):
         with torch.autocast(u.device.type, enabled=False):
             dtype_in = u.dtype
             u = u.to(torch.promote_types(u.dtype, torch.float32))
-            Bt, H = u.shape
-            P = self.state_width
-            step = step_scale.to(u.dtype)[:, None] * torch.exp(self.seq.log_step.to(u.dtype))  # (B, P)
-            Lambda = self.seq.Lambda.to(state.dtype)
-            B_real = self.seq.B.to(u.dtype).permute(1, 0, 2).reshape(H, P * 2)
-            Bu = torch.view_as_complex((u @ B_real).reshape(Bt, P, 2))  # B_tilde u, (B, P)
+            rate, Lambda, B_real, C_real_T, D = self._step_constants(u.dtype, state.dtype)
+            step = step_scale.to(u.dtype)[:, None] * rate  # (B, P)
+            Bu = torch.view_as_complex((u @ B_real).view(u.shape[0], -1, 2))  # B_tilde u, (B, P)
             Lambda_bar, zoh = _discretize(Lambda, step)
             state = Lambda_bar * state + zoh * Bu  # (B, P)
-            C = self.seq.C
-            C_real = torch.stack([C.real, -C.imag], dim=-1).to(u.dtype).reshape(H, P * 2)
-            y = torch.view_as_real(state).reshape(Bt, P * 2) @ C_real.T + self.seq.D.to(u.dtype) * u
+            y = torch.addcmul(torch.view_as_real(state).view(u.shape[0], -1) @ C_real_T, D, u)  # Re(C x) + D u
         return y.to(dtype_in), state
+
+    def _step_constants(self, dtype: torch.dtype, complex_dtype: torch.dtype):
+        """exp(log_step) (P,), Lambda (P,), B_tilde as (H, 2P), [C.re, -C.im] as (2P, H), D (H,)."""
+
+        def build():
+            H, P = self.width, self.state_width
+            C = self.seq.C
+            return (
+                torch.exp(self.seq.log_step.to(dtype)),
+                self.seq.Lambda.to(complex_dtype),
+                self.seq.B.to(dtype).permute(1, 0, 2).reshape(H, P * 2),
+                torch.stack([C.real, -C.imag], dim=-1).to(dtype).reshape(H, P * 2).T.contiguous(),
+                self.seq.D.to(dtype),
+            )
+
+        if not hasattr(self, "_derived"):
+            self._derived = Derived()
+        return self._derived.get(list(self.seq.parameters()), build, dtype, complex_dtype)

@@ -25,7 +25,7 @@ from ss4rec.batch import Batch
 from ss4rec.models.base import SequentialRecommender, State
 from ss4rec.models.mamba import Mamba
 from ss4rec.models.s5 import S5
-from ss4rec.models.time_encoding import constant_gaps, encode_gaps, time_gaps
+from ss4rec.models.time_encoding import constant_gaps, encode_gap_values, encode_gaps, time_gaps
 
 BLOCKS = ("both", "s5_only", "mamba_only")
 
@@ -173,15 +173,14 @@ class SS4Rec(SequentialRecommender):
     def step_scale(self, state: State, event: Batch) -> torch.Tensor:
         """The S5 step scale (B,) of one position, as ``step_scales`` gives it inside a whole sequence."""
         times = event["times"]
-        ones = torch.ones_like(times)
         if not self.use_time:
-            return constant_gaps(ones, 1)[:, 0]
+            return torch.ones(times.shape, dtype=torch.float32, device=times.device)
         if self.target_time == "known":  # the gap to the next interaction (0 when it is unknown)
-            gaps = time_gaps(times[:, None], event["next_times"][:, None], ones, "known")
+            next_times = event["next_times"]
+            gaps = torch.where(next_times > 0, next_times - times, 0).clamp_min(0)
         else:  # the gap since the previous item (0 at the first position)
-            gaps = torch.where(state["count"] > 0, times - state["prev_time"], 0).clamp_min(0)[:, None]
-        encoded = encode_gaps(gaps, ones, self.time_unit, self.time_transform, self.zero_gap, self.min_gap_seconds)
-        return encoded[:, 0]
+            gaps = torch.where(state["count"] > 0, times - state["prev_time"], 0).clamp_min(0)
+        return encode_gap_values(gaps, self.time_unit, self.time_transform, self.zero_gap, self.min_gap_seconds)
 
     def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
         dt = self.step_scale(state, event)  # (B,)
