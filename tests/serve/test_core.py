@@ -168,3 +168,27 @@ def test_titles_and_genres_come_from_the_catalogue():
 def test_bad_input_names_the_problem(core, call, error, message):
     with pytest.raises(error, match=message):
         call(core)
+
+
+def test_a_run_folder_written_by_train_py_loads(trained_run, tmp_path):
+    """train.py's own folders: .hydra/config.yaml (with Hydra-only interpolations) and a checkpoint, no
+    metrics.json (an interrupted run); and a checkpoint passed directly."""
+    import shutil
+    from pathlib import Path
+
+    from ss4rec.serve.loading import resolve, run_config, sha256
+
+    written = json.loads((trained_run / "metrics.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(trained_run / "checkpoints", run / "checkpoints")
+    (run / ".hydra").mkdir()
+    config = {"data": written["config"]["data"], "model": written["config"]["model"],
+              "paths": {"output_dir": "${hydra:runtime.output_dir}"}}  # fmt: skip
+    (run / ".hydra" / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    assert run_config(run)["data"] == written["config"]["data"]
+    checkpoint = resolve(run)[1]
+    assert checkpoint.parent == run / "checkpoints"
+    assert resolve(checkpoint) == (run, checkpoint)
+    served = load_core(checkpoint, state_dir=tmp_path / "state", restore=False)
+    assert served.info()["checkpoint_sha256"] == sha256(Path(written["checkpoint"]))
+    assert served.info()["data"] == "ml100k" and served.options.max_len == written["config"]["data"]["max_len"]

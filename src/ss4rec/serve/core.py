@@ -110,7 +110,8 @@ class ServingCore:
 
     def recommend(self, user_id, k: int = 10, exclude_seen: bool = True, at=None) -> list[dict]:
         """Top-``k`` items for a user: ``item_id`` (original), ``title``, ``genres``, ``score``, ``rating``
-        (the predicted rating, None without a rating head); best first, ties by item index."""
+        (the predicted rating, None without a rating head); best first, ties by item index. Fewer than ``k``
+        when fewer unseen items remain."""
         k = self._check_k(k)
         at = self._at(at)
         query = self.query(user_id, at)  # (1, D)
@@ -118,8 +119,9 @@ class ServingCore:
         if exclude_seen:
             seen, _, _ = self.log.events(user_id)
             scores[torch.from_numpy(seen - 1)] = float("-inf")
-        order = torch.sort(scores, descending=True, stable=True).indices[:k]
-        order = order[torch.isfinite(scores[order])]
+        values, order = torch.topk(scores, k)  # (k,), ties broken by item index below
+        finite = torch.isfinite(values)
+        order = order[finite][np.lexsort((order[finite].numpy(), -values[finite].numpy()))]
         items = order + 1  # item indices
         ratings = self._ratings(query, items) if self.options.has_rating else None
         return [

@@ -55,16 +55,18 @@ def resolve(path: str | Path) -> tuple[Path | None, Path]:
 
 
 def run_config(run: Path | None) -> dict:
-    """The run's resolved config (``.hydra/config.yaml`` or ``metrics.json``'s ``config``)."""
+    """The parts of the run's config serving reads (``data``, ``model``), resolved: ``metrics.json``'s
+    ``config``, else ``.hydra/config.yaml`` (whose other nodes may hold Hydra-only interpolations)."""
     if run is not None:
-        hydra_cfg = run / ".hydra" / "config.yaml"
-        if hydra_cfg.is_file():
-            return OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=True)
         metrics = run / "metrics.json"
         if metrics.is_file() and json.loads(metrics.read_text()).get("config"):
             return json.loads(metrics.read_text())["config"]
+        hydra_cfg = run / ".hydra" / "config.yaml"
+        if hydra_cfg.is_file():
+            cfg = OmegaConf.load(hydra_cfg)
+            return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("data", "model") if key in cfg}
     raise FileNotFoundError(
-        f"no run config next to the checkpoint (looked for .hydra/config.yaml and metrics.json in {run}); "
+        f"no run config next to the checkpoint (looked for metrics.json and .hydra/config.yaml in {run}); "
         "serve the run folder, or a checkpoint inside its checkpoints/ folder"
     )
 
