@@ -123,3 +123,20 @@ def test_models_without_a_step_say_so():
     assert not model.supports_step
     with pytest.raises(NotImplementedError, match="recompute"):
         model.allocate_state(1)
+
+
+@pytest.mark.parametrize("name", ["ss4rec", "mamba4rec"])
+def test_steps_follow_weight_changes(name):
+    """Tensors derived from parameters are kept between steps; changing the weights (in place, as an
+    optimiser or load_state_dict does, or by replacing them) must reach the next step."""
+    model = build(name)
+    batch = history(6, "bursts", seed=1)
+    step_through(model, batch)  # fills the derived-tensor caches
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.1)
+    torch.testing.assert_close(step_through(model, batch)[0], model.encode_sequence(batch), rtol=0, atol=1e-10)
+    model.float()  # new tensors, another dtype
+    torch.testing.assert_close(step_through(model, {k: v.float() if v.is_floating_point() else v for k, v in
+                                                    batch.items()})[0],
+                               model.encode_sequence(batch), rtol=0, atol=1e-5)  # fmt: skip

@@ -192,3 +192,13 @@ def test_a_run_folder_written_by_train_py_loads(trained_run, tmp_path):
     served = load_core(checkpoint, state_dir=tmp_path / "state", restore=False)
     assert served.info()["checkpoint_sha256"] == sha256(Path(written["checkpoint"]))
     assert served.info()["data"] == "ml100k" and served.options.max_len == written["config"]["data"]["max_len"]
+
+
+def test_a_ranking_only_model_has_no_ratings(core):
+    from ss4rec.serve.core import Unsupported
+
+    ranking_only = ServingCore(core.model, core.catalogue, core.log, ServeOptions(max_len=20, has_rating=False))
+    user = core.log.user_ids()[0]
+    assert all(r["rating"] is None for r in ranking_only.recommend(user, k=3, at=10**9))
+    with pytest.raises(Unsupported, match="no rating head"):
+        ranking_only.rate(user, [int(core.catalogue.item_ids[1])])
