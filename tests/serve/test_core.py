@@ -116,17 +116,24 @@ def test_lru_cache_is_bounded_and_rebuilds_what_it_evicted(core):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
-def test_sasrec_recomputes_its_window(core):
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "mamba4rec"])
+def test_other_sequential_models_serve_their_full_forward(core, name):
+    """GRU4Rec and Mamba4Rec step (full history); SASRec recomputes its window at every request."""
+    from ss4rec.models.gru4rec import GRU4Rec
+    from ss4rec.models.mamba4rec import Mamba4Rec
     from ss4rec.models.sasrec import SASRec
 
     torch.manual_seed(0)
-    model = SASRec(core.catalogue.n_items, 1, hidden=16, max_len=20).eval()
+    n = core.catalogue.n_items
+    model = {"sasrec": lambda: SASRec(n, 1, hidden=16, max_len=20),
+             "gru4rec": lambda: GRU4Rec(n, 1, hidden=16, n_layers=2),
+             "mamba4rec": lambda: Mamba4Rec(n, 1, hidden=16, d_state=4, init="mamba")}[name]().eval()  # fmt: skip
     served = ServingCore(model, core.catalogue, core.log, ServeOptions(max_len=20))
     user = core.log.user_ids()[3]
-    items, times, ratings = core.log.events(user, last=20)
+    items, times, ratings = core.log.events(user, last=20 if name == "sasrec" else None)
     expected = full_forward(model, items, times, ratings, 10**9)
-    torch.testing.assert_close(served.query(user, at=10**9), expected, rtol=0, atol=1e-6)
-    assert len(served.cache) == 0  # nothing cached: the log is read at every query
+    torch.testing.assert_close(served.query(user, at=10**9), expected, rtol=0, atol=1e-5)
+    assert len(served.cache) == (0 if name == "sasrec" else 1)  # SASRec caches nothing: the log is read
 
 
 def test_recommend_excludes_seen_items_and_names_them(core):
