@@ -62,10 +62,10 @@ class SS4RecLayer(nn.Module):
         new: State = {}
         if self.s5 is not None:
             s, new["s5"] = self.s5.step(x, dt, state["s5"])
-            x = self.norm(x + self.dropout(s))
+            x = self.norm(x + (self.dropout(s) if self.training else s))
         if self.mamba is not None:
             m, new["conv"], new["ssm"] = self.mamba.step(x, state["conv"], state["ssm"])
-            x = self.norm(x + self.dropout(m))
+            x = self.norm(x + (self.dropout(m) if self.training else m))
         return x, new
 
 

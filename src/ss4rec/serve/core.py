@@ -108,6 +108,7 @@ class ServingCore:
             return self.options.max_len
         return None
 
+    @torch.inference_mode()
     def recommend(self, user_id, k: int = 10, exclude_seen: bool = True, at=None) -> list[dict]:
         """Top-``k`` items for a user: ``item_id`` (original), ``title``, ``genres``, ``score``, ``rating``
         (the predicted rating, None without a rating head); best first, ties by item index. Fewer than ``k``
@@ -169,7 +170,7 @@ class ServingCore:
         if not self.model.supports_step:
             return self._recompute(user_id, at)
         entry = self._entry(user_id)
-        with torch.no_grad():
+        with torch.inference_mode():
             hidden, _ = self.model.step(entry.state, self._step_input(entry.pending, at))
         return hidden
 
@@ -232,7 +233,8 @@ class ServingCore:
         for row, (it, ti, ra) in enumerate(histories):
             items[row, : len(it)], times[row, : len(ti)], ratings[row, : len(ra)] = it, ti, ra
         prefix = self._batch(items, times, ratings, lengths)
-        _, states = step_through(self.model, prefix)
+        with torch.inference_mode():
+            _, states = step_through(self.model, prefix)
         for row, user in enumerate(user_ids):
             n = int(lengths[row])
             pending = Event(int(items[row, n]), int(times[row, n]), float(ratings[row, n]))
@@ -253,7 +255,7 @@ class ServingCore:
         if not (in_order and fits and entry.n_events == n_events - 1):
             self.cache.drop(user_id)
             return
-        with torch.no_grad():
+        with torch.inference_mode():
             _, state = self.model.step(entry.state, self._step_input(entry.pending, event.time))
         self.cache.put(user_id, UserState(state, event, n_events))
 
@@ -262,7 +264,7 @@ class ServingCore:
         items, times, ratings = self.log.events(user_id, last=self.options.max_len)
         n = len(items)
         batch = self._batch(items[None], np.append(times, at)[None], ratings[None], np.array([n]))
-        with torch.no_grad():
+        with torch.inference_mode():
             return self.model.encode_sequence(batch)[:, n - 1]
 
     def _batch(self, items, times, ratings, lengths) -> dict[str, torch.Tensor]:
@@ -300,14 +302,14 @@ class ServingCore:
 
     # ---- scoring ------------------------------------------------------------------------------------------
     def _rank_scores(self, query: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.inference_mode():
             if self.options.ranks:
                 return self.model.score(query)[0, 1:].float()  # (N,)
             return self._ratings(query, torch.arange(1, self.catalogue.n_items + 1)).float()
 
     def _ratings(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         low, high = self.options.rating_range
-        with torch.no_grad():
+        with torch.inference_mode():
             return self.model.predict_rating(query.expand(len(items), -1), items).clamp(low, high)
 
     # ---- validation ---------------------------------------------------------------------------------------
