@@ -90,7 +90,7 @@ def test_bad_requests_are_4xx_naming_the_problem(client, path, body, status, mes
 def test_malformed_json_is_400(client):
     response = client.post("/recommend", content=b'{"user_id": 1,', headers={"content-type": "application/json"})
     assert response.status_code == 400
-    assert "malformed JSON body" in response.json()["detail"]
+    assert "malformed JSON body at character 14" in response.json()["detail"]
 
 
 def test_openapi_docs_list_every_endpoint(client):

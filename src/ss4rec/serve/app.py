@@ -57,8 +57,11 @@ def create_app(core: ServingCore, close_on_shutdown: bool = True) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError):
         errors = list(err.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"detail": f"malformed JSON body: {_describe(errors)}"}, status_code=400)
+        broken = [e for e in errors if e.get("type") == "json_invalid"]
+        if broken:
+            where = broken[0].get("loc", ("body", "?"))[-1]
+            message = broken[0].get("ctx", {}).get("error") or broken[0].get("msg", "invalid JSON")
+            return JSONResponse({"detail": f"malformed JSON body at character {where}: {message}"}, status_code=400)
         return JSONResponse({"detail": _describe(errors)}, status_code=422)
 
     @app.get("/health")
