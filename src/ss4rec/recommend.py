@@ -171,9 +171,9 @@ def export(
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier()
     if trainer.is_global_zero:
-        pl.concat([pl.read_parquet(p) for p in sorted(parts.glob("*.parquet"))]).sort(
-            ["user_id", "rank"]
-        ).write_parquet(out)
+        # under DDP the distributed sampler pads the last shard with repeated users: keep one copy each
+        frame = pl.concat([pl.read_parquet(p) for p in sorted(parts.glob("*.parquet"))])
+        frame.unique(["user_id", "rank"], keep="first", maintain_order=True).sort(["user_id", "rank"]).write_parquet(out)
         shutil.rmtree(parts, ignore_errors=True)
     return out
 
