@@ -54,3 +54,21 @@ def test_command_line(trained_run, tmp_path, capsys):
     assert pl.read_parquet(out).height == 3 * pl.read_parquet(out)["user_id"].n_unique()
     with pytest.raises(ValueError, match="--k must be between 1 and the catalogue size"):
         main([str(trained_run), "--k", "0", "--out", str(out)])
+
+
+@pytest.mark.slow
+def test_ddp_export_equals_one_process(trained_run, tmp_path):
+    """Two CPU processes (gloo): the same rows as one process, each user once."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    outs = {}
+    for name, extra in {"one": [], "two": ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]}.items():
+        outs[name] = tmp_path / f"{name}.parquet"
+        subprocess.run([sys.executable, "-m", "ss4rec.recommend", str(trained_run), "--k", "5", "--out",
+                        str(outs[name]), "--at", str(AT), *extra], check=True, env=env, capture_output=True,
+                       timeout=600, cwd=tmp_path)  # fmt: skip
+    one, two = pl.read_parquet(outs["one"]), pl.read_parquet(outs["two"])
+    assert two.select("user_id", "rank", "item_id").equals(one.select("user_id", "rank", "item_id"))
