@@ -46,7 +46,7 @@ test:  ## fast tests (CPU, a few minutes)
 test-all:  ## every test, slow ones included
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
 
-bench:  ## benchmarks: data preparation, SSM scans, training throughput (ratios against references)
+bench:  ## benchmarks: data preparation, SSM scans, training throughput, serving (ratios against references)
 	@for b in benchmarks/*.py; do echo "=== $$b"; $(PY) $$b || exit 1; done
 
 # the newest run folder, unless RUN=... names one (a run folder or a checkpoint)
