@@ -26,9 +26,6 @@ the user's state from it.
 
 from __future__ import annotations
 
-import math
-import numbers
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +37,7 @@ from ss4rec.serve.catalogue import Catalogue
 from ss4rec.serve.errors import BadRequest, ServeError, UnknownUser
 from ss4rec.serve.interactions import Event, EventJournal, InteractionLog
 from ss4rec.serve.state_cache import StateCache, UserState
+from ss4rec.serve.validation import check_k, check_rating, check_timestamp, check_user_id, request_time
 
 HISTORY_MODES = ("full", "window")
 
@@ -68,15 +66,6 @@ class ServeOptions:
             raise ValueError(f"history must be one of {HISTORY_MODES}, got {self.history!r}")
         if self.max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {self.max_len}")
-
-
-def check_timestamp(value, name: str = "timestamp") -> int:
-    """Unix seconds as int: a finite, non-negative number (fractions are floored), else ``BadRequest``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise BadRequest(f"{name} must be a number of unix seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise BadRequest(f"{name} must be a finite, non-negative number of unix seconds, got {value!r}")
-    return int(value)
 
 
 class ServingCore:
@@ -113,8 +102,8 @@ class ServingCore:
         """Top-``k`` items for a user: ``item_id`` (original), ``title``, ``genres``, ``score``, ``rating``
         (the predicted rating, None without a rating head); best first, ties by item index. Fewer than ``k``
         when fewer unseen items remain."""
-        k = self._check_k(k)
-        at = self._at(at)
+        k = check_k(k, self.catalogue.n_items)
+        at = request_time(at)
         query = self.query(user_id, at)  # (1, D)
         scores = self._rank_scores(query)  # (N,)
         if exclude_seen:
@@ -141,7 +130,7 @@ class ServingCore:
         indices = [self.catalogue.lookup(i) for i in item_ids]
         if not indices:
             raise BadRequest("item_ids must hold at least one item id, got an empty list")
-        query = self.query(user_id, self._at(at))
+        query = self.query(user_id, request_time(at))
         ratings = self._ratings(query, torch.tensor(indices))
         return [{"item_id": int(self.catalogue.item_ids[i]), "rating": float(r)} for i, r in zip(indices, ratings)]
 
@@ -152,10 +141,10 @@ class ServingCore:
         event is stored in its place and the state is rebuilt from the log at the next query.
         Returns ``{"user_id", "n_events", "in_order"}``.
         """
-        user_id = self._check_user_id(user_id)
+        user_id = check_user_id(user_id)
         index = self.catalogue.lookup(item_id)
         when = check_timestamp(timestamp, "timestamp")
-        value = self._check_rating(rating)
+        value = check_rating(rating, self.options.rating_range)
         event = Event(index, when, value)
         in_order = self.log.append(user_id, event)
         if self.journal is not None:
@@ -176,11 +165,11 @@ class ServingCore:
 
     def scores(self, user_id, at=None) -> torch.Tensor:
         """Ranking scores of every item (N,), index i-1 for item index i (offline evaluation reads these)."""
-        return self._rank_scores(self.query(user_id, self._at(at)))
+        return self._rank_scores(self.query(user_id, request_time(at)))
 
     def predicted_ratings(self, user_id, item_indices: torch.Tensor, at=None) -> torch.Tensor:
         """Clamped rating predictions (K,) for item indices (K,)."""
-        return self._ratings(self.query(user_id, self._at(at)), item_indices)
+        return self._ratings(self.query(user_id, request_time(at)), item_indices)
 
     def warm(self, user_ids=None, batch_size: int = 256) -> int:
         """Build the states of many users at once (batched steps); returns how many were built."""
@@ -314,29 +303,5 @@ class ServingCore:
 
     # ---- validation ---------------------------------------------------------------------------------------
     def _require_user(self, user_id) -> None:
-        if self.log.length(self._check_user_id(user_id)) == 0:
+        if self.log.length(check_user_id(user_id)) == 0:
             raise UnknownUser(f"unknown user_id {user_id!r}: no interactions in the data and none ingested")
-
-    @staticmethod
-    def _check_user_id(user_id) -> int:
-        if isinstance(user_id, bool) or not isinstance(user_id, numbers.Integral):
-            raise BadRequest(f"user_id must be an integer (an original MovieLens user id), got {user_id!r}")
-        return int(user_id)
-
-    def _check_k(self, k) -> int:
-        n = self.catalogue.n_items
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
-            raise BadRequest(f"k must be an integer between 1 and the catalogue size {n}, got {k!r}")
-        return int(k)
-
-    def _check_rating(self, rating) -> float:
-        if rating is None:
-            return 0.0
-        low, high = self.options.rating_range
-        if isinstance(rating, bool) or not isinstance(rating, numbers.Real) or not low <= rating <= high:
-            raise BadRequest(f"rating must be a number between {low:g} and {high:g} (or null), got {rating!r}")
-        return float(rating)
-
-    @staticmethod
-    def _at(at) -> int:
-        return int(time.time()) if at is None else check_timestamp(at, "at")
