@@ -12,7 +12,7 @@ ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install kernels reference train test test-all bench lint format compare data clean
+.PHONY: help install kernels reference train test test-all bench lint format compare data serve recommend clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -54,8 +54,19 @@ test:  ## fast tests (CPU, a few minutes)
 test-all:  ## every test, slow ones included
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
 
-bench:  ## benchmarks: data preparation, SSM scans, training throughput (ratios against references)
+bench:  ## benchmarks: data preparation, SSM scans, training throughput, serving (ratios against references)
 	@for b in benchmarks/*.py; do echo "=== $$b"; $(PY) $$b || exit 1; done
+
+# the newest run folder, unless RUN=... names one (a run folder or a checkpoint)
+RUN ?= $(shell ls -td outputs/runs/*/*/*/ 2>/dev/null | head -1)
+PORT ?= 8000
+serve:  ## serve a trained run over HTTP (RUN=outputs/runs/... PORT=8000 ARGS="--history window")
+	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
+	$(PY) -m ss4rec.serve $(RUN) --port $(PORT) $(ARGS)
+
+recommend:  ## top-100 for every user of a run into recs.parquet (RUN=..., ARGS="--k 20 --out x.parquet")
+	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
+	$(PY) -m ss4rec.recommend $(RUN) $(ARGS)
 
 compare:  ## train every model with 3 seeds on DATA and build reports/$(DATA)/
 	$(PY) -m ss4rec.compare data=$(DATA) $(ARGS)

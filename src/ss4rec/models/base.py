@@ -17,6 +17,9 @@ from torch import nn
 
 from ss4rec.batch import SEQUENCE, Batch, gather_last
 
+#: a recurrent model's inference state: named tensors, batch first (see ``SequentialRecommender.step``)
+State = dict[str, torch.Tensor]
+
 
 class Recommender(nn.Module):
     """Base of every model. Subclasses set ``train_format`` and implement the four methods below."""
@@ -111,6 +114,23 @@ class SequentialRecommender(Recommender):
     def encode_sequence(self, batch: Batch) -> torch.Tensor:
         """Hidden state after each position, (B, L, D); position t may only depend on inputs <= t."""
         raise NotImplementedError
+
+    # ---- recurrent inference (models whose history fits a fixed-size state) --------------------------
+    #: whether ``allocate_state`` / ``step`` exist; models without them are served by recomputing a window
+    supports_step: ClassVar[bool] = False
+
+    def allocate_state(self, batch: int, dtype: torch.dtype = torch.float32, device=None) -> State:
+        """The state before the first position, a flat dict of tensors whose first dim is the batch."""
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent step; recompute its window")
+
+    def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
+        """Read one position per row: ``event`` holds ``items``, ``ratings``, ``times`` and ``next_times``
+        (B,) (the time of the following interaction, 0 when unknown; only time-aware models read times).
+
+        Returns the hidden state at that position (B, D), exactly ``encode_sequence``'s output there, and the
+        new state. ``state`` is never modified, so a caller may peek at a position without committing it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent step; recompute its window")
 
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden = self.encode_sequence(batch)  # (B, L, D)

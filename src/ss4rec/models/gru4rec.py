@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ss4rec.batch import Batch
-from ss4rec.models.base import SequentialRecommender
+from ss4rec.models.base import SequentialRecommender, State
 
 
 class GRU4Rec(SequentialRecommender):
@@ -58,3 +58,15 @@ class GRU4Rec(SequentialRecommender):
         x = self.embedding_dropout(self.item_embedding(batch["items"]))  # (B, L, D)
         output, _ = self.gru(x)  # (B, L, gru_hidden)
         return self.projection(output)  # (B, L, D)
+
+    # ---- recurrent inference ------------------------------------------------------------------------
+    supports_step = True
+
+    def allocate_state(self, batch: int, dtype: torch.dtype = torch.float32, device=None) -> State:
+        """The GRU's hidden state, (B, n_layers, gru_hidden) (batch first, unlike ``nn.GRU``'s own layout)."""
+        return {"gru": torch.zeros(batch, self.gru.num_layers, self.gru.hidden_size, dtype=dtype, device=device)}
+
+    def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
+        x = self.embedding_dropout(self.item_embedding(event["items"]))[:, None]  # (B, 1, D)
+        output, h = self.gru(x, state["gru"].transpose(0, 1).contiguous())  # (B, 1, gru_hidden)
+        return self.projection(output[:, 0]), {"gru": h.transpose(0, 1)}

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ss4rec.models.derived import Derived
 from ss4rec.models.selective_scan import selective_scan
 
 try:  # optional CUDA kernel; a missing or broken install must never break import
@@ -125,3 +126,53 @@ class Mamba(nn.Module):
         D, dt_bias = _at_least_fp32(self.D), _at_least_fp32(self.dt_proj.bias)
         y = selective_scan(x, dt, A, B, C, D, z=z, delta_bias=dt_bias, delta_softplus=True)  # (B, d_inner, L)
         return self.out_proj(y.transpose(1, 2))
+
+    # ---- recurrent inference: one position at a time (mamba_ssm's ``step``) -------------------------------
+    def allocate_state(
+        self, batch: int, dtype: torch.dtype = torch.float32, device=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """States before the first position: conv state (B, d_inner, d_conv), the last ``d_conv`` inputs of
+        the causal convolution (zeros = the convolution's left padding), and SSM state (B, d_inner, d_state)."""
+        conv = torch.zeros(batch, self.d_inner, self.d_conv, dtype=dtype, device=device)
+        ssm = torch.zeros(batch, self.d_inner, self.d_state, dtype=_at_least_fp32(conv).dtype, device=device)
+        return conv, ssm
+
+    def step(
+        self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One position: hidden (B, d_model) -> (out (B, d_model), conv state, SSM state), new tensors.
+
+        The same arithmetic as ``forward`` at that position: the causal convolution reads the last
+        ``d_conv`` inputs, then ``h = exp(dt A) h + dt B x``, ``y = <h, C> + D x``, ``y * silu(z)``.
+        """
+        dtype = ssm_state.dtype
+        conv_w, conv_b, A, D, dt_bias = self._step_constants(dtype)
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, d_inner) each
+        conv_state = torch.cat([conv_state[..., 1:], x[..., None]], dim=-1)  # (B, d_inner, d_conv)
+        x = (conv_state * conv_w).sum(-1)  # (B, d_inner)
+        x = F.silu(x if conv_b is None else x + conv_b)
+
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus((dt @ self.dt_proj.weight.T).to(dtype) + dt_bias)  # (B, d_inner)
+        xs = x.to(dtype)
+        ssm_state = torch.addcmul(
+            torch.exp(dt[..., None] * A) * ssm_state, (dt * xs)[..., None], B.to(dtype)[:, None, :]
+        )  # (B, d_inner, d_state)
+        y = torch.addcmul((ssm_state @ C.to(dtype)[:, :, None]).squeeze(-1), D, xs)  # <h, C> + D x
+        y = y * F.silu(z.to(dtype))
+        return self.out_proj(y.to(hidden.dtype)), conv_state, ssm_state
+
+    def _step_constants(self, dtype: torch.dtype):
+        """Conv weight (d_inner, d_conv) and bias, A = -exp(A_log), D and the dt bias in the state dtype."""
+
+        def build():
+            bias = self.conv1d.bias
+            return (self.conv1d.weight.squeeze(1), bias, -torch.exp(_at_least_fp32(self.A_log)).to(dtype),
+                    _at_least_fp32(self.D).to(dtype), _at_least_fp32(self.dt_proj.bias).to(dtype))  # fmt: skip
+
+        if not hasattr(self, "_derived"):
+            self._derived = Derived()
+        params = [self.conv1d.weight, self.A_log, self.D, self.dt_proj.bias]
+        if self.conv1d.bias is not None:
+            params.append(self.conv1d.bias)
+        return self._derived.get(params, build, dtype)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ss4rec.batch import Batch
-from ss4rec.models.base import SequentialRecommender
+from ss4rec.models.base import SequentialRecommender, State
 from ss4rec.models.mamba import Mamba
 
 #: RecBole's LayerNorm epsilon, used by the official Mamba4Rec code
@@ -49,6 +49,13 @@ class MambaLayer(nn.Module):
         h = self.dropout(self.mamba(x))  # (B, L, D)
         h = self.norm(h + x if self.residual else h)
         return self.feed_forward(h)
+
+    def step(self, x: torch.Tensor, conv: torch.Tensor, ssm: torch.Tensor):
+        """One position: x (B, D) -> (B, D), new conv and SSM states (the feed-forward is per position)."""
+        h, conv, ssm = self.mamba.step(x, conv, ssm)
+        h = self.dropout(h)
+        h = self.norm(h + x if self.residual else h)
+        return self.feed_forward(h), conv, ssm
 
 
 class Mamba4Rec(SequentialRecommender):
@@ -102,6 +109,25 @@ class Mamba4Rec(SequentialRecommender):
         for layer in self.layers:
             x = layer(x)
         return x  # (B, L, D)
+
+    # ---- recurrent inference ------------------------------------------------------------------------
+    supports_step = True
+
+    def allocate_state(self, batch: int, dtype: torch.dtype = torch.float32, device=None) -> State:
+        """Each layer's Mamba conv and SSM states: ``layers.<i>.conv``, ``layers.<i>.ssm``."""
+        state: State = {}
+        for i, layer in enumerate(self.layers):
+            state[f"layers.{i}.conv"], state[f"layers.{i}.ssm"] = layer.mamba.allocate_state(batch, dtype, device)
+        return state
+
+    def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
+        x = self.embedding_norm(self.embedding_dropout(self.item_embedding(event["items"])))  # (B, D)
+        new: State = {}
+        for i, layer in enumerate(self.layers):
+            x, new[f"layers.{i}.conv"], new[f"layers.{i}.ssm"] = layer.step(
+                x, state[f"layers.{i}.conv"], state[f"layers.{i}.ssm"]
+            )
+        return x, new
 
 
 def _recbole_init(module: nn.Module) -> None:

@@ -21,7 +21,8 @@ import math
 import torch
 from torch import nn
 
-from ss4rec.models.linear_scan import zoh_scan
+from ss4rec.models.derived import Derived
+from ss4rec.models.linear_scan import _discretize, zoh_scan
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -89,6 +90,9 @@ class S5(nn.Module):
     A zero gap gives ``B_bar = 0`` and ``Lambda_bar = 1``: that position's input is ignored and the state is
     carried unchanged (the official SS4Rec behaviour on ties, and what padding relies on).
     Computes in complex64 for float32 input and complex128 for float64 input.
+
+    ``step(u_t, step_scale_t, state)`` advances one position (recurrent inference); starting from
+    ``allocate_state`` and stepping through a sequence gives exactly ``forward``'s outputs.
     """
 
     def __init__(
@@ -129,3 +133,46 @@ class S5(nn.Module):
         C_real = torch.stack([C.real, -C.imag], dim=-1).to(u.dtype).reshape(H, P * 2)
         y = torch.view_as_real(x).reshape(Bt, L, P * 2) @ C_real.T
         return y + self.seq.D.to(u.dtype) * u
+
+    # ---- recurrent inference: one position at a time ------------------------------------------------
+    def allocate_state(self, batch: int, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+        """The state before the first position: zeros (B, P), complex64 (float32) or complex128 (float64)."""
+        complex_dtype = torch.promote_types(torch.promote_types(dtype, torch.float32), torch.complex64)
+        return torch.zeros(batch, self.state_width, dtype=complex_dtype, device=device)
+
+    def step(
+        self, u: torch.Tensor, step_scale: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One position: u (B, H), step_scale (B,) encoded gaps, state (B, P) -> (y (B, H), new state (B, P)).
+
+        The same zero-order hold as ``forward`` (``Lambda_bar = exp(Lambda dt)``, ``B_bar = (Lambda_bar - 1) /
+        Lambda B_tilde``, computed by the same ``_discretize``); ``state`` is not modified.
+        """
+        with torch.autocast(u.device.type, enabled=False):
+            dtype_in = u.dtype
+            u = u.to(torch.promote_types(u.dtype, torch.float32))
+            rate, Lambda, B_real, C_real_T, D = self._step_constants(u.dtype, state.dtype)
+            step = step_scale.to(u.dtype)[:, None] * rate  # (B, P)
+            Bu = torch.view_as_complex((u @ B_real).view(u.shape[0], -1, 2))  # B_tilde u, (B, P)
+            Lambda_bar, zoh = _discretize(Lambda, step)
+            state = Lambda_bar * state + zoh * Bu  # (B, P)
+            y = torch.addcmul(torch.view_as_real(state).view(u.shape[0], -1) @ C_real_T, D, u)  # Re(C x) + D u
+        return y.to(dtype_in), state
+
+    def _step_constants(self, dtype: torch.dtype, complex_dtype: torch.dtype):
+        """exp(log_step) (P,), Lambda (P,), B_tilde as (H, 2P), [C.re, -C.im] as (2P, H), D (H,)."""
+
+        def build():
+            H, P = self.width, self.state_width
+            C = self.seq.C
+            return (
+                torch.exp(self.seq.log_step.to(dtype)),
+                self.seq.Lambda.to(complex_dtype),
+                self.seq.B.to(dtype).permute(1, 0, 2).reshape(H, P * 2),
+                torch.stack([C.real, -C.imag], dim=-1).to(dtype).reshape(H, P * 2).T.contiguous(),
+                self.seq.D.to(dtype),
+            )
+
+        if not hasattr(self, "_derived"):
+            self._derived = Derived()
+        return self._derived.get(list(self.seq.parameters()), build, dtype, complex_dtype)

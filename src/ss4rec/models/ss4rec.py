@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from ss4rec.batch import Batch
-from ss4rec.models.base import SequentialRecommender
+from ss4rec.models.base import SequentialRecommender, State
 from ss4rec.models.mamba import Mamba
 from ss4rec.models.s5 import S5
-from ss4rec.models.time_encoding import constant_gaps, encode_gaps, time_gaps
+from ss4rec.models.time_encoding import constant_gaps, encode_gap_values, encode_gaps, time_gaps
 
 BLOCKS = ("both", "s5_only", "mamba_only")
 
@@ -48,6 +48,25 @@ class SS4RecLayer(nn.Module):
         if self.mamba is not None:
             x = self.norm(x + self.dropout(self.mamba(x)))
         return x
+
+    def allocate_state(self, batch: int, dtype: torch.dtype, device=None) -> State:
+        state: State = {}
+        if self.s5 is not None:
+            state["s5"] = self.s5.allocate_state(batch, dtype, device)
+        if self.mamba is not None:
+            state["conv"], state["ssm"] = self.mamba.allocate_state(batch, dtype, device)
+        return state
+
+    def step(self, x: torch.Tensor, dt: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One position: x (B, D), step scales dt (B,) -> (B, D) and the layer's new state."""
+        new: State = {}
+        if self.s5 is not None:
+            s, new["s5"] = self.s5.step(x, dt, state["s5"])
+            x = self.norm(x + (self.dropout(s) if self.training else s))
+        if self.mamba is not None:
+            m, new["conv"], new["ssm"] = self.mamba.step(x, state["conv"], state["ssm"])
+            x = self.norm(x + (self.dropout(m) if self.training else m))
+        return x, new
 
 
 class SS4Rec(SequentialRecommender):
@@ -136,3 +155,41 @@ class SS4Rec(SequentialRecommender):
         for layer in self.layers:
             x = layer(x, dt)
         return x
+
+    # ---- recurrent inference ------------------------------------------------------------------------
+    supports_step = True
+
+    def allocate_state(self, batch: int, dtype: torch.dtype = torch.float32, device=None) -> State:
+        """Per layer its S5 state and Mamba conv/SSM states (``layers.<i>.<name>``), plus the time of the
+        last item read (``prev_time``) and how many items were read (``count``), for ``target_time=unknown``."""
+        state: State = {
+            "prev_time": torch.zeros(batch, dtype=torch.int64, device=device),
+            "count": torch.zeros(batch, dtype=torch.int64, device=device),
+        }
+        for i, layer in enumerate(self.layers):
+            state |= {f"layers.{i}.{k}": v for k, v in layer.allocate_state(batch, dtype, device).items()}
+        return state
+
+    def step_scale(self, state: State, event: Batch) -> torch.Tensor:
+        """The S5 step scale (B,) of one position, as ``step_scales`` gives it inside a whole sequence."""
+        times = event["times"]
+        if not self.use_time:
+            return torch.ones(times.shape, dtype=torch.float32, device=times.device)
+        if self.target_time == "known":  # the gap to the next interaction (0 when it is unknown)
+            next_times = event["next_times"]
+            gaps = torch.where(next_times > 0, next_times - times, 0).clamp_min(0)
+        else:  # the gap since the previous item (0 at the first position)
+            gaps = torch.where(state["count"] > 0, times - state["prev_time"], 0).clamp_min(0)
+        return encode_gap_values(gaps, self.time_unit, self.time_transform, self.zero_gap, self.min_gap_seconds)
+
+    def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
+        dt = self.step_scale(state, event)  # (B,)
+        one = {"items": event["items"][:, None], "ratings": event["ratings"][:, None]}
+        x = self.embed(one)[:, 0]  # (B, D)
+        new: State = {"prev_time": event["times"].clone(), "count": state["count"] + 1}
+        for i, layer in enumerate(self.layers):
+            prefix = f"layers.{i}."
+            mine = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            x, updated = layer.step(x, dt, mine)
+            new |= {prefix + k: v for k, v in updated.items()}
+        return x, new

@@ -78,20 +78,34 @@ def encode_gaps(
 
     Padding stays exactly 0 whatever the options.
     """
+    real = padding_mask(lengths, gaps.shape[1])
+    x = encode_gap_values(gaps, unit, transform, zero_gap, min_gap_seconds, torch.float64)
+    return torch.where(real, x, 0.0).to(dtype)
+
+
+def encode_gap_values(
+    gaps: torch.Tensor,
+    unit: str = "second",
+    transform: str = "raw",
+    zero_gap: str = "keep",
+    min_gap_seconds: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Gaps in seconds (any shape) int64 -> step scales, with no padding: what ``encode_gaps`` does to each
+    real position (a recurrent step encodes its one gap with it)."""
     if unit not in SECONDS_PER_UNIT:
         raise ValueError(f"unit must be one of {tuple(SECONDS_PER_UNIT)}, got {unit!r}")
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
     if zero_gap not in ZERO_GAP_POLICIES:
         raise ValueError(f"zero_gap must be one of {ZERO_GAP_POLICIES}, got {zero_gap!r}")
-    real = padding_mask(lengths, gaps.shape[1])
     scale = SECONDS_PER_UNIT[unit]
     x = gaps.to(torch.float64) / scale
     if zero_gap == "floor":
         x = x.clamp_min(min_gap_seconds / scale)
     if transform == "log1p":
         x = torch.log1p(x)
-    return torch.where(real, x, 0.0).to(dtype)
+    return x.to(dtype)
 
 
 def constant_gaps(lengths: torch.Tensor, max_len: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

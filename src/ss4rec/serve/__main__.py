@@ -1,0 +1,53 @@
+"""``python -m ss4rec.serve RUN_DIR_OR_CKPT [--port 8000] ...``: serve a trained model over HTTP (uvicorn).
+
+Defaults come from ``conf/serve/default.yaml``; every option is also a flag (``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from omegaconf import OmegaConf
+
+from ss4rec.paths import CONFIG_DIR
+
+
+def parse(argv=None) -> argparse.Namespace:
+    defaults = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "serve" / "default.yaml"))
+    parser = argparse.ArgumentParser(prog="python -m ss4rec.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a run folder (outputs/runs/...) or a checkpoint inside one")
+    parser.add_argument("--host", default=defaults["host"])
+    parser.add_argument("--port", type=int, default=defaults["port"])
+    parser.add_argument("--history", choices=["full", "window"], default=defaults["history"],
+                        help="full: states carry the whole history (O(1) ingest); window: the last max_len events")
+    parser.add_argument("--cache-mb", type=float, default=defaults["cache_mb"], help="bound of the state cache")
+    parser.add_argument("--state-dir", default=defaults["state_dir"],
+                        help="event journal and state snapshots (default: <run>/serving)")
+    parser.add_argument("--fsync", action=argparse.BooleanOptionalAction, default=defaults["fsync"],
+                        help="fsync the event journal after every event (survives a machine crash)")
+    parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=defaults["warm"],
+                        help="build every user's state at start-up")
+    parser.add_argument("--threads", type=int, default=defaults["threads"], help="torch CPU threads")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+    import uvicorn
+
+    from ss4rec.serve.app import create_app
+    from ss4rec.serve.loading import load_core
+
+    torch.set_num_threads(args.threads)
+    core = load_core(args.path, history=args.history, cache_mb=args.cache_mb, state_dir=args.state_dir,
+                     fsync=args.fsync)  # fmt: skip
+    if args.warm:
+        logging.getLogger(__name__).info("warmed %d user states", core.warm())
+    uvicorn.run(create_app(core), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

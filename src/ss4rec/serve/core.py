@@ -1,0 +1,307 @@
+"""The serving core: recommendations, rating predictions and event ingestion for one trained model.
+
+No web framework here (``ss4rec.serve.app`` wraps it in HTTP). Users and items are addressed by their
+original MovieLens ids.
+
+How a user's query vector is computed:
+
+* Recurrent models (``model.supports_step``: SS4Rec, GRU4Rec, Mamba4Rec) keep, per user, the model state
+  after every served event but the last, and that last event (``UserState``). A query steps the last event
+  with the request time ``at`` as the time of the next interaction (the gap a ``target_time=known`` SS4Rec
+  reads at its last position, exactly as in evaluation, where it is the test target's time) without
+  committing it. Ingesting an event in time order commits the pending event with the new event's time as its
+  next time: one step, O(1) in the history's length.
+* Other sequential models (SASRec) recompute over the last ``max_len`` events at every query.
+
+Which history is served (``history``):
+
+* ``full``: a recurrent state carries the user's whole history (every ingest is O(1)). For users with more
+  than ``max_len`` events this differs from what training and evaluation saw (the last ``max_len`` only).
+* ``window``: the last ``max_len`` events, exactly the evaluation input; once a history is longer than the
+  window, an ingest rebuilds the state from the log (O(max_len)).
+
+The interaction log is the source of truth: a cache miss, an evicted entry or an out-of-order event rebuilds
+the user's state from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ss4rec.models.base import SequentialRecommender
+from ss4rec.models.stepping import step_through
+from ss4rec.serve.catalogue import Catalogue
+from ss4rec.serve.errors import BadRequest, ServeError, UnknownUser
+from ss4rec.serve.interactions import Event, EventJournal, InteractionLog
+from ss4rec.serve.state_cache import StateCache, UserState
+from ss4rec.serve.validation import check_k, check_rating, check_timestamp, check_user_id, request_time
+
+HISTORY_MODES = ("full", "window")
+
+
+class Unsupported(ServeError):
+    """The model cannot answer this kind of request (e.g. ratings from a ranking-only model)."""
+
+
+@dataclass
+class ServeOptions:
+    """How the core serves. ``max_len``: the window (the run's ``data.max_len``); ``history``: ``full`` or
+    ``window`` (module doc); ``cache_mb``: bound of the state cache; ``has_rating``: the model was trained
+    with a rating objective; ``ranks``: it was trained to rank (else items are ranked by predicted rating);
+    ``rating_range``: predictions are clamped to it, as in evaluation."""
+
+    max_len: int = 200
+    history: str = "full"
+    cache_mb: float = 256.0
+    has_rating: bool = False
+    ranks: bool = True
+    rating_range: tuple[float, float] = (1.0, 5.0)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.history not in HISTORY_MODES:
+            raise ValueError(f"history must be one of {HISTORY_MODES}, got {self.history!r}")
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+
+
+class ServingCore:
+    """Answers ``recommend``, ``rate`` and ``ingest`` for a sequential model; see the module doc."""
+
+    def __init__(
+        self,
+        model: SequentialRecommender,
+        catalogue: Catalogue,
+        log: InteractionLog,
+        options: ServeOptions | None = None,
+        journal: EventJournal | None = None,
+    ):
+        if not isinstance(model, SequentialRecommender):
+            raise Unsupported(f"serving needs a sequential model, got {type(model).__name__}")
+        self.model = model.eval()
+        self.catalogue, self.log, self.journal = catalogue, log, journal
+        self.options = options or ServeOptions()
+        self.cache = StateCache(int(self.options.cache_mb * 2**20))
+        self.dtype = model.item_embedding.weight.dtype
+        self.state_dir = None  # where snapshots go (set by load_core)
+        self.store = None  # the prepared data the log started from (set by load_core)
+
+    # ---- public API -------------------------------------------------------------------------------------
+    @property
+    def window(self) -> int | None:
+        """Events a query reads: ``max_len`` (window mode, and models without a step) or None (all)."""
+        if self.options.history == "window" or not self.model.supports_step:
+            return self.options.max_len
+        return None
+
+    @torch.inference_mode()
+    def recommend(self, user_id, k: int = 10, exclude_seen: bool = True, at=None) -> list[dict]:
+        """Top-``k`` items for a user: ``item_id`` (original), ``title``, ``genres``, ``score``, ``rating``
+        (the predicted rating, None without a rating head); best first, ties by item index. Fewer than ``k``
+        when fewer unseen items remain."""
+        k = check_k(k, self.catalogue.n_items)
+        at = request_time(at)
+        query = self.query(user_id, at)  # (1, D)
+        scores = self._rank_scores(query)  # (N,)
+        if exclude_seen:
+            seen, _, _ = self.log.events(user_id)
+            scores[torch.from_numpy(seen - 1)] = float("-inf")
+        values, order = torch.topk(scores, k)  # (k,), ties broken by item index below
+        finite = torch.isfinite(values)
+        order = order[finite][np.lexsort((order[finite].numpy(), -values[finite].numpy()))]
+        items = order + 1  # item indices
+        ratings = self._ratings(query, items) if self.options.has_rating else None
+        return [
+            {"item_id": int(self.catalogue.item_ids[i]), "title": self.catalogue.title(int(i)),
+             "genres": self.catalogue.genres_of(int(i)), "score": float(scores[i - 1]),
+             "rating": None if ratings is None else float(ratings[j])}
+            for j, i in enumerate(items.tolist())
+        ]  # fmt: skip
+
+    def rate(self, user_id, item_ids, at=None) -> list[dict]:
+        """Predicted ratings ``[{"item_id", "rating"}]`` of the given original item ids for a user."""
+        if not self.options.has_rating:
+            raise Unsupported("this model has no rating head (trained with task=ranking); use task=rating or joint")
+        if isinstance(item_ids, (str, bytes)) or not hasattr(item_ids, "__iter__"):
+            raise BadRequest(f"item_ids must be a list of item ids, got {item_ids!r}")
+        indices = [self.catalogue.lookup(i) for i in item_ids]
+        if not indices:
+            raise BadRequest("item_ids must hold at least one item id, got an empty list")
+        query = self.query(user_id, request_time(at))
+        ratings = self._ratings(query, torch.tensor(indices))
+        return [{"item_id": int(self.catalogue.item_ids[i]), "rating": float(r)} for i, r in zip(indices, ratings)]
+
+    def ingest(self, user_id, item_id, timestamp, rating=None) -> dict:
+        """Record an event (new users allowed) and update the user's state.
+
+        In time order (not older than the user's last event) a recurrent state takes one step; an older
+        event is stored in its place and the state is rebuilt from the log at the next query.
+        Returns ``{"user_id", "n_events", "in_order"}``.
+        """
+        user_id = check_user_id(user_id)
+        index = self.catalogue.lookup(item_id)
+        when = check_timestamp(timestamp, "timestamp")
+        value = check_rating(rating, self.options.rating_range)
+        event = Event(index, when, value)
+        in_order = self.log.append(user_id, event)
+        if self.journal is not None:
+            self.journal.write(user_id, int(self.catalogue.item_ids[index]), when, rating if rating is None else value)
+        n_events = self.log.length(user_id)
+        self._advance(user_id, event, in_order, n_events)
+        return {"user_id": user_id, "n_events": n_events, "in_order": in_order}
+
+    def query(self, user_id, at: int) -> torch.Tensor:
+        """The user's query vector (1, D) at request time ``at`` (unix seconds)."""
+        self._require_user(user_id)
+        if not self.model.supports_step:
+            return self._recompute(user_id, at)
+        entry = self._entry(user_id)
+        with torch.inference_mode():
+            hidden, _ = self.model.step(entry.state, self._step_input(entry.pending, at))
+        return hidden
+
+    def scores(self, user_id, at=None) -> torch.Tensor:
+        """Ranking scores of every item (N,), index i-1 for item index i (offline evaluation reads these)."""
+        return self._rank_scores(self.query(user_id, request_time(at)))
+
+    def predicted_ratings(self, user_id, item_indices: torch.Tensor, at=None) -> torch.Tensor:
+        """Clamped rating predictions (K,) for item indices (K,)."""
+        return self._ratings(self.query(user_id, request_time(at)), item_indices)
+
+    def warm(self, user_ids=None, batch_size: int = 256) -> int:
+        """Build the states of many users at once (batched steps); returns how many were built."""
+        if not self.model.supports_step:
+            return 0
+        users = [u for u in (self.log.user_ids() if user_ids is None else user_ids) if self.log.length(u) > 0]
+        users.sort(key=self.log.length)  # similar lengths together: little padding
+        for start in range(0, len(users), batch_size):
+            self._rebuild(users[start : start + batch_size])
+        return len(users)
+
+    def close(self, save: bool = True) -> None:
+        """Snapshot the state cache (when the core has a ``state_dir``) and close the event journal."""
+        if save and self.state_dir is not None:
+            from ss4rec.serve.persistence import save_states
+
+            save_states(self)
+        if self.journal is not None:
+            self.journal.close()
+
+    def info(self) -> dict:
+        return {
+            **self.options.info,
+            "model_class": type(self.model).__name__,
+            "recurrent": bool(self.model.supports_step),
+            "history": self.options.history,
+            "max_len": self.options.max_len,
+            "has_rating": self.options.has_rating,
+            "n_items": self.catalogue.n_items,
+            "n_users": len(self.log),
+            "state_cache": self.cache.info(),
+        }
+
+    # ---- states -------------------------------------------------------------------------------------------
+    def _entry(self, user_id) -> UserState:
+        entry = self.cache.get(user_id)
+        if entry is None:
+            self._rebuild([user_id])
+            entry = self.cache.get(user_id)
+        return entry
+
+    def _rebuild(self, user_ids: list) -> None:
+        """Rebuild users' states from the log: step every served event but the last, for all users at once."""
+        histories = [self.log.events(u, last=self.window) for u in user_ids]
+        lengths = np.array([len(h[0]) - 1 for h in histories])  # events before the pending one
+        width = max(int(lengths.max(initial=0)), 1)
+        items = np.zeros((len(user_ids), width + 1), dtype=np.int64)
+        times = np.zeros_like(items)
+        ratings = np.zeros((len(user_ids), width + 1), dtype=np.float32)
+        for row, (it, ti, ra) in enumerate(histories):
+            items[row, : len(it)], times[row, : len(ti)], ratings[row, : len(ra)] = it, ti, ra
+        prefix = self._batch(items, times, ratings, lengths)
+        with torch.inference_mode():
+            _, states = step_through(self.model, prefix)
+        for row, user in enumerate(user_ids):
+            n = int(lengths[row])
+            pending = Event(int(items[row, n]), int(times[row, n]), float(ratings[row, n]))
+            state = {k: v[row : row + 1].clone() for k, v in states.items()}
+            self.cache.put(user, UserState(state, pending, self.log.length(user)))
+
+    def _advance(self, user_id, event: Event, in_order: bool, n_events: int) -> None:
+        """After an ingest: one committed step when possible, else drop the entry (rebuilt when queried)."""
+        if not self.model.supports_step:
+            return
+        if n_events == 1:  # a new user: the initial state, the event pending
+            self.cache.put(user_id, UserState(self.model.allocate_state(1, self.dtype), event, 1))
+            return
+        entry = self.cache.get(user_id)
+        if entry is None:
+            return
+        fits = self.window is None or n_events <= self.window
+        if not (in_order and fits and entry.n_events == n_events - 1):
+            self.cache.drop(user_id)
+            return
+        with torch.inference_mode():
+            _, state = self.model.step(entry.state, self._step_input(entry.pending, event.time))
+        self.cache.put(user_id, UserState(state, event, n_events))
+
+    def _recompute(self, user_id, at: int) -> torch.Tensor:
+        """Models without a step: encode the last ``max_len`` events with ``at`` as the target time."""
+        items, times, ratings = self.log.events(user_id, last=self.options.max_len)
+        n = len(items)
+        batch = self._batch(items[None], np.append(times, at)[None], ratings[None], np.array([n]))
+        with torch.inference_mode():
+            return self.model.encode_sequence(batch)[:, n - 1]
+
+    def _batch(self, items, times, ratings, lengths) -> dict[str, torch.Tensor]:
+        """A ``sequence`` batch from (B, L + 1) arrays: positions ``< lengths`` are inputs, and the column
+        after each row's last input is its target (its time is that position's next time)."""
+        B, width = items.shape[0], max(int(np.max(lengths, initial=0)), 1)
+        real = np.arange(width)[None, :] < lengths[:, None]
+        next_times = np.zeros((B, width), dtype=np.int64)
+        full_times = np.zeros((B, width + 1), dtype=np.int64)
+        full_times[:, : times.shape[1]] = times[:, : width + 1]
+        next_times[real] = full_times[:, 1:][real]
+        pad = np.zeros((B, width), dtype=np.int64)
+        pad_items = np.where(real, np.pad(items, ((0, 0), (0, max(0, width - items.shape[1]))))[:, :width], 0)
+        pad_ratings = np.where(real, np.pad(ratings, ((0, 0), (0, max(0, width - ratings.shape[1]))))[:, :width], 0)
+        pad_times = np.where(real, full_times[:, :width], 0)
+        return {
+            "users": torch.zeros(B, dtype=torch.long),
+            "items": torch.from_numpy(pad_items.astype(np.int64)),
+            "times": torch.from_numpy(pad_times),
+            "ratings": torch.from_numpy(pad_ratings.astype(np.float32)),
+            "lengths": torch.from_numpy(np.asarray(lengths, dtype=np.int64)),
+            "target_items": torch.from_numpy(pad),
+            "target_times": torch.from_numpy(next_times),
+            "target_ratings": torch.zeros(B, width),
+        }
+
+    @staticmethod
+    def _step_input(event: Event, next_time: int) -> dict[str, torch.Tensor]:
+        return {
+            "items": torch.tensor([event.item]),
+            "ratings": torch.tensor([event.rating]),
+            "times": torch.tensor([event.time]),
+            "next_times": torch.tensor([next_time]),
+        }
+
+    # ---- scoring ------------------------------------------------------------------------------------------
+    def _rank_scores(self, query: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            if self.options.ranks:
+                return self.model.score(query)[0, 1:].float()  # (N,)
+            return self._ratings(query, torch.arange(1, self.catalogue.n_items + 1)).float()
+
+    def _ratings(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        low, high = self.options.rating_range
+        with torch.inference_mode():
+            return self.model.predict_rating(query.expand(len(items), -1), items).clamp(low, high)
+
+    # ---- validation ---------------------------------------------------------------------------------------
+    def _require_user(self, user_id) -> None:
+        if self.log.length(check_user_id(user_id)) == 0:
+            raise UnknownUser(f"unknown user_id {user_id!r}: no interactions in the data and none ingested")

@@ -1,0 +1,143 @@
+"""Build a ``ServingCore`` from a run folder or a checkpoint, without Lightning.
+
+A run folder (``outputs/runs/...``) holds ``checkpoints/`` and the composed config (``.hydra/config.yaml``, or
+``metrics.json``'s ``config``). A checkpoint inside a run's ``checkpoints/`` finds its run the same way. The
+model is rebuilt from the checkpoint's saved hyperparameters (``hydra.utils.instantiate`` of its model config)
+and its ``model.*`` weights; the data are the run's prepared store (built again if the cache is missing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import OmegaConf
+
+from ss4rec.data.prepare import prepare
+from ss4rec.data.preprocess import Options
+from ss4rec.serve.catalogue import Catalogue
+from ss4rec.serve.core import ServeOptions, ServingCore
+from ss4rec.serve.interactions import EventJournal, InteractionLog
+from ss4rec.serve.persistence import restore_states
+
+log = logging.getLogger(__name__)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve(path: str | Path) -> tuple[Path | None, Path]:
+    """(run folder or None, checkpoint) for a run folder or a checkpoint file."""
+    path = Path(path)
+    if path.is_file():
+        run = path.parent.parent if path.parent.name == "checkpoints" else None
+        return run, path
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is neither a run folder nor a checkpoint file")
+    metrics = path / "metrics.json"
+    if metrics.is_file():
+        best = json.loads(metrics.read_text()).get("checkpoint")
+        if best and Path(best).is_file():
+            return path, Path(best)
+    found = sorted((path / "checkpoints").glob("best-*.ckpt")) or sorted((path / "checkpoints").glob("last.ckpt"))
+    if not found:
+        raise FileNotFoundError(f"run folder {path} has no checkpoints/best-*.ckpt or checkpoints/last.ckpt")
+    return path, found[-1]
+
+
+def run_config(run: Path | None) -> dict:
+    """The parts of the run's config serving reads (``data``, ``model``), resolved: ``metrics.json``'s
+    ``config``, else ``.hydra/config.yaml`` (whose other nodes may hold Hydra-only interpolations)."""
+    if run is not None:
+        metrics = run / "metrics.json"
+        if metrics.is_file() and json.loads(metrics.read_text()).get("config"):
+            return json.loads(metrics.read_text())["config"]
+        hydra_cfg = run / ".hydra" / "config.yaml"
+        if hydra_cfg.is_file():
+            cfg = OmegaConf.load(hydra_cfg)
+            return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("data", "model") if key in cfg}
+    raise FileNotFoundError(
+        f"no run config next to the checkpoint (looked for metrics.json and .hydra/config.yaml in {run}); "
+        "serve the run folder, or a checkpoint inside its checkpoints/ folder"
+    )
+
+
+def load_model(checkpoint: Path) -> tuple[torch.nn.Module, dict]:
+    """The plain model of a RecModule checkpoint, on CPU in eval mode, and the checkpoint's hyperparameters."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    hp = saved["hyper_parameters"]
+    model = hydra.utils.instantiate(hp["model"], n_items=hp["n_items"], n_users=hp["n_users"])
+    if hp.get("item_features_shape") is not None and hasattr(model, "set_item_features"):
+        model.set_item_features(torch.zeros(tuple(hp["item_features_shape"])))
+    weights = {k[len("model."):]: v for k, v in saved["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(weights)
+    return model.eval(), hp
+
+
+def load_core(
+    path: str | Path,
+    history: str = "full",
+    cache_mb: float = 256.0,
+    state_dir: str | Path | None = None,
+    fsync: bool = False,
+    restore: bool = True,
+) -> ServingCore:
+    """A serving core for a run folder or checkpoint.
+
+    ``state_dir`` (default ``<run>/serving``) holds the event journal (``events.jsonl``, replayed here) and
+    state snapshots (``states-<checkpoint sha256[:16]>.pt``, restored here when ``restore``).
+    """
+    run, checkpoint = resolve(path)
+    cfg = run_config(run)
+    model, hp = load_model(checkpoint)
+    data = cfg["data"]
+    store, _, _ = prepare(
+        data["name"], data.get("source"), Options(k_core=int(data.get("k_core", 5)),
+                                                  duplicates=data.get("duplicates", "keep_all")),
+        data.get("data_dir"),
+    )  # fmt: skip
+    if store.n_items != hp["n_items"]:
+        raise ValueError(f"the prepared data has {store.n_items} items but the checkpoint {hp['n_items']}")
+    objective = hydra.utils.instantiate(hp["objective"])
+    digest = sha256(checkpoint)
+    options = ServeOptions(
+        max_len=int(data.get("max_len", 200)),
+        history=history,
+        cache_mb=cache_mb,
+        has_rating=bool(objective.uses_rating),
+        ranks=bool(objective.uses_ranking),
+        rating_range=tuple(float(r) for r in hp.get("rating_range", (1.0, 5.0))),
+        info={"model": cfg.get("model", {}).get("_target_", "").rsplit(".", 1)[-1].lower() or type(model).__name__,
+              "data": data["name"], "checkpoint": str(checkpoint), "checkpoint_sha256": digest,
+              "run_dir": None if run is None else str(run)},
+    )  # fmt: skip
+    catalogue = Catalogue(store.item_map, store.item_titles, store.item_genres, store.info.get("genres") or ())
+    state_dir = Path(state_dir) if state_dir else (run or checkpoint.parent) / "serving"
+    journal = EventJournal(state_dir / "events.jsonl", fsync=fsync)
+    core = ServingCore(model, catalogue, InteractionLog.from_store(store), options, journal)
+    core.state_dir, core.store = state_dir, store
+    replayed = replay(core, journal)
+    if restore:
+        restored = restore_states(core)
+        log.info("replayed %d events, restored %d user states", replayed, restored)
+    return core
+
+
+def replay(core: ServingCore, journal: EventJournal) -> int:
+    """Put the journal's events back into the core's log (states rebuild lazily); returns how many."""
+    from ss4rec.serve.interactions import Event
+
+    records = journal.read()
+    for r in records:
+        rating = 0.0 if r.get("rating") is None else float(r["rating"])
+        core.log.append(int(r["user_id"]), Event(core.catalogue.lookup(r["item_id"]), int(r["timestamp"]), rating))
+    return len(records)

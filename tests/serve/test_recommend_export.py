@@ -1,0 +1,74 @@
+"""Batch export (Lightning predict + a parquet prediction writer) against the serving core."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from ss4rec.recommend import export, main
+from ss4rec.serve import load_core
+
+AT = 10**9
+
+
+@pytest.fixture(scope="module")
+def at(trained_run, tmp_path_factory):
+    """Ten minutes after the data's last event: some users' last gaps are short enough to matter (a gap of
+    months saturates S5's step, which then reads every long gap alike)."""
+    core = load_core(trained_run, state_dir=tmp_path_factory.mktemp("at"), restore=False)
+    return max(core.log.last_event(u).time for u in core.log.user_ids()) + 600
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory, at):
+    out = tmp_path_factory.mktemp("export") / "recs.parquet"
+    export(trained_run, out, k=7, at=at, batch_size=300, trainer_kwargs={"enable_progress_bar": False})
+    return pl.read_parquet(out)
+
+
+def test_every_user_gets_k_unseen_items(exported, trained_run, tmp_path):
+    core = load_core(trained_run, state_dir=tmp_path, restore=False)
+    assert exported.height == 7 * len(core.log) and exported["user_id"].n_unique() == len(core.log)
+    assert set(exported.columns) >= {"user_id", "rank", "item_id", "score", "rating"}
+    for (user,), group in exported.group_by(["user_id"]):
+        seen = set(core.catalogue.item_ids[core.log.events(user)[0]].tolist())
+        assert group["rank"].to_list() == list(range(1, 8)) and not seen & set(group["item_id"].to_list())
+
+
+def test_export_equals_window_serving(exported, trained_run, tmp_path, at):
+    """The same lists as the core serving the last max_len events (its step path), for sampled users."""
+    core = load_core(trained_run, history="window", state_dir=tmp_path, restore=False)
+    recent = [u for u in core.log.user_ids() if at - core.log.last_event(u).time < 2 * 86_400]
+    assert recent
+    for user in recent + core.log.user_ids()[::40]:
+        served = core.recommend(user, k=7, at=at)
+        rows = exported.filter(pl.col("user_id") == user).sort("rank")
+        assert rows["item_id"].to_list() == [r["item_id"] for r in served]
+        assert rows["score"].to_list() == pytest.approx([r["score"] for r in served], abs=2e-6)
+
+
+def test_command_line(trained_run, tmp_path, capsys):
+    out = tmp_path / "top3.parquet"
+    main([str(trained_run), "--k", "3", "--out", str(out), "--at", str(AT), "--no-exclude-seen"])
+    assert "wrote" in capsys.readouterr().out
+    assert pl.read_parquet(out).height == 3 * pl.read_parquet(out)["user_id"].n_unique()
+    with pytest.raises(ValueError, match="--k must be between 1 and the catalogue size"):
+        main([str(trained_run), "--k", "0", "--out", str(out)])
+
+
+@pytest.mark.slow
+def test_ddp_export_equals_one_process(trained_run, tmp_path):
+    """Two CPU processes (gloo): the same rows as one process, each user once."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    outs = {}
+    for name, extra in {"one": [], "two": ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]}.items():
+        outs[name] = tmp_path / f"{name}.parquet"
+        subprocess.run([sys.executable, "-m", "ss4rec.recommend", str(trained_run), "--k", "5", "--out",
+                        str(outs[name]), "--at", str(AT), *extra], check=True, env=env, capture_output=True,
+                       timeout=600, cwd=tmp_path)  # fmt: skip
+    one, two = pl.read_parquet(outs["one"]), pl.read_parquet(outs["two"])
+    assert two.select("user_id", "rank", "item_id").equals(one.select("user_id", "rank", "item_id"))
