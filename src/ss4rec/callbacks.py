@@ -118,6 +118,30 @@ class NonFiniteGuard(L.Callback):
                 )
 
 
+class ModelCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
+    """Lightning's ModelCheckpoint, with ``last.ckpt`` written at the end of every epoch.
+
+    Lightning 2.6 refreshes ``last.ckpt`` only when it also saves a top-k checkpoint, so after the best
+    epoch ``last.ckpt`` would fall behind and a resume would repeat epochs. The end of an epoch (after its
+    validation) is the point a run resumes from exactly (README, "Failures, validation and resuming").
+    """
+
+    def _refresh_last(self, trainer: L.Trainer, at_train_epoch_end: bool) -> None:
+        due = not self._should_skip_saving_checkpoint(trainer) and (
+            self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end
+        )
+        if due and self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._refresh_last(trainer, at_train_epoch_end=True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._refresh_last(trainer, at_train_epoch_end=False)
+
+
 class RNGState(L.Callback):
     """Carry the random generators (torch CPU and CUDA, numpy, Python) in every checkpoint.
 

@@ -287,7 +287,7 @@ def check_callbacks(problems: Problems, callbacks: Mapping | None) -> None:
             if spec.get(key):
                 problems.add(f"callbacks.{name}.{key}", _plain(spec[key]),
                              "null or 0: checkpoints are written at epoch ends only, the points a run resumes "
-                             "from exactly (README, 'Failures and resuming')")  # fmt: skip
+                             "from exactly (README, 'Failures, validation and resuming')")  # fmt: skip
 
 
 def check_optimisation(problems: Problems, cfg: Mapping) -> None:
