@@ -101,3 +101,23 @@ def test_guard_refuses_to_write_a_checkpoint_with_non_finite_weights():
 def test_guard_can_be_turned_off(tmp_path):
     cfg = compose_train([*TINY, "optimizer.lr=1e12", "stop_on_nonfinite=false", "trainer.max_epochs=1"], tmp_path)
     assert train(cfg)["status"] == "finished"  # the old behaviour, on request
+
+
+@pytest.mark.slow
+def test_two_processes_stop_together(tmp_path):
+    """DDP on CPU: every process stops at the same step (no process left waiting in an all-reduce).
+
+    ``ddp_find_unused_parameters_true``: plain ``trainer=ddp`` cannot train SASRec (its rating head gets no
+    gradient under task=ranking), with or without a NaN.
+    """
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "optimizer.lr=1e12", *TINY, "trainer=ddp", "trainer.accelerator=cpu",
+         "trainer.devices=2", "trainer.strategy=ddp_find_unused_parameters_true", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "error: the training loss is nan at step" in done.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "failed"

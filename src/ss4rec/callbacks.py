@@ -78,16 +78,22 @@ class NonFiniteGuard(L.Callback):
     def _where(self, trainer: L.Trainer) -> str:
         return f"step {trainer.global_step} (epoch {trainer.current_epoch}, batch {self.batch_idx})"
 
-    def _fail(self, trainer: L.Trainer, what: str, value: float) -> None:
+    def _fail(self, trainer: L.Trainer, what: str, value: float | str) -> None:
         raise NonFiniteError(f"{what} is {value} at {self._where(trainer)}; the run is stopped. {_advice(trainer)}")
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int):
         self.batch_idx = batch_idx
 
+    @staticmethod
+    def _anywhere(trainer: L.Trainer, bad: bool) -> bool:
+        """True on every process when it is true on one (DDP: all stop together instead of one hanging)."""
+        strategy = getattr(trainer, "strategy", None)
+        return bool(strategy.reduce_boolean_decision(bad, all=False)) if strategy is not None else bad
+
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         value = float(loss.detach())
-        if not math.isfinite(value):
-            self._fail(trainer, "the training loss", value)
+        if self._anywhere(trainer, not math.isfinite(value)):
+            self._fail(trainer, "the training loss", value if not math.isfinite(value) else "finite here, not finite on another process")
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         if not self.check_grad_norm or "16-mixed" in str(trainer.precision):
@@ -96,7 +102,7 @@ class NonFiniteGuard(L.Callback):
         if not grads:
             return
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
-        if not math.isfinite(norm):
+        if not math.isfinite(norm):  # gradients are already averaged across processes: every one sees it
             self._fail(trainer, "the gradient norm", norm)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
