@@ -310,3 +310,18 @@ def test_data_compare_report_commands(tmp_path):
     ):
         done = _command(*args, cwd=tmp_path)
         _expect((done.returncode, done.stderr), pattern)
+
+
+def test_train_rejects_resuming_with_other_model_options(train_cli, tmp_path):
+    from omegaconf import OmegaConf
+
+    from composing import compose_train
+
+    cfg = compose_train(["model=sasrec"])
+    hparams = {"model": OmegaConf.to_container(cfg.model, resolve=True),
+               "objective": OmegaConf.to_container(cfg.task.objective, resolve=True)}  # fmt: skip
+    path = _saved(tmp_path / "last.ckpt", {"state_dict": {}, "epoch": 0, "global_step": 5, "hyper_parameters": hparams})
+    err = _expect(train_cli("model=sasrec", "model.hidden=32", f"ckpt_path={path}"),
+                  r"was trained with other options; resume with the overrides of that run")  # fmt: skip
+    assert "model.hidden: 64 in the checkpoint, 32 now" in err
+    err = _expect(train_cli("model=sasrec", "task/ranking_loss=bpr", f"ckpt_path={path}"), r"task\.objective\.ranking")

@@ -356,7 +356,28 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     if ckpt and check_checkpoint:
         from ss4rec.checkpoints import read_checkpoint
 
-        read_checkpoint(ckpt)  # CheckpointError when it is not a readable Lightning checkpoint
+        checkpoint = read_checkpoint(ckpt)  # CheckpointError when it is not a readable Lightning checkpoint
+        check_resume_matches(ckpt, checkpoint, cfg)
+
+
+def check_resume_matches(path: str, checkpoint: dict, cfg: DictConfig) -> None:
+    """The run resumed from ``checkpoint`` must build the same model and objective (else the weights do not fit)."""
+    from ss4rec.errors import CheckpointError
+
+    saved = checkpoint.get("hyper_parameters") or {}
+    differences = []
+    for group, now in (("model", _plain(cfg.model)), ("task.objective", _plain(cfg.task.objective))):
+        before = saved.get(group.split(".")[-1])
+        if not isinstance(before, dict):
+            continue
+        for key in sorted(set(before) | set(now)):
+            if before.get(key) != now.get(key):
+                differences.append(f"{group}.{key}: {show(before.get(key))} in the checkpoint, {show(now.get(key))} now")
+    if differences:
+        raise CheckpointError(
+            f"ckpt_path={path!r} was trained with other options; resume with the overrides of that run:\n  "
+            + "\n  ".join(differences)
+        )
 
 
 def check_data_config(cfg: DictConfig) -> None:
