@@ -277,8 +277,9 @@ def test_report_names_a_half_written_metrics_json(capsys, tmp_path):
 
 def test_report_names_failed_runs(capsys, tmp_path):
     (tmp_path / "run").mkdir()
-    _file(tmp_path / "run", "metrics.json", json.dumps({"status": "failed", "reason": "nan"}).encode())
-    _expect(report_cli(capsys, str(tmp_path), "--out", str(tmp_path / "out")), r"status failed")
+    reason = "the training loss is nan at step 3 (epoch 0, batch 3)"
+    _file(tmp_path / "run", "metrics.json", json.dumps({"status": "failed", "reason": reason}).encode())
+    _expect(report_cli(capsys, str(tmp_path), "--out", str(tmp_path / "out")), rf"status failed: {re.escape(reason)}")
 
 
 def test_report_argument_error_is_argparse_usage(capsys):

@@ -198,7 +198,8 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
             continue
         status = run.get("status", "finished")
         if status != "finished":
-            skipped.append((str(path), f"status {status}"))
+            reason = f": {run['reason']}" if run.get("reason") else ""  # e.g. the step and value of a NaN loss
+            skipped.append((str(path), f"status {status}{reason}"))
             continue
         if not run.get("test"):
             skipped.append((str(path), "no test metrics"))
