@@ -52,7 +52,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_equal(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     assert not (killed / "metrics.json").exists()  # it never finished
-    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0  # killed during epoch 1
+    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]  # the last epoch it completed
+    assert done < whole["epochs"] - 1, "killed after its last epoch: nothing left to resume"  # usually 0
 
     resumed = _train(tmp_path / "resumed", data, f"ckpt_path={last}")
     assert resumed["status"] == "finished" and resumed["epochs"] == whole["epochs"]
