@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from ss4rec import checkpoints
-from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json, read_checkpoint
+from ss4rec.checkpoints import (
+    AtomicCheckpointIO,
+    atomic_write_json,
+    read_checkpoint,
+    remove_stale_temporaries,
+)
 
 
 def _checkpoint(epoch: int) -> dict:
@@ -47,3 +52,11 @@ def test_metrics_json_is_never_half_written(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         atomic_write_json(path, {"status": "finished", "test": {"x": 1.0}})
     assert json.loads(path.read_text()) == {"status": "running"}
+
+
+def test_temporaries_of_killed_saves_are_removed(tmp_path):
+    AtomicCheckpointIO().save_checkpoint(_checkpoint(1), tmp_path / "last.ckpt")
+    (tmp_path / ".last.ckpt.tmp-123-abcd1234").write_bytes(b"half a checkpoint")
+    removed = remove_stale_temporaries(tmp_path)
+    assert [p.name for p in removed] == [".last.ckpt.tmp-123-abcd1234"]
+    assert os.listdir(tmp_path) == ["last.ckpt"] and read_checkpoint(tmp_path / "last.ckpt")["epoch"] == 1

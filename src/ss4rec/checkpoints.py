@@ -39,6 +39,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files a killed save left in ``folder`` (never a complete file); return them."""
+    stale = sorted(Path(folder).glob(".*.tmp-*")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_json(path: str | Path, value: Any) -> None:
     atomic_write_bytes(path, json.dumps(value, indent=2, default=str).encode())
 

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ss4rec.callbacks import History, NonFiniteGuard, RNGState
-from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json
+from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json, remove_stale_temporaries
 from ss4rec.config_checks import check_train_config
 from ss4rec.errors import TrainingFailed, reported_errors
 from ss4rec.lightning_module import RecModule
@@ -86,6 +86,8 @@ def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
             # a resumed run keeps writing into the checkpoint's folder, so that the best checkpoint so far
             # (and its score) carry over, exactly as if the run had never stopped
             callback.dirpath = str(Path(cfg.ckpt_path).expanduser().resolve().parent)
+            for path in remove_stale_temporaries(callback.dirpath):
+                log.info("removed %s, left by a save that was killed", path)
         callbacks.append(callback)
     callbacks.append(RNGState())
     return callbacks
