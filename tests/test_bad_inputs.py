@@ -129,7 +129,7 @@ CHECKPOINT_CASES = {
     "missing": (lambda d: d / "nope.ckpt", r"no such file; expected a checkpoint such as <run>/checkpoints/last\.ckpt"),
     "directory": (lambda d: d, r"is a directory; expected a checkpoint file"),
     "tensor, not a checkpoint": (lambda d: _saved(d / "t.ckpt", torch.ones(2)), r"is not a Lightning training checkpoint"),
-    "truncated checkpoint": (lambda d: _truncated(d / "cut.ckpt"), r"(is not a checkpoint|could not be read)"),
+    "truncated checkpoint": (lambda d: _truncated(d / "cut.ckpt"), r"(is not a checkpoint|could not be read|is damaged|damaged archive)"),
 }
 
 

@@ -73,11 +73,20 @@ def read_checkpoint(path: str | Path, what: str = "ckpt_path") -> dict[str, Any]
                               f"{path / 'last.ckpt'}")  # fmt: skip
     if path.stat().st_size == 0:
         raise CheckpointError(f"{what}={str(path)!r} is an empty file; expected a Lightning checkpoint")
-    if not zipfile.is_zipfile(path):
+    try:  # torch.save writes a CRC-32 per member, which torch.load never checks: a flipped byte would load
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except zipfile.BadZipFile as err:
         raise CheckpointError(
-            f"{what}={str(path)!r} is not a checkpoint (not a torch.save zip archive: truncated, or another kind "
-            "of file); use <run>/checkpoints/last.ckpt or a best-epochNNN.ckpt"
-        )
+            f"{what}={str(path)!r} is not a checkpoint (not a torch.save zip archive: {err}; truncated, damaged, "
+            "or another kind of file); use <run>/checkpoints/last.ckpt or a best-epochNNN.ckpt"
+        ) from err
+    except Exception as err:  # noqa: BLE001 - zipfile raises many kinds on a damaged directory
+        raise CheckpointError(f"{what}={str(path)!r} is a damaged archive ({type(err).__name__}: {err}); the "
+                              "file is truncated or altered") from err  # fmt: skip
+    if damaged is not None:
+        raise CheckpointError(f"{what}={str(path)!r} is damaged: {damaged} does not match its CRC-32 (the file "
+                              "was altered after it was written)")  # fmt: skip
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any failure to unpickle means a damaged file

@@ -135,7 +135,7 @@ def load_store(folder: Path, mmap: bool = True) -> SequenceStore | None:
         if manifest.get("version") != STORE_VERSION:
             return None
         store, problem = _load_checked(folder, manifest, mmap)
-    except (ValueError, TypeError, KeyError, AttributeError, OSError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged cache is rebuilt, whatever numpy or json raised
         store, problem = None, f"{type(err).__name__}: {err}"
     if problem is not None:
         log.warning("cache %s is damaged (%s); rebuilding it", folder, problem)
