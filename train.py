@@ -4,12 +4,12 @@ import hydra
 from omegaconf import DictConfig
 
 from ss4rec.paths import CONFIG_DIR
-from ss4rec.training import optimized_metric, train
+from ss4rec.training import run
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return optimized_metric(cfg, train(cfg))
+    return run(cfg)
 
 
 if __name__ == "__main__":

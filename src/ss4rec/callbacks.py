@@ -1,10 +1,17 @@
-"""Callbacks: per-epoch history for metrics.json."""
+"""Callbacks: per-epoch history for metrics.json, the non-finite guard, RNG state in checkpoints."""
 
 from __future__ import annotations
 
 import logging
+import math
+import random
+from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
+
+from ss4rec.errors import NonFiniteError
 
 log = logging.getLogger("ss4rec")
 
@@ -42,3 +49,127 @@ class History(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = {int(r["epoch"]): dict(r) for r in state_dict.get("rows", [])}
+
+
+def _advice(trainer: L.Trainer) -> str:
+    """What to do next: lower the learning rate or clip gradients, and where the last good weights are."""
+    checkpoint = trainer.checkpoint_callback
+    last = getattr(checkpoint, "last_model_path", "") if checkpoint is not None else ""
+    text = "Lower optimizer.lr or set trainer.gradient_clip_val (e.g. 1.0)."
+    if last:
+        return f"{text} Last good checkpoint: {last} (resume: ckpt_path={last} trainer.gradient_clip_val=1.0)."
+    return f"{text} No checkpoint was written before it diverged."
+
+
+class NonFiniteGuard(L.Callback):
+    """Stop the run at the first NaN or infinite training loss, gradient norm, validation metric or weight.
+
+    The loss is checked before its backward pass and the gradient norm before the optimiser step, so
+    non-finite values never reach the weights; the checkpoint being written is checked before it is
+    written, so no checkpoint (best or last) ever holds non-finite weights. Raises
+    :class:`~ss4rec.errors.NonFiniteError` naming the step, the epoch, the batch and the value.
+    The gradient norm is not checked under ``16-mixed`` precision, whose loss scaler skips such steps.
+    """
+
+    def __init__(self, check_grad_norm: bool = True):
+        self.check_grad_norm = check_grad_norm
+        self.batch_idx = -1
+
+    def _where(self, trainer: L.Trainer) -> str:
+        return f"step {trainer.global_step} (epoch {trainer.current_epoch}, batch {self.batch_idx})"
+
+    def _fail(self, trainer: L.Trainer, what: str, value: float | str) -> None:
+        raise NonFiniteError(f"{what} is {value} at {self._where(trainer)}; the run is stopped. {_advice(trainer)}")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int):
+        self.batch_idx = batch_idx
+
+    @staticmethod
+    def _anywhere(trainer: L.Trainer, bad: bool) -> bool:
+        """True on every process when it is true on one (DDP: all stop together instead of one hanging)."""
+        strategy = getattr(trainer, "strategy", None)
+        return bool(strategy.reduce_boolean_decision(bad, all=False)) if strategy is not None else bad
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        value = float(loss.detach())
+        if self._anywhere(trainer, not math.isfinite(value)):
+            self._fail(trainer, "the training loss", value if not math.isfinite(value) else "finite here, not finite on another process")
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        if not self.check_grad_norm or "16-mixed" in str(trainer.precision):
+            return
+        grads = [p.grad.detach() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
+        if not math.isfinite(norm):  # gradients are already averaged across processes: every one sees it
+            self._fail(trainer, "the gradient norm", norm)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith("val/") and not math.isfinite(float(value)):
+                raise NonFiniteError(
+                    f"validation metric {name} is {float(value)} after epoch {trainer.current_epoch} "
+                    f"(step {trainer.global_step}); the run is stopped. {_advice(trainer)}"
+                )
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        for name, tensor in checkpoint.get("state_dict", {}).items():
+            if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise NonFiniteError(
+                    f"weight {name} is not finite at {self._where(trainer)}; the checkpoint was not written "
+                    f"and the run is stopped. {_advice(trainer)}"
+                )
+
+
+class ModelCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
+    """Lightning's ModelCheckpoint, with ``last.ckpt`` written at the end of every epoch.
+
+    Lightning 2.6 refreshes ``last.ckpt`` only when it also saves a top-k checkpoint, so after the best
+    epoch ``last.ckpt`` would fall behind and a resume would repeat epochs. The end of an epoch (after its
+    validation) is the point a run resumes from exactly (README, "Failures, validation and resuming").
+    """
+
+    def _refresh_last(self, trainer: L.Trainer, at_train_epoch_end: bool) -> None:
+        due = not self._should_skip_saving_checkpoint(trainer) and (
+            self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end
+        )
+        if due and self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._refresh_last(trainer, at_train_epoch_end=True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._refresh_last(trainer, at_train_epoch_end=False)
+
+
+class RNGState(L.Callback):
+    """Carry the random generators (torch CPU and CUDA, numpy, Python) in every checkpoint.
+
+    Restored when a run resumes, so dropout masks and sampled negatives continue exactly as in an
+    uninterrupted run (the data order depends only on ``(data.seed, epoch)``).
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        # plain types and tensors only: checkpoints load with torch.load(weights_only=True)
+        numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+        state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        n = state_dict["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        version, internal, gauss = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

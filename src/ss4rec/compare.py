@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ss4rec.errors import ConfigError, UserError, reported_errors
+from ss4rec.paths import CONFIG_DIR
 from ss4rec.report import build_report, load_runs
 
 #: every model, in the report's order
@@ -38,6 +40,9 @@ RATING_MODELS = ("pop", "mf", "svdpp", "ncf", "hybrid_vae", "ss4rec")
 
 #: models that only predict ratings (no ranking score): never planned for ranking or joint
 RATING_ONLY = ("svdpp",)
+
+#: tasks a comparison can train
+TASKS = ("ranking", "rating", "joint")
 
 #: the repository's train.py (the package is installed editable from the checkout)
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "train.py"
@@ -138,9 +143,84 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
     return args, data, overrides
 
 
+def _names(option: str, text: str, known: tuple[str, ...]) -> list[str]:
+    names = [t for t in text.split(",") if t]
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise ConfigError([f"{option}={text!r}: expected a comma-separated list of {', '.join(known)}"])
+    return names
+
+
+def check_arguments(args: argparse.Namespace, data: str, extra: list[str]) -> None:
+    """Every option of the command, before anything runs: names, seeds, the dataset and the overrides."""
+    problems = []
+    datasets = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml") if not p.stem.startswith("_"))
+    if data not in datasets:
+        problems.append(f"data={data!r}: expected one of {', '.join(datasets)}")
+    for option, text, known in (("--models", args.models, MODELS), ("--rating-models", args.rating_models, MODELS),
+                                ("--tasks", args.tasks, TASKS)):  # fmt: skip
+        try:
+            _names(option, text, known)
+        except ConfigError as err:
+            problems += err.problems
+    seeds = [t for t in args.seeds.split(",") if t]
+    if not seeds or not all(t.isdigit() for t in seeds):
+        problems.append(f"--seeds={args.seeds!r}: expected a comma-separated list of integers >= 0, e.g. 0,1,2")
+    for item in extra:
+        if "=" not in item:
+            problems.append(f"{item!r}: expected a Hydra override key=value (e.g. trainer.max_epochs=15)")
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_jobs(jobs: list[Job], data: str, extra: list[str]) -> None:
+    """Compose the config of every job as train.py will, and check every option (nothing is trained)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    import ss4rec.training  # noqa: F401  (the ${uid:} resolver of the run folders)
+    from ss4rec.config_checks import check_train_config
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(extra)
+    except HydraException as err:
+        raise ConfigError([f"overrides {extra}: {err}"]) from err
+    # sweeps (a=1,2) and Hydra's own settings are train.py's to expand; every other override is checked
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+    for job in jobs:
+        overrides = [f"data={data}", f"model={job.model}", f"task={job.task}", f"seed={job.seeds[0]}",
+                     *job.overrides, *fixed]  # fmt: skip
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                cfg = compose("train", overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as err:
+            raise ConfigError([f"{job.name}: {str(err).strip()}"]) from err
+        finally:
+            GlobalHydra.instance().clear()
+        with open_dict(cfg):
+            cfg.paths.output_dir = "."  # set by Hydra when the job runs
+        try:
+            check_train_config(cfg)
+        except UserError as err:
+            raise type(err)(f"{job.name}: {err}") if not isinstance(err, ConfigError) else ConfigError(
+                [f"{job.name}: {p}" for p in err.problems]) from err  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command; bad input exits with status 2 and ``error: <message>`` (``ss4rec.errors``)."""
     argv = sys.argv[1:] if argv is None else argv
+    with reported_errors():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     args, data, extra = parse(argv)
+    check_arguments(args, data, extra)
     out_dir = Path(args.reports).resolve() / data
     runs_dir = out_dir / "runs"
     split = lambda text: [t for t in text.split(",") if t]  # noqa: E731
@@ -153,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = plan(
             split(args.models), seeds, split(args.tasks), split(args.rating_models), variant_of(extra)
         )
+        check_jobs(jobs, data, extra)
         for i, job in enumerate(jobs, 1):
             if args.skip_finished:
                 missing = tuple(s for s in job.seeds if s not in finished_seeds(runs_dir / job.name))
@@ -180,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
             runs_dir, out_dir, command=shlex.join(["python", "-m", "ss4rec.compare", *reproduce])
         )
     except ValueError as error:
+        if not failed:
+            raise UserError(str(error)) from error  # the runs given hold nothing to report
         print(f"error: {error}", file=sys.stderr)
-        return 1
-    for kind, path in paths.items():
-        print(f"{kind:9s} {path}")
+    else:
+        for kind, path in paths.items():
+            print(f"{kind:9s} {path}")
     if failed:
         print(f"failed jobs (see their logs under {runs_dir}): {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import time
@@ -15,7 +14,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ss4rec.callbacks import History
+from ss4rec.callbacks import History, NonFiniteGuard, RNGState
+from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json, remove_stale_temporaries
+from ss4rec.config_checks import check_train_config
+from ss4rec.errors import TrainingFailed, reported_errors
 from ss4rec.lightning_module import RecModule
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,10 @@ def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
-    callbacks = []
+    """The configured callbacks, then the ones every run has: the non-finite guard and the RNG state."""
+    callbacks: list[L.Callback] = []
+    if cfg.get("stop_on_nonfinite", True):
+        callbacks.append(NonFiniteGuard())  # first, so it sees a bad validation metric before the others
     for name, spec in (cfg.get("callbacks") or {}).items():
         if spec is None or "_target_" not in spec:
             continue
@@ -76,7 +81,15 @@ def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
             continue  # LearningRateMonitor refuses to run without a logger
         if name == "progress_bar" and not cfg.trainer.get("enable_progress_bar", True):
             continue  # the Trainer refuses a progress bar callback when bars are off
-        callbacks.append(hydra.utils.instantiate(spec))
+        callback = hydra.utils.instantiate(spec)
+        if cfg.get("ckpt_path") and isinstance(callback, L.pytorch.callbacks.ModelCheckpoint):
+            # a resumed run keeps writing into the checkpoint's folder, so that the best checkpoint so far
+            # (and its score) carry over, exactly as if the run had never stopped
+            callback.dirpath = str(Path(cfg.ckpt_path).expanduser().resolve().parent)
+            for path in remove_stale_temporaries(callback.dirpath):
+                log.info("removed %s, left by a save that was killed", path)
+        callbacks.append(callback)
+    callbacks.append(RNGState())
     return callbacks
 
 
@@ -106,6 +119,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     Returns the summary written to ``metrics.json`` (see README, "Run outputs").
     """
+    check_train_config(cfg)  # every option, before any data is read or model built
     started = time.time()
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +136,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not module.model.learns_by_gradient:
         trainer_overrides["max_epochs"] = 1  # counting models see every interaction once
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
+        **trainer_overrides,
     )
     for lg in loggers:
         lg.log_hyperparams(resolved(cfg))
@@ -153,8 +168,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             summary["test"] = _floats(results[0]) if results else {}
         summary["status"] = "interrupted" if trainer.interrupted else "finished"
-    except BaseException:
+    except BaseException as error:
         summary["status"] = "failed"
+        summary["reason"] = str(error) if isinstance(error, TrainingFailed) else f"{type(error).__name__}: {error}"
+        checkpoint = trainer.checkpoint_callback
+        if checkpoint is not None:  # the last good weights (the guard never lets bad ones be written)
+            summary["checkpoint"] = checkpoint.best_model_path or None
+            summary["last_checkpoint"] = checkpoint.last_model_path or None
         raise
     finally:
         summary["epochs"] = int(trainer.current_epoch)
@@ -163,7 +183,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["peak_memory_mb"] = peak_memory_mb()
         summary["config"] = resolved(cfg)
         if trainer.is_global_zero:
-            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+            atomic_write_json(run_dir / "metrics.json", summary)  # a kill never leaves half a file
             _print_summary(summary, run_dir / "metrics.json")
         for lg in loggers:
             if hasattr(lg, "experiment") and type(lg).__name__ == "WandbLogger":
@@ -188,6 +208,31 @@ def _best_val(history: list[dict[str, float]], monitor: str, mode: str) -> dict[
     pick = max if mode == "max" else min
     best = pick(rows, key=lambda r: r[monitor])
     return {k: v for k, v in best.items() if k.startswith("val/") or k == "epoch"}
+
+
+def run(cfg: DictConfig) -> float | None:
+    """``train.py``'s job: check the options, train, return the value a sweeper optimises.
+
+    Bad input exits with status 2 and ``error: <message>``; a failed run (e.g. a NaN loss) exits with
+    status 1, except under a multirun, where the exception goes to the sweeper, which records the job as
+    failed (Optuna: a FAIL trial, never a score), runs the other jobs and exits with status 1 at the end.
+    """
+
+    def in_sweep(error: BaseException) -> bool:
+        return isinstance(error, TrainingFailed) and _multirun()
+
+    with reported_errors(reraise=in_sweep):
+        return optimized_metric(cfg, train(cfg))
+
+
+def _multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # composed without Hydra's runtime
+        return False
 
 
 def optimized_metric(cfg: DictConfig, summary: dict[str, Any]) -> float | None:

@@ -97,8 +97,10 @@ def test_report_only_rebuilds_from_existing_runs(tmp_path: Path, capsys):
 
 
 def test_report_only_without_runs_fails_clearly(tmp_path: Path, capsys):
-    assert compare.main(["data=ml100k", "--report-only", "--reports", str(tmp_path)]) == 1
-    assert "no finished run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # bad input: status 2, as every entry point (ss4rec.errors)
+        compare.main(["data=ml100k", "--report-only", "--reports", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "error: no finished run" in capsys.readouterr().err
 
 
 @needs_config

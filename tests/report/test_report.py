@@ -115,8 +115,10 @@ def test_no_finished_run_is_a_clear_error(tmp_path: Path, capsys):
     write_run(root, "a", fake_run("pop", 0, root) | {"status": "interrupted"})
     with pytest.raises(ValueError, match="no finished run.*status interrupted"):
         build_report(root, tmp_path / "out")
-    assert main([str(root), "--out", str(tmp_path / "out")]) == 1
-    assert "no finished run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # bad input: status 2, as every entry point (ss4rec.errors)
+        main([str(root), "--out", str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    assert "error: no finished run" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no finished run"):
         build_report(tmp_path / "does-not-exist", tmp_path / "out")
 

@@ -186,13 +186,20 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
     skipped: list[tuple[str, str]] = []
     for path in find_metric_files(sources):
         try:
-            run = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
             skipped.append((str(path), f"unreadable: {error}"))
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:  # e.g. a file cut short by a kill
+            skipped.append((str(path), f"not valid JSON, truncated or damaged ({error})"))
+            continue
+        if not isinstance(run, dict):
+            skipped.append((str(path), f"not a run summary (a JSON {type(run).__name__}, expected an object)"))
             continue
         status = run.get("status", "finished")
         if status != "finished":
-            skipped.append((str(path), f"status {status}"))
+            reason = f": {run['reason']}" if run.get("reason") else ""  # e.g. the step and value of a NaN loss
+            skipped.append((str(path), f"status {status}{reason}"))
             continue
         if not run.get("test"):
             skipped.append((str(path), "no test metrics"))
