@@ -19,6 +19,7 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
+from ss4rec.data.sources import KINDS
 from ss4rec.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ TRAIN_CASES = [
     (["data.train_stride=500", "data.max_len=50"], r"data\.train_stride=500: expected null or at most data\.max_len=50"),
     (["data.duplicates=sometimes"], r"data\.duplicates='sometimes': expected one of keep_all, keep_first"),
     (["data.k_core=-2"], r"data\.k_core=-2: expected an integer >= 0"),
-    (["data.source.kind=ftp"], r"data\.source: unknown data source kind 'ftp'; known: bundled, download, path"),
+    (["data.source.kind=ftp"], r"data\.source: unknown data source kind 'ftp'; known: " + ", ".join(sorted(KINDS))),
     (["data=path", "data.source.path=/no/such/ratings.csv"], r"data\.source\.path='/no/such/ratings\.csv': expected an existing ratings file"),
     (["model.hidden=0"], r"model\.hidden=0: expected a positive integer"),
     (["model.dropout=1.5"], r"model\.dropout=1\.5: expected a number in \[0, 1\)"),
