@@ -33,7 +33,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("selective_scan.c")
-ABI_VERSION = 1  # must match SS_ABI_VERSION in the C source
+ABI_VERSION = 2  # must match SS_ABI_VERSION in the C source
 # -fassociative-math (with the two flags it needs) lets the vectorised sums over states run pairwise
 # instead of as one serial chain; the exp inside uses fmaf, which reassociation cannot split.
 CFLAGS = ["-O3", "-fPIC", "-std=gnu11", "-pthread", "-fopenmp-simd", "-fassociative-math", "-fno-signed-zeros",

@@ -35,6 +35,7 @@ class ScanArgs(ctypes.Structure):
         ("gout", _ptr),
         ("sg", _i64x3),
         *[(name, _ptr) for name in ("du", "ddelta", "dz", "dA", "dB", "dC", "dD", "dbias")],
+        *[(name, _i64x3) for name in ("so", "sdu", "sddelta", "sdz")],
     ]
 
 
@@ -81,9 +82,11 @@ class _CompiledScan(torch.autograd.Function):
         lib = kernels.library()
         A, D, bias = A.contiguous(), _contig(D), _contig(bias)
         B_lt, C_lt = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (B, L, N)
-        out = u.new_empty(u.shape)
+        batch, dim, length = u.shape
+        # (B, L, D) memory seen as (B, D, L): what out_proj reads next, so y.transpose(1, 2) needs no copy
+        out = u.new_empty(batch, length, dim).transpose(1, 2)
         args = _inputs(u, delta, A, B_lt, C_lt, D, z, bias, softplus)
-        args.out = out.data_ptr()
+        args.out, args.so = out.data_ptr(), _strides(out)
         _call(lib.lib.ss4rec_scan_fwd, args)
         ctx.save_for_backward(u, delta, A, B_lt, C_lt, D, z, bias)
         ctx.softplus = softplus
@@ -94,8 +97,10 @@ class _CompiledScan(torch.autograd.Function):
         u, delta, A, B_lt, C_lt, D, z, bias = ctx.saved_tensors
         lib = kernels.library()
         f32 = {"dtype": torch.float32}
-        du, ddelta = torch.empty(u.shape, **f32), torch.empty(u.shape, **f32)
-        dz = torch.empty(u.shape, **f32) if z is not None else None
+        # each gradient in its input's memory order (empty_like keeps dense strides), as autograd's next
+        # step wants it: no transposing copy
+        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+        dz = torch.empty_like(z) if z is not None else None
         dB, dC = torch.zeros(B_lt.shape, **f32), torch.zeros(C_lt.shape, **f32)
         dA = torch.empty(A.shape, **f32)
         dD = torch.empty(D.shape, **f32) if D is not None else None
@@ -106,6 +111,7 @@ class _CompiledScan(torch.autograd.Function):
         for name, t in (("du", du), ("ddelta", ddelta), ("dz", dz), ("dA", dA), ("dB", dB), ("dC", dC),
                         ("dD", dD), ("dbias", dbias)):  # fmt: skip
             setattr(args, name, _ptr_of(t))
+        args.sdu, args.sddelta, args.sdz = _strides(du), _strides(ddelta), _strides(dz)
         _call(lib.lib.ss4rec_scan_bwd, args)
         return du, ddelta, dA, dB.transpose(1, 2), dC.transpose(1, 2), dD, dz, dbias, None
 

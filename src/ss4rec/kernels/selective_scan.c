@@ -14,7 +14,8 @@
  *
  * Work is split over (b, d) pairs (forward) or over b (backward, so that dB and dC, which sum over d,
  * have one writer each) across plain pthreads; the per-channel sums (dA, dD, dbias) are reduced from
- * per-thread partial buffers. Layouts: u, delta, z, gout are (B, D, L) with any element strides;
+ * per-thread partial buffers. Layouts: u, delta, z, gout, out, du, ddelta, dz are (B, D, L) with any
+ * element strides (the caller picks the memory order that spares a transposing copy downstream);
  * A (D, N), B and C (B, L, N) contiguous; every output is contiguous (B, D, L), (B, L, N) or (D, N).
  *
  * The file is plain C99 + pthreads, vectorised by the compiler over the N states (no intrinsics, so it
@@ -28,18 +29,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SS_ABI_VERSION 1
+#define SS_ABI_VERSION 2
 
 typedef struct {
     int64_t batch, dim, len, nstate;
     const float *u, *delta, *A, *B, *C, *D, *z, *bias; /* D, z, bias may be NULL */
     int64_t su[3], sdelta[3], sz[3];                    /* element strides over (b, d, l) */
     int32_t softplus, nthreads;
-    float *out;                                         /* forward: (B, D, L) */
+    float *out;                                         /* forward: (B, D, L), strides so */
     const float *gout;                                  /* backward: dL/dout with strides sg */
     int64_t sg[3];
     float *du, *ddelta, *dz;                            /* (B, D, L); dz only when z */
     float *dA, *dB, *dC, *dD, *dbias;                   /* (D, N), (B, L, N) x2, (D,), (D,) */
+    int64_t so[3], sdu[3], sddelta[3], sdz[3];          /* element strides of out, du, ddelta, dz */
 } ss_args;
 
 int ss4rec_abi_version(void) { return SS_ABI_VERSION; }
@@ -102,13 +104,13 @@ typedef struct {
 } ss_work;
 
 static int work_alloc(ss_work *w, int64_t L, int64_t N, int backward) {
-    const size_t per_t = backward ? 7 + 2 * (size_t)N : 3;
+    const size_t per_t = backward ? 7 + 2 * (size_t)N : 4;
     float *p = (float *)malloc(sizeof(float) * (size_t)L * per_t + 64);
     memset(w, 0, sizeof(*w));
     if (!p) return -1;
-    w->u = p, w->dt = p + L, w->gate = p + 2 * L;
+    w->u = p, w->dt = p + L, w->gate = p + 2 * L, w->ys = p + 3 * L;
     if (backward) {
-        w->dgate = p + 3 * L, w->dsp = p + 4 * L, w->g = p + 5 * L, w->ys = p + 6 * L;
+        w->dgate = p + 4 * L, w->dsp = p + 5 * L, w->g = p + 6 * L;
         w->hs = p + 7 * L, w->ea = w->hs + L * N;
     }
     return 0;
@@ -181,11 +183,9 @@ static inline __attribute__((always_inline)) void recurrence(const ss_args *a, i
 static inline __attribute__((always_inline)) void fwd_pair(const ss_args *a, int64_t b, int64_t d,
                                                            const int64_t N, ss_work *w) {
     const int64_t L = a->len;
-    float *out = a->out + (b * a->dim + d) * L;
     prepare(a, b, d, w, 0);
-    recurrence(a, b, d, N, w, NULL, NULL, out);
-    if (a->z)
-        for (int64_t t = 0; t < L; t++) out[t] *= w->gate[t];
+    recurrence(a, b, d, N, w, NULL, NULL, w->ys);
+    for (int64_t t = 0; t < L; t++) AT(a->out, a->so, b, d, t) = a->z ? w->ys[t] * w->gate[t] : w->ys[t];
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -200,11 +200,10 @@ static inline __attribute__((always_inline)) void bwd_pair(const ss_args *a, int
     const float Dd = a->D ? a->D[d] : 0.0f;
     prepare(a, b, d, w, 1);
     recurrence(a, b, d, N, w, w->ea, w->hs, w->ys);
-    const int64_t o = (b * a->dim + d) * L;
     if (a->z) {
 #pragma omp simd
         for (int64_t t = 0; t < L; t++) {
-            a->dz[o + t] = w->g[t] * w->ys[t] * w->dgate[t];
+            AT(a->dz, a->sdz, b, d, t) = w->g[t] * w->ys[t] * w->dgate[t];
             w->g[t] *= w->gate[t]; /* from here on g = dL/dy */
         }
     }
@@ -240,10 +239,10 @@ static inline __attribute__((always_inline)) void bwd_pair(const ss_args *a, int
                 sGB += Gn * Bt[n];
             }
         }
-        a->du[o + t] = g * Dd + dt * sGB;
+        AT(a->du, a->sdu, b, d, t) = g * Dd + dt * sGB;
         float ddt = u * sGB + sWA;
         if (a->softplus) ddt *= w->dsp[t];
-        a->ddelta[o + t] = ddt;
+        AT(a->ddelta, a->sddelta, b, d, t) = ddt;
         dbias += ddt;
     }
     for (int64_t n = 0; n < N; n++) dA_acc[n] += dAl[n];
