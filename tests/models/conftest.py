@@ -1,15 +1,8 @@
 """Model tests run single-threaded: tiny models, and spinning OpenMP threads crawl on a busy shared CPU."""
 
 import pytest
-import torch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from threads import one_thread  # noqa: F401 - autouse: every test here runs on one thread
 
 
 @pytest.fixture(scope="session")

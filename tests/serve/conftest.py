@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from composing import compose_train
+from threads import one_thread  # noqa: F401 - autouse: every test here runs on one thread
 
 TINY = ["model=ss4rec", "task=joint", "debug=limit", "data.max_len=20", "data.batch_size=128",
         "data.eval_batch_size=512", "logger=none", "threads=1", "trainer.limit_test_batches=1.0",
@@ -13,12 +14,6 @@ TINY = ["model=ss4rec", "task=joint", "debug=limit", "data.max_len=20", "data.ba
         "model.d_state=16", "model.mamba_d_state=8"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
