@@ -8,6 +8,7 @@ check that lets bad input through fails the test instead of serving); two run th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -26,6 +27,8 @@ from ss4rec.serve.loading import resolve
 
 @pytest.fixture(autouse=True)
 def clean_errors(monkeypatch):
+    # loggers set up by an earlier in-process run may still point at that test's closed capture stream
+    monkeypatch.setattr(logging, "raiseExceptions", False)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.setattr(serve_main, "serve", _never_served)
 
