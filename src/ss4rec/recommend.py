@@ -7,12 +7,17 @@ and ``--history window`` serving), with the request time ``--at`` (default: now)
 interaction. Rows of the output: ``user_id, rank (1..k), item_id, score`` plus ``rating`` when the model has
 a rating head and ``title`` when the data has titles. Every process (GPU, DDP) writes its batches as part
 files; process 0 joins them into ``--out`` at the end.
+
+Bad input (a path that is not a run folder or checkpoint, a damaged or foreign checkpoint, ``--k`` outside
+1..catalogue, an ``--out`` that is not a writable ``.parquet`` path, a negative ``--at``, ...) exits with
+status 2 and ``error: <message>`` (``ss4rec.errors``); the flags are checked before anything is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -28,6 +33,8 @@ from torch.utils.data import DataLoader, Dataset
 from ss4rec.data.collate import segment_rows
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
+from ss4rec.errors import ConfigError, reported_errors
+from ss4rec.serve.checks import check_recommend_arguments
 from ss4rec.serve.loading import load_model, resolve, run_config
 
 
@@ -152,7 +159,7 @@ def export(
                           Options(k_core=int(data.get("k_core", 5)), duplicates=data.get("duplicates", "keep_all")),
                           data.get("data_dir"))  # fmt: skip
     if not 1 <= k <= store.n_items:
-        raise ValueError(f"--k must be between 1 and the catalogue size {store.n_items}, got {k}")
+        raise ConfigError([f"--k={k}: expected an integer in 1..{store.n_items} (the catalogue size)"])
     objective = hydra.utils.instantiate(hp["objective"])
     rating_range = tuple(hp.get("rating_range", (1.0, 5.0))) if objective.uses_rating else None
     at = int(time.time()) if at is None else int(at)
@@ -178,7 +185,7 @@ def export(
     return out
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ss4rec.recommend", description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a run folder (outputs/runs/...) or a checkpoint inside one")
     parser.add_argument("--k", type=int, default=100, help="items per user")
@@ -191,6 +198,13 @@ def main(argv=None) -> None:
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    with reported_errors():
+        check_recommend_arguments(args)
+        run(args)
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = int(args.devices) if args.devices.isdigit() else args.devices
@@ -203,4 +217,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -52,8 +52,9 @@ def test_command_line(trained_run, tmp_path, capsys):
     main([str(trained_run), "--k", "3", "--out", str(out), "--at", str(AT), "--no-exclude-seen"])
     assert "wrote" in capsys.readouterr().out
     assert pl.read_parquet(out).height == 3 * pl.read_parquet(out)["user_id"].n_unique()
-    with pytest.raises(ValueError, match="--k must be between 1 and the catalogue size"):
+    with pytest.raises(SystemExit) as stopped:  # bad input: status 2 and a message (tests/serve/test_cli_errors.py)
         main([str(trained_run), "--k", "0", "--out", str(out)])
+    assert stopped.value.code == 2 and "--k=0: expected a positive integer" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,15 +1,19 @@
 """``python -m ss4rec.serve RUN_DIR_OR_CKPT [--port 8000] ...``: serve a trained model over HTTP (uvicorn).
 
-Defaults come from ``conf/serve/default.yaml``; every option is also a flag (``--help``).
+Defaults come from ``conf/serve/default.yaml``; every option is also a flag (``--help``). Bad input (a path
+that is not a run folder or checkpoint, a damaged or foreign checkpoint, a flag out of range) exits with
+status 2 and ``error: <message>`` before anything is loaded where it can (``ss4rec.errors``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from omegaconf import OmegaConf
 
+from ss4rec.errors import reported_errors
 from ss4rec.paths import CONFIG_DIR
 
 
@@ -32,8 +36,17 @@ def parse(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    with reported_errors():
+        from ss4rec.serve.checks import check_serve_arguments
+
+        check_serve_arguments(args)
+        serve(args)
+    return 0
+
+
+def serve(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
     import uvicorn
@@ -50,4 +63,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

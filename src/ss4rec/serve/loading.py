@@ -15,10 +15,14 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from ss4rec.checkpoints import read_checkpoint
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
+from ss4rec.errors import CheckpointError, UserError
 from ss4rec.serve.catalogue import Catalogue
 from ss4rec.serve.core import ServeOptions, ServingCore
 from ss4rec.serve.interactions import EventJournal, InteractionLog
@@ -35,51 +39,118 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: what the positional argument of ``python -m ss4rec.serve`` / ``ss4rec.recommend`` may be
+RUN_OR_CHECKPOINT = "a run folder (outputs/runs/..., with checkpoints/) or a checkpoint file inside one"
+
+
+def _metrics(run: Path) -> dict:
+    """``run/metrics.json`` as a dict; {} when missing, half-written or not a JSON object."""
+    try:
+        value = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def path_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a run folder or a checkpoint file (``path=<value>: expected ...``), or None.
+
+    Only names and folders are looked at; the checkpoint's content is checked when it is loaded
+    (:func:`ss4rec.checkpoints.read_checkpoint`)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        why = "no such file or folder"
+    elif p.is_dir():
+        if _checkpoint_of(p) is not None:
+            return None
+        why = "the folder has no checkpoints/best-*.ckpt or checkpoints/last.ckpt"
+    elif p.is_file():
+        return None
+    else:
+        why = "not a regular file or folder"
+    return f"path={str(path)!r}: expected {RUN_OR_CHECKPOINT} ({why})"
+
+
+def _checkpoint_of(run: Path) -> Path | None:
+    best = _metrics(run).get("checkpoint")
+    if isinstance(best, str) and best and Path(best).is_file():
+        return Path(best)
+    found = sorted((run / "checkpoints").glob("best-*.ckpt")) or sorted((run / "checkpoints").glob("last.ckpt"))
+    return found[-1] if found else None
+
+
 def resolve(path: str | Path) -> tuple[Path | None, Path]:
-    """(run folder or None, checkpoint) for a run folder or a checkpoint file."""
-    path = Path(path)
+    """(run folder or None, checkpoint) for a run folder or a checkpoint file; CheckpointError otherwise."""
+    problem = path_problem(path)
+    if problem is not None:
+        raise CheckpointError(problem)
+    path = Path(path).expanduser()
     if path.is_file():
         run = path.parent.parent if path.parent.name == "checkpoints" else None
         return run, path
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} is neither a run folder nor a checkpoint file")
-    metrics = path / "metrics.json"
-    if metrics.is_file():
-        best = json.loads(metrics.read_text()).get("checkpoint")
-        if best and Path(best).is_file():
-            return path, Path(best)
-    found = sorted((path / "checkpoints").glob("best-*.ckpt")) or sorted((path / "checkpoints").glob("last.ckpt"))
-    if not found:
-        raise FileNotFoundError(f"run folder {path} has no checkpoints/best-*.ckpt or checkpoints/last.ckpt")
-    return path, found[-1]
+    return path, _checkpoint_of(path)
+
+
+def config_problem(run: Path | None, checkpoint: Path) -> str | None:
+    """Why no run config can be found for ``checkpoint`` (see :func:`run_config`), or None."""
+    if run is not None and (_metrics(run).get("config") or (run / ".hydra" / "config.yaml").is_file()):
+        return None
+    where = f"in {run}" if run is not None else f"next to {checkpoint} (it is not inside a run's checkpoints/ folder)"
+    return (f"path={str(checkpoint)!r}: no run config (metrics.json or .hydra/config.yaml) {where}; "
+            "expected a run folder, or a checkpoint inside its checkpoints/ folder")  # fmt: skip
 
 
 def run_config(run: Path | None) -> dict:
     """The parts of the run's config serving reads (``data``, ``model``), resolved: ``metrics.json``'s
     ``config``, else ``.hydra/config.yaml`` (whose other nodes may hold Hydra-only interpolations)."""
     if run is not None:
-        metrics = run / "metrics.json"
-        if metrics.is_file() and json.loads(metrics.read_text()).get("config"):
-            return json.loads(metrics.read_text())["config"]
+        config = _metrics(run).get("config")
+        if config:
+            return config
         hydra_cfg = run / ".hydra" / "config.yaml"
         if hydra_cfg.is_file():
-            cfg = OmegaConf.load(hydra_cfg)
-            return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("data", "model") if key in cfg}
-    raise FileNotFoundError(
+            try:
+                cfg = OmegaConf.load(hydra_cfg)
+                return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("data", "model") if key in cfg}
+            except Exception as err:  # noqa: BLE001 - a damaged YAML file or an interpolation that cannot resolve
+                raise UserError(f"{hydra_cfg}: the run config cannot be read ({type(err).__name__}: {err})") from err
+    raise UserError(
         f"no run config next to the checkpoint (looked for metrics.json and .hydra/config.yaml in {run}); "
         "serve the run folder, or a checkpoint inside its checkpoints/ folder"
     )
 
 
+#: hyperparameters a RecModule checkpoint saves and serving reads
+MODEL_HPARAMS = ("model", "n_items", "n_users", "objective")
+
+
+def read_model_checkpoint(checkpoint: Path, what: str = "checkpoint") -> dict:
+    """:func:`ss4rec.checkpoints.read_checkpoint` (a missing, empty, truncated, damaged or non-Lightning file
+    is a CheckpointError naming it), then the hyperparameters serving needs (a foreign Lightning
+    checkpoint lacks them: CheckpointError too)."""
+    saved = read_checkpoint(checkpoint, what=what)
+    hp = saved.get("hyper_parameters")
+    missing = [k for k in MODEL_HPARAMS if not isinstance(hp, dict) or k not in hp]
+    if missing:
+        raise CheckpointError(f"{what}={str(checkpoint)!r} is not an ss4rec model checkpoint (its "
+                              f"hyper_parameters lack {', '.join(missing)}); use a checkpoint written by train.py")  # fmt: skip
+    return saved
+
+
 def load_model(checkpoint: Path) -> tuple[torch.nn.Module, dict]:
-    """The plain model of a RecModule checkpoint, on CPU in eval mode, and the checkpoint's hyperparameters."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    """The plain model of a RecModule checkpoint, on CPU in eval mode, and the checkpoint's hyperparameters
+    (the file checked by :func:`read_model_checkpoint`)."""
+    saved = read_model_checkpoint(checkpoint)
     hp = saved["hyper_parameters"]
-    model = hydra.utils.instantiate(hp["model"], n_items=hp["n_items"], n_users=hp["n_users"])
-    if hp.get("item_features_shape") is not None and hasattr(model, "set_item_features"):
-        model.set_item_features(torch.zeros(tuple(hp["item_features_shape"])))
-    weights = {k[len("model."):]: v for k, v in saved["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(weights)
+    try:
+        model = hydra.utils.instantiate(hp["model"], n_items=hp["n_items"], n_users=hp["n_users"])
+        if hp.get("item_features_shape") is not None and hasattr(model, "set_item_features"):
+            model.set_item_features(torch.zeros(tuple(hp["item_features_shape"])))
+        weights = {k[len("model."):]: v for k, v in saved["state_dict"].items() if k.startswith("model.")}
+        model.load_state_dict(weights)
+    except (HydraException, OmegaConfBaseException, RuntimeError, TypeError, KeyError) as err:
+        raise CheckpointError(f"checkpoint={str(checkpoint)!r}: its model cannot be rebuilt from its saved "
+                              f"hyperparameters and weights ({type(err).__name__}: {err})") from err  # fmt: skip
     return model.eval(), hp
 
 
@@ -106,7 +177,7 @@ def load_core(
         data.get("data_dir"),
     )  # fmt: skip
     if store.n_items != hp["n_items"]:
-        raise ValueError(f"the prepared data has {store.n_items} items but the checkpoint {hp['n_items']}")
+        raise CheckpointError(f"the prepared data has {store.n_items} items but the checkpoint {hp['n_items']}")
     objective = hydra.utils.instantiate(hp["objective"])
     digest = sha256(checkpoint)
     options = ServeOptions(
