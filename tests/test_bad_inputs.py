@@ -19,6 +19,7 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
+from clean_errors import expect_clean_error
 from ss4rec.data.sources import KINDS
 from ss4rec.errors import CheckpointError, ConfigError
 
@@ -55,12 +56,7 @@ def train_cli(monkeypatch, capsys, tmp_path):
     return call
 
 
-def _expect(result: tuple[int, str], pattern: str, status: int = 2) -> str:
-    code, err = result
-    assert code == status, err
-    assert re.search(pattern, err), err
-    assert re.search(r"^error: ", err, re.MULTILINE) and "Traceback" not in err, err
-    return err
+_expect = expect_clean_error
 
 
 def _file(tmp_path: Path, name: str, content: bytes) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from clean_errors import expect_clean_error
 from ss4rec import recommend
 from ss4rec.errors import CheckpointError, ConfigError
 from ss4rec.serve import __main__ as serve_main
@@ -45,12 +45,7 @@ def _call(main, argv, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def _expect(result: tuple[int, str], pattern: str, status: int = 2) -> str:
-    code, err = result
-    assert code == status, err
-    assert re.search(pattern, err), err
-    assert re.search(r"^error: ", err, re.MULTILINE) and "Traceback" not in err, err
-    return err
+_expect = expect_clean_error
 
 
 @pytest.fixture
