@@ -91,11 +91,22 @@ def test_guard_stops_on_an_infinite_gradient_norm_before_the_step():
     guard.on_before_optimizer_step(_trainer(), None, optimizer)
 
 
+def test_guard_sees_a_nan_in_the_imaginary_part_of_a_complex_gradient():
+    """S5's eigenvalues are complex parameters: casting their gradient to real would drop the NaN."""
+    weight = torch.nn.Parameter(torch.ones(2, dtype=torch.complex64))
+    weight.grad = torch.tensor([1 + 1j, complex(1.0, math.nan)], dtype=torch.complex64)
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    with pytest.raises(NonFiniteError, match="the gradient norm is nan"):
+        NonFiniteGuard().on_before_optimizer_step(_trainer(), None, optimizer)
+
+
 def test_guard_refuses_to_write_a_checkpoint_with_non_finite_weights():
     guard = NonFiniteGuard()
     guard.on_save_checkpoint(_trainer(), None, {"state_dict": {"w": torch.ones(2), "n": torch.tensor(3)}})
     with pytest.raises(NonFiniteError, match="weight model.w is not finite .* the checkpoint was not written"):
         guard.on_save_checkpoint(_trainer(), None, {"state_dict": {"model.w": torch.tensor([1.0, math.nan])}})
+    with pytest.raises(NonFiniteError, match="weight model.lam is not finite"):
+        guard.on_save_checkpoint(_trainer(), None, {"state_dict": {"model.lam": torch.tensor([complex(0, math.inf)])}})
 
 
 def test_guard_can_be_turned_off(tmp_path):

@@ -101,7 +101,8 @@ class NonFiniteGuard(L.Callback):
         grads = [p.grad.detach() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return
-        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
+        # the norm of a complex gradient (S5's eigenvalues) is real: a NaN in its imaginary part still shows
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g).float() for g in grads])))
         if not math.isfinite(norm):  # gradients are already averaged across processes: every one sees it
             self._fail(trainer, "the gradient norm", norm)
 
@@ -117,7 +118,7 @@ class NonFiniteGuard(L.Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         for name, tensor in checkpoint.get("state_dict", {}).items():
-            if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            if torch.is_tensor(tensor) and (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
                 raise NonFiniteError(
                     f"weight {name} is not finite at {self._where(trainer)}; the checkpoint was not written "
                     f"and the run is stopped. {_advice(trainer)}"
