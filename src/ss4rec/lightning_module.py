@@ -30,7 +30,9 @@ class RecModule(L.LightningModule):
         model: config of the model (``_target_`` + hyperparameters), ``n_items``/``n_users`` added here.
         objective: config of an ``ss4rec.objectives.Objective``.
         optimizer: partial optimizer config (``_partial_: true``), called with parameter groups.
-        scheduler: partial LR-scheduler config or None.
+        scheduler: partial LR-scheduler config or None, stepped once per epoch. A ``ReduceLROnPlateau``
+            watches ``monitor`` (the task's selection metric) in the direction of ``mode``.
+        monitor, mode: the metric that selects checkpoints and its direction (``task.monitor``, ``task.mode``).
         n_items, n_users: catalogue and user counts from the data module.
         rating_mean: mean training rating (the rating head's offset).
         rating_range: (min, max) of the rating scale; predictions are clamped to it for RMSE/MAE.
@@ -58,6 +60,8 @@ class RecModule(L.LightningModule):
         eval_chunk_size: int = 8192,
         weight_decay: float = 0.0,
         item_features_shape: tuple[int, int] | None = None,
+        monitor: str = "val/ndcg@10",
+        mode: str = "max",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -146,5 +150,9 @@ class RecModule(L.LightningModule):
         optimizer = hydra.utils.instantiate(self.hparams.optimizer)(groups)
         if not self.hparams.scheduler:
             return optimizer
-        scheduler = hydra.utils.instantiate(self.hparams.scheduler)(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if self.hparams.scheduler.get("_target_", "").endswith("ReduceLROnPlateau"):
+            scheduler = hydra.utils.instantiate(self.hparams.scheduler, mode=self.hparams.mode)(optimizer)
+            plan = {"scheduler": scheduler, "interval": "epoch", "monitor": self.hparams.monitor, "strict": True}
+        else:
+            plan = {"scheduler": hydra.utils.instantiate(self.hparams.scheduler)(optimizer), "interval": "epoch"}
+        return {"optimizer": optimizer, "lr_scheduler": plan}

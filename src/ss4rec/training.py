@@ -63,6 +63,8 @@ def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
         eval_chunk_size=int(cfg.evaluation.chunk_size),
         weight_decay=float(cfg.get("weight_decay", 0.0)),
         item_features_shape=tuple(genres.shape) if genres is not None else None,
+        monitor=str(cfg.task.monitor),
+        mode=str(cfg.task.mode),
     )
     if genres is not None and hasattr(module.model, "set_item_features"):
         module.model.set_item_features(genres.float())
