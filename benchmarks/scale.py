@@ -156,8 +156,9 @@ def main() -> None:
                     break
         rank_ups = users / rank_s * model.n_items / ML25M["n_items"]  # scoring is linear in the catalogue
         eval_ups = 1 / (encode_s / users + 1 / rank_ups)
+        scaled = f" (= {rank_ups:,.0f} users/s at 59,047 items)" if model.n_items != ML25M["n_items"] else ""
         print(f"3. evaluation: {users:,} users, encoder {users / encode_s:,.0f} users/s; full ranking over "
-              f"{model.n_items:,} items {users / rank_s:,.0f} users/s (= {rank_ups:,.0f} users/s at 59,047 items); "
+              f"{model.n_items:,} items {users / rank_s:,.0f} users/s{scaled}; "
               f"both: {eval_ups:,.0f} users/s (batches of {cfg.data.eval_batch_size} users, {chunk} items per "
               f"chunk); peak RSS {peak_rss_gb():.2f} GB")
 
@@ -182,8 +183,8 @@ def main() -> None:
               f"{flops / gpu_rate / args.gpu_utilisation:.0f} s at {args.gpu_utilisation:.0%} of peak; scoring pass "
               f">= {eval_flops / gpu_rate * 1e3:.1f} ms at peak. Arithmetic, not measured (nothing has run on a "
               f"GPU): a hidden-64 model is bound by memory traffic and kernel launches, not FLOPs; "
-              f"{full_targets / (targets / args.steps):,.0f} steps per epoch x the step time `make gpu-check` "
-              f"measures is the better estimate")
+              f"{n_batches / args.scale:,.0f} steps per epoch x the step time `make gpu-check` measures is the "
+              f"better estimate")
         print(f"\npeak RSS of the whole run: {peak_rss_gb():.2f} GB (target < 8 GB)")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
