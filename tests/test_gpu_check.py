@@ -102,3 +102,15 @@ def test_a_training_run_with_a_nan_metric_fails(tmp_path):
     summary["test"]["test/hr@10"] = 0.2
     (run / "metrics.json").write_text(json.dumps(summary))
     assert gc.training_outcome(0, "", tmp_path).status == gc.PASS
+
+
+def test_every_test_the_check_runs_exists():
+    """A renamed or moved CUDA test would otherwise only show up on the GPU day, as 'no tests collected'."""
+    nodes = [part for step in gc.steps() if "pytest" in step.command for part in step.command
+             if part.startswith("tests/")]  # fmt: skip
+    assert len(nodes) == 3
+    done = subprocess.run([PY, "-m", "pytest", "--collect-only", "-q", "-m", "slow or not slow", *nodes],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    for node in nodes:
+        assert node.split("::")[0] in done.stdout
