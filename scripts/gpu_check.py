@@ -60,6 +60,7 @@ class Step:
     command: list[str]
     timeout_s: int
     judge: Callable[[int, str, Path], Outcome] = field(repr=False, default=None)  # type: ignore[assignment]
+    report: bool = False  # print the step's output (a benchmark's table) after the summary
 
     def __post_init__(self):
         if self.judge is None:
@@ -173,7 +174,8 @@ def steps(python: str = sys.executable) -> list[Step]:
               "+trainer.limit_test_batches=20", "logger=none", "trainer.enable_progress_bar=false",
               "paths.log_dir={workdir}", *os.environ.get("GPU_CHECK_TRAIN_ARGS", "").split()], 240,
              training_outcome),
-        Step("bench", "benchmarks/gpu.py: scans, train step, evaluation", [python, "benchmarks/gpu.py"], 150),
+        Step("bench", "benchmarks/gpu.py: scans, train step, evaluation", [python, "benchmarks/gpu.py"], 150,
+             report=True),
     ]
 
 
@@ -278,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     results = run_all(plan, args.budget, workdir,
                       run=lambda step, t, wd: _announced(step, t, wd))
+    for r in results:
+        log = workdir / r.step.name / "output.txt"
+        if r.step.report and r.outcome.status == PASS and log.is_file():
+            print(f"\n== {r.step.name} ({' '.join(r.step.command[1:])})\n{log.read_text().strip()}")
+    print()
     print(summary(results))
     return exit_code(results)
 

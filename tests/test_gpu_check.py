@@ -114,3 +114,15 @@ def test_every_test_the_check_runs_exists():
     assert done.returncode == 0, done.stdout[-2000:]
     for node in nodes:
         assert node.split("::")[0] in done.stdout
+
+
+def test_main_prints_the_benchmark_table_and_the_verdict(tmp_path, monkeypatch, capsys):
+    gpu = json.dumps({"torch": "2.x", "cuda": True, "cuda_version": "12.8", "device": "H200", "bf16": True,
+                      "mamba_ssm": False, "causal_conv1d": False, "triton": True})
+    plan = [gc.Step("environment", "env", script(f"print({gpu!r})"), 30, gc.environment_outcome),
+            gc.Step("bench", "a table", script("print('case  ms\\nscan  1.0')"), 30, report=True)]
+    monkeypatch.setattr(gc, "steps", lambda: plan)
+    monkeypatch.delenv("GPU_INSTALL", raising=False)
+    assert gc.main(["--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "case  ms\nscan  1.0" in out and "H200" in out and out.rstrip().endswith("GPU CHECK PASSED")
