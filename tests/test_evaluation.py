@@ -30,9 +30,11 @@ def random_case(batch=13, n_items=37, seed=0, levels=4):
 
 @pytest.mark.parametrize("chunk_size", [1, 5, 36, 37, 1000])
 @pytest.mark.parametrize("masked", [False, True])
-def test_ranks_match_reference(chunk_size, masked):
+@pytest.mark.parametrize("cache_bytes", [0, 2**28])  # scores recomputed in pass 2, or kept from pass 1
+def test_ranks_match_reference(chunk_size, masked, cache_bytes):
     scores, targets, seen = random_case(seed=chunk_size)
-    ranks = rank_targets(lambda ids: scores[:, ids], targets, 37, seen=seen if masked else None, chunk_size=chunk_size)
+    ranks = rank_targets(lambda ids: scores[:, ids], targets, 37, seen=seen if masked else None,
+                         chunk_size=chunk_size, cache_bytes=cache_bytes)
     expected = [
         reference_rank(scores[b], int(targets[b]), seen[b].tolist() if masked else []) for b in range(len(targets))
     ]
@@ -66,3 +68,19 @@ def test_masking_moves_the_target_up():
     target = torch.tensor([3])
     assert rank_targets(lambda ids: scores[:, ids], target, 4).item() == 2
     assert rank_targets(lambda ids: scores[:, ids], target, 4, seen=torch.tensor([[1, 2, 0]])).item() == 0
+
+
+@pytest.mark.parametrize("cache_bytes,scored", [(2**28, 37), (0, 2 + 37)])
+def test_scores_are_kept_between_passes_when_they_fit(cache_bytes, scored):
+    """Within the cache budget every item is scored once; beyond it pass 2 scores every chunk again."""
+    scores, _, seen = random_case(seed=3)
+    targets = torch.full((scores.shape[0],), 3)  # every target in one chunk (items 3..4): pass 1 scores 2 items
+    calls = []
+
+    def score(ids):
+        calls.append(len(ids))
+        return scores[:, ids]
+
+    ranks = rank_targets(score, targets, 37, seen=seen, chunk_size=2, cache_bytes=cache_bytes)
+    assert sum(calls) == scored
+    assert ranks.tolist() == [reference_rank(scores[b], 3, seen[b].tolist()) for b in range(len(targets))]

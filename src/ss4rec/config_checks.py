@@ -242,6 +242,9 @@ TRAINER_RULES: dict[str, Rule] = {
     "devices": (lambda v: v == "auto" or (_int(v) and (v >= 1 or v == -1)) or
                 (isinstance(v, list) and v and all(_int(x) and x >= 0 for x in v)),
                 "auto, a positive integer, -1 or a list of device indices"),  # fmt: skip
+    # null when trainer=slurm runs without its launcher (it reads ${hydra:launcher.nodes})
+    "num_nodes": (lambda v: _int(v) and v >= 1,
+                  "a positive integer (trainer=slurm takes it from hydra/launcher=slurm: add -m hydra/launcher=slurm)"),
     "precision": (lambda v: str(v) in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
     "gradient_clip_val": (lambda v: v is None or (_number(v) and v >= 0), "null or a finite number >= 0"),
     "gradient_clip_algorithm": (lambda v: v in (None, "norm", "value"), "null, norm or value"),

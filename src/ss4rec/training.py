@@ -19,6 +19,7 @@ from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json, remove_sta
 from ss4rec.config_checks import check_train_config
 from ss4rec.errors import TrainingFailed, reported_errors
 from ss4rec.lightning_module import RecModule
+from ss4rec.softmax_memory import check_full_softmax, device_bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,15 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
+
+
+def check_softmax_memory(cfg: DictConfig, datamodule: Any) -> None:
+    """Refuse a full softmax over a catalogue too large for the device; warn when it is big (softmax_memory)."""
+    loss = cfg.task.get("ranking_loss")
+    per_row = datamodule.max_len if datamodule.train_format == "sequence" else 1
+    available, where = device_bytes(str(cfg.trainer.get("accelerator", "auto")))
+    check_full_softmax(loss.get("_target_") if loss else None, datamodule.train_batch_size * per_row,
+                       datamodule.n_items, available, where)
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
@@ -130,6 +140,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(cfg.threads))
 
     datamodule = build_datamodule(cfg)
+    check_softmax_memory(cfg, datamodule)
     module = build_module(cfg, datamodule)
     loggers = build_loggers(cfg)
     history = History()

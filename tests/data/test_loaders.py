@@ -255,3 +255,12 @@ def test_length_pool_pads_less_on_ml100k(data_dir):
         dm = module(data_dir, length_pool=pool)
         widths[pool] = sum(b["items"].numel() for b in dm.train_dataloader())
     assert widths[8] < 0.6 * widths[0]
+
+
+def test_evaluation_with_fewer_batches_than_processes_gives_every_process_a_batch():
+    """201 users in batches of 512 over 2 processes: Lightning refuses a process with an empty loader."""
+    from ss4rec.data.datasets import BatchSampler
+
+    shards = [list(BatchSampler(201, 512, False, rank=r, world=2)) for r in range(2)]
+    assert all(len(shard) == 1 for shard in shards)
+    assert sorted(np.concatenate([b for shard in shards for b in shard]).tolist()) == list(range(201))

@@ -68,6 +68,10 @@ class BatchSampler(Sampler):
             raise ValueError(f"length pools need one length per example ({n}), got {lengths is not None}")
         self.lengths, self.pool = lengths, int(pool)
         self.epoch = 0
+        if not shuffle and world > 1 and self._n_batches() < world:
+            # evaluation with fewer batches than processes: Lightning refuses a process with no batch, so the
+            # examples are split into one smaller batch per process (each still read exactly once)
+            self.batch_size = max(1, math.ceil(n / world))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
