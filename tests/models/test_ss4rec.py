@@ -294,3 +294,22 @@ def test_cuda_matches_cpu(target_time):
     assert grads_gpu.keys() == grads_cpu.keys() and len(grads_cpu) > 10
     for name, grad in grads_cpu.items():
         assert torch.allclose(grads_gpu[name], grad, rtol=1e-3, atol=1e-5), name
+
+
+def test_item_rating_bias_adds_its_items_offset_and_learns_from_ratings_only():
+    torch.manual_seed(0)
+    plain, biased = model(), model(rating_item_bias=True)
+    biased.load_state_dict(plain.state_dict(), strict=False)  # same network, bias table starts at zero
+    assert plain.item_rating_bias is None and "item_rating_bias.weight" not in plain.state_dict()
+    query, items = torch.randn(4, 16), torch.tensor([3, 7, 3, 0])
+    assert torch.equal(biased.predict_rating(query, items), plain.predict_rating(query, items))
+    offsets = torch.linspace(-1.0, 1.0, N_ITEMS + 1)[:, None]
+    with torch.no_grad():
+        biased.item_rating_bias.weight.copy_(offsets)
+    expected = plain.predict_rating(query, items).double() + offsets[items, 0].double()
+    torch.testing.assert_close(biased.predict_rating(query, items).double(), expected)
+    # ranking scores never read it; a rating loss reaches the rows of the rated items only
+    torch.testing.assert_close(biased.score(query), plain.score(query))
+    biased.predict_rating(query, items).sum().backward()
+    grad = biased.item_rating_bias.weight.grad[:, 0]
+    assert grad[3] == 2 and grad[7] == 1 and grad[0] == 0 and grad.abs().sum() == 3

@@ -105,11 +105,18 @@ class SequentialRecommender(Recommender):
 
     train_format: ClassVar[str] = SEQUENCE
 
-    def __init__(self, n_items: int, n_users: int, hidden: int, rating_dropout: float = 0.0):
+    def __init__(
+        self, n_items: int, n_users: int, hidden: int, rating_dropout: float = 0.0, rating_item_bias: bool = False
+    ):
         super().__init__(n_items, n_users)
         self.hidden = hidden
         self.item_embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.rating_head = RatingHead(hidden, dropout=rating_dropout)
+        # a learned offset per item added to every predicted rating (the b_i of biased MF and SVD++),
+        # zero at the start; its own table, so ranking scores never see it
+        self.item_rating_bias = nn.Embedding(n_items + 1, 1, padding_idx=0) if rating_item_bias else None
+        if self.item_rating_bias is not None:
+            nn.init.zeros_(self.item_rating_bias.weight)
 
     def encode_sequence(self, batch: Batch) -> torch.Tensor:
         """Hidden state after each position, (B, L, D); position t may only depend on inputs <= t."""
@@ -144,4 +151,7 @@ class SequentialRecommender(Recommender):
         return score_by_dot(query, self.item_embedding.weight, items)
 
     def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.rating_head(query, self.item_embedding(items))
+        rating = self.rating_head(query, self.item_embedding(items))
+        if self.item_rating_bias is not None:
+            rating = rating + self.item_rating_bias(items).squeeze(-1)
+        return rating

@@ -96,8 +96,9 @@ class SS4Rec(SequentialRecommender):
         init: str = "official",
         max_len: int = 200,
         rating_dropout: float = 0.0,
+        rating_item_bias: bool = False,
     ):
-        super().__init__(n_items, n_users, hidden, rating_dropout=rating_dropout)
+        super().__init__(n_items, n_users, hidden, rating_dropout=rating_dropout, rating_item_bias=rating_item_bias)
         if target_time not in ("known", "unknown"):
             raise ValueError(f"target_time must be 'known' or 'unknown', got {target_time!r}")
         if init not in ("official", "mamba"):
