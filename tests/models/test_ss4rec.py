@@ -1,6 +1,7 @@
 """SS4Rec: time gaps and their encodings, causality, padding, known vs unknown target time, ablations."""
 
 import inspect
+import math
 
 import pytest
 import torch
@@ -202,14 +203,62 @@ def test_block_ablations():
         model(blocks="s6_only")
 
 
+def reference_step_scales(batch, target_time="known", unit_seconds=1.0, transform="raw", floor_seconds=None):
+    """S5 step scales (B, L) float64 from the definitions (time_encoding's docstring), one position at a time."""
+    rows = []
+    for times, target_times, n in zip(batch["times"].tolist(), batch["target_times"].tolist(),
+                                      batch["lengths"].tolist()):
+        row = []
+        for t in range(len(times)):
+            if t >= n:
+                row.append(0.0)  # padding
+                continue
+            if target_time == "known":  # the gap after item t; at the last real item, to the target
+                following = target_times[t] if t == n - 1 else times[t + 1]
+                gap = max(following - times[t], 0) if following > 0 else 0
+            else:  # the gap before item t
+                gap = max(times[t] - times[t - 1], 0) if t > 0 else 0
+            x = gap / unit_seconds
+            if floor_seconds is not None:
+                x = max(x, floor_seconds / unit_seconds)
+            row.append(math.log1p(x) if transform == "log1p" else x)
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"target_time": "unknown"}, {"time_unit": "hour", "time_transform": "log1p"},
+     {"time_unit": "minute", "zero_gap": "floor", "min_gap_seconds": 30}, {"use_time": False}],
+    ids=["known", "unknown", "hour-log1p", "minute-floor", "no_time"],
+)
+def test_step_scales_against_the_definition(options):
+    batch = make_batch([12, 7, 1, 3], seed=12)
+    got = model(**options).step_scales(batch)
+    if options.get("use_time") is False:  # the ablation: 1 on every real position, 0 on padding
+        want = torch.tensor([[1.0 if t < n else 0.0 for t in range(12)] for n in [12, 7, 1, 3]], dtype=torch.float64)
+    else:
+        unit = {"second": 1.0, "minute": 60.0, "hour": 3600.0}[options.get("time_unit", "second")]
+        floor = options.get("min_gap_seconds") if options.get("zero_gap") == "floor" else None
+        want = reference_step_scales(batch, options.get("target_time", "known"), unit,
+                                     options.get("time_transform", "raw"), floor)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=0)
+
+
 def test_no_time_is_constant_gaps():
     batch = make_batch([12, 6], seed=6)
     no_time = model(use_time=False)
     shifted = {**batch, "times": batch["times"] * 2, "target_times": batch["target_times"] * 3}
     assert torch.allclose(encode(no_time, shifted), encode(no_time, batch))
+    # the same weights with time, fed items exactly one second apart (target included): gaps of 1 everywhere
+    real = padding_mask(batch["lengths"], 12)
+    seconds = 1_600_000_000 + torch.arange(12).expand(2, 12)
+    one_second = {**batch, "times": seconds * real, "target_times": (seconds + 1) * real}
     timed = model()
-    timed.step_scales = lambda b: padding_mask(b["lengths"], b["items"].shape[1]).float()
-    assert torch.allclose(encode(no_time, batch), encode(timed, batch))
+    assert torch.equal(timed.step_scales(one_second), real.float())
+    assert torch.allclose(encode(no_time, batch), encode(timed, one_second))
+    assert not torch.allclose(encode(no_time, batch), encode(timed, batch))  # real gaps do change it
 
 
 def test_time_options_change_what_they_claim():
