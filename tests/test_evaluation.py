@@ -70,7 +70,7 @@ def test_masking_moves_the_target_up():
     assert rank_targets(lambda ids: scores[:, ids], target, 4, seen=torch.tensor([[1, 2, 0]])).item() == 0
 
 
-@pytest.mark.parametrize("cache_bytes,scored", [(2**28, 37), (0, 2 + 37)])
+@pytest.mark.parametrize("cache_bytes,scored", [(2**28, 19 * 2), (0, 2 + 19 * 2)])  # 19 chunks of 2 ids (last padded)
 def test_scores_are_kept_between_passes_when_they_fit(cache_bytes, scored):
     """Within the cache budget every item is scored once; beyond it pass 2 scores every chunk again."""
     scores, _, seen = random_case(seed=3)
@@ -84,3 +84,27 @@ def test_scores_are_kept_between_passes_when_they_fit(cache_bytes, scored):
     ranks = rank_targets(score, targets, 37, seen=seen, chunk_size=2, cache_bytes=cache_bytes)
     assert sum(calls) == scored
     assert ranks.tolist() == [reference_rank(scores[b], 3, seen[b].tolist()) for b in range(len(targets))]
+
+
+def width_rounded(base: torch.Tensor):
+    """A score function whose float32 rounding depends on how many items it scores at once (as a kernel
+    chosen by shape may): ``(x + c) - c`` with ``c`` set by the width rounds x to a width-dependent grid.
+    Monotone, and equal inputs stay equal within one call; base values k/3 are far apart, so only ties move."""
+
+    def score(ids: torch.Tensor) -> torch.Tensor:
+        c = torch.tensor(2.0 ** (3 + len(ids) % 5), dtype=torch.float32)
+        return (base[:, ids] + c) - c
+
+    return score
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 4, 5, 7, 10, 36, 37, 8192])
+def test_ties_are_pessimistic_and_the_same_for_any_chunk_width(chunk_size):
+    """The tie rule holds when rounding depends on the chunk width (the last chunk is narrower unless padded)."""
+    n_items = 37
+    scores, targets, seen = random_case(n_items=n_items, seed=11)
+    score = width_rounded(scores)
+    assert not torch.equal(score(torch.arange(1, 37)), score(torch.arange(1, 38))[:, :36])  # width matters
+    ranks = rank_targets(score, targets, n_items, chunk_size=chunk_size)
+    expected = [reference_rank(scores[b], int(targets[b]), []) for b in range(len(targets))]
+    assert ranks.tolist() == expected

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from batches import N_ITEMS, sequence_batch
+from cheats import ReadsTheItem, ReadsTheRating
 from composing import compose_train, config_names
-from ss4rec.batch import eval_targets, gather_last
-from ss4rec.models.sasrec import SASRec
+from ss4rec.batch import eval_targets
 
 N_USERS = 4
 LENGTHS = [5, 3, 1, 6]
@@ -62,33 +62,6 @@ def build(name: str) -> torch.nn.Module:
 @pytest.mark.parametrize("name", config_names("model"))
 def test_evaluation_cannot_read_the_answer(name):
     assert_cannot_read_the_answer(build(name))
-
-
-class ReadsTheRating(SASRec):
-    """Cheats: carries the held-out rating in its query and predicts it (RMSE 0)."""
-
-    def eval_queries(self, batch):
-        answer = gather_last(batch["target_ratings"], batch["lengths"])
-        return torch.cat([super().eval_queries(batch), answer[:, None]], 1)
-
-    def score(self, query, items=None):
-        return super().score(query[:, :-1], items)
-
-    def predict_rating(self, query, items):
-        return query[:, -1]
-
-
-class ReadsTheItem(SASRec):
-    """Cheats: pushes the held-out item to the top of the ranking."""
-
-    def eval_queries(self, batch):
-        answer = gather_last(batch["target_items"], batch["lengths"]).float()
-        return torch.cat([super().eval_queries(batch), answer[:, None]], 1)
-
-    def score(self, query, items=None):
-        scores = super().score(query[:, :-1], items)
-        ids = torch.arange(self.n_items + 1) if items is None else items
-        return scores + 100.0 * (ids == query[:, -1:].long())
 
 
 @pytest.mark.parametrize("cheat", [ReadsTheRating, ReadsTheItem])

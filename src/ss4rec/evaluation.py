@@ -5,7 +5,10 @@ items scoring strictly higher plus the number of *other* items tying with it (pe
 scores everything equal gets rank N - 1). Seen items may be masked (off by default, RecBole's behaviour
 for sequential models); the target itself is never masked. Items are scored in chunks so a 60k-item
 catalogue fits in memory; the target's score is read from the same chunked computation that is compared
-against, so ties are decided on bit-identical numbers.
+against, so ties are decided on bit-identical numbers. Every call scores the same number of ids (the last
+chunk is padded with the padding id 0, whose scores are dropped), so a score whose rounding depends on how
+many items are scored at once (a kernel chosen by shape) rounds every item alike, and ties across chunks
+stay ties.
 
 Cost and memory per batch of B users (ML-25M: 59,047 items, 162,541 users, so about 1e10 scores per pass):
 pass 1 finds each target's score, pass 2 counts the items scoring at least as high (one ``>=``, the same
@@ -59,13 +62,16 @@ def rank_targets(
     chunks = _chunks(n_items, chunk_size)
     device = targets.device
     keep = len(chunks) == 1 or targets.shape[0] * n_items * 4 <= cache_bytes  # score once, read twice
+    width = chunks[0][1] - chunks[0][0]  # ids per score_fn call, the last chunk padded up to it
     cached: dict[int, torch.Tensor] = {}
 
     def chunk_scores(i: int) -> torch.Tensor:
         if i in cached:
             return cached[i]
         start, end = chunks[i]
-        scores = _clean(score_fn(torch.arange(start, end, device=device)))
+        ids = torch.zeros(width, dtype=torch.long, device=device)  # (width,), 0 = padding after the chunk
+        ids[: end - start] = torch.arange(start, end, device=device)
+        scores = _clean(score_fn(ids)[:, : end - start])
         if seen is not None:
             _mask_seen_(scores, seen, targets, start)  # scores is _clean's own copy
         if keep:

@@ -18,6 +18,16 @@ def module(data_dir, **kwargs):
     return dm
 
 
+def pooled_padding_bound(lengths: np.ndarray, batch_size: int, pool: int) -> int:
+    """Most cells that batches cut from length-sorted pools of ``pool`` batches can pad to.
+
+    Within a sorted pool with batches b_1..b_m, max(b_j) <= min(b_j+1), so sum_j |b_j| max(b_j) is at most
+    the pool's lengths plus batch_size * (max - min of the pool); the pools' ranges are at most the global one.
+    """
+    n_pools = -(-len(lengths) // (pool * batch_size))
+    return int(lengths.sum()) + n_pools * batch_size * int(lengths.max() - lengths.min())
+
+
 def expected_targets(store):
     """(user, item, time) of every training target: items 2..T of each training part."""
     out = Counter()
@@ -222,7 +232,7 @@ def test_length_pools_sort_within_pools_and_shuffle_batches(world):
     def padded(batches):
         return sum(lengths[b].max() * len(b) for b in batches)
 
-    assert padded(batches) < 0.75 * padded([b for s in plain for b in s])
+    assert padded(batches) <= pooled_padding_bound(lengths, size, pool) < padded([b for s in plain for b in s])
     # each batch is a run of one pool's sorted order: pools of the epoch's permutation, sorted by length
     order = np.random.default_rng([2, 0]).permutation(n)
     pools = [set(p.tolist()) for p in np.split(order, range(pool * size, n, pool * size))]
@@ -250,11 +260,15 @@ def test_length_pool_needs_lengths_and_a_valid_size():
 
 
 def test_length_pool_pads_less_on_ml100k(data_dir):
-    widths = {}
+    widths, lengths = {}, {}
     for pool in (0, 8):
         dm = module(data_dir, length_pool=pool)
-        widths[pool] = sum(b["items"].numel() for b in dm.train_dataloader())
-    assert widths[8] < 0.6 * widths[0]
+        batches = list(dm.train_dataloader())
+        widths[pool] = sum(b["items"].numel() for b in batches)
+        lengths[pool] = np.sort(torch.cat([b["lengths"] for b in batches]).numpy())
+    assert np.array_equal(lengths[8], lengths[0])  # the same windows, batched differently
+    bound = pooled_padding_bound(lengths[8], dm.train_batch_size, 8)
+    assert lengths[8].sum() <= widths[8] <= bound < widths[0]
 
 
 def test_evaluation_with_fewer_batches_than_processes_gives_every_process_a_batch():

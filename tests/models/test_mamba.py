@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gradients import mismatches
 from mamba_reference import reference_mamba
 from ss4rec.models.mamba import Mamba, causal_conv1d
 
@@ -147,17 +148,35 @@ def test_parity_with_mamba_ssm(mamba_ssm, monkeypatch, length, scan):
     assert bool(calls) == (scan == "compiled")
 
 
+def output_and_gradients(block, hidden, weights):
+    """Output of ``block`` and the gradients of ``(output * weights).sum()`` for the input and every parameter."""
+    hidden = hidden.clone().requires_grad_(True)
+    out = block(hidden)
+    grads = torch.autograd.grad((out * weights).sum(), [hidden, *block.parameters()])
+    names = ["input", *(n for n, _ in block.named_parameters())]
+    return out.detach().cpu(), {n: g.cpu() for n, g in zip(names, grads)}
+
+
 def test_cuda_kernels_match_cpu_when_installed():
-    """mamba_ssm's fused CUDA path against our CPU path on the same weights (a GPU with mamba_ssm only)."""
+    """mamba_ssm's fused CUDA path (forward and backward) against our CPU path on the same weights, each
+    gradient to its own size (a GPU with mamba_ssm only)."""
     mamba_simple = pytest.importorskip("mamba_ssm.modules.mamba_simple")
     if not torch.cuda.is_available():
         pytest.skip("mamba_ssm's fused kernels run on CUDA only")
     torch.manual_seed(0)
     theirs = mamba_simple.Mamba(32, d_state=16).cuda()
-    ours = Mamba(32, d_state=16)
-    ours.load_state_dict({k: v.cpu() for k, v in theirs.state_dict().items()})
-    hidden = torch.randn(2, 17, 32, device="cuda")
-    assert torch.allclose(ours.cuda()(hidden), theirs(hidden), atol=1e-4)  # our block through their kernels
     ours_cpu = Mamba(32, d_state=16)
     ours_cpu.load_state_dict({k: v.cpu() for k, v in theirs.state_dict().items()})
-    assert torch.allclose(ours_cpu(hidden.cpu()), theirs(hidden).cpu(), atol=1e-4)
+    with torch.no_grad():  # off the init (zero dt_proj bias, tiny dt_proj and A_log gradients)
+        for p in ours_cpu.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    theirs.load_state_dict({k: v.cuda() for k, v in ours_cpu.state_dict().items()})
+    ours_gpu = Mamba(32, d_state=16).cuda()
+    ours_gpu.load_state_dict(theirs.state_dict())
+    hidden, weights = torch.randn(2, 17, 32), torch.randn(2, 17, 32)
+    want_out, want_grads = output_and_gradients(ours_cpu, hidden, weights)
+    assert len(want_grads) == 1 + len(expected_shapes(32, 16, 4, 2))
+    for who, block in (("mamba_ssm", theirs), ("ours on their kernels", ours_gpu)):
+        out, grads = output_and_gradients(block, hidden.cuda(), weights.cuda())
+        assert mismatches({"output": out}, {"output": want_out}, rtol=1e-4) == {}, who
+        assert mismatches(grads, want_grads, rtol=1e-3) == {}, who

@@ -1,12 +1,14 @@
 """SS4Rec: time gaps and their encodings, causality, padding, known vs unknown target time, ablations."""
 
 import inspect
+import math
 
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from gradients import mismatches
 from ss4rec.batch import padding_mask
 from ss4rec.models import time_encoding as te
 from ss4rec.models.ss4rec import SS4Rec
@@ -201,14 +203,62 @@ def test_block_ablations():
         model(blocks="s6_only")
 
 
+def reference_step_scales(batch, target_time="known", unit_seconds=1.0, transform="raw", floor_seconds=None):
+    """S5 step scales (B, L) float64 from the definitions (time_encoding's docstring), one position at a time."""
+    rows = []
+    for times, target_times, n in zip(batch["times"].tolist(), batch["target_times"].tolist(),
+                                      batch["lengths"].tolist()):
+        row = []
+        for t in range(len(times)):
+            if t >= n:
+                row.append(0.0)  # padding
+                continue
+            if target_time == "known":  # the gap after item t; at the last real item, to the target
+                following = target_times[t] if t == n - 1 else times[t + 1]
+                gap = max(following - times[t], 0) if following > 0 else 0
+            else:  # the gap before item t
+                gap = max(times[t] - times[t - 1], 0) if t > 0 else 0
+            x = gap / unit_seconds
+            if floor_seconds is not None:
+                x = max(x, floor_seconds / unit_seconds)
+            row.append(math.log1p(x) if transform == "log1p" else x)
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"target_time": "unknown"}, {"time_unit": "hour", "time_transform": "log1p"},
+     {"time_unit": "minute", "zero_gap": "floor", "min_gap_seconds": 30}, {"use_time": False}],
+    ids=["known", "unknown", "hour-log1p", "minute-floor", "no_time"],
+)
+def test_step_scales_against_the_definition(options):
+    batch = make_batch([12, 7, 1, 3], seed=12)
+    got = model(**options).step_scales(batch)
+    if options.get("use_time") is False:  # the ablation: 1 on every real position, 0 on padding
+        want = torch.tensor([[1.0 if t < n else 0.0 for t in range(12)] for n in [12, 7, 1, 3]], dtype=torch.float64)
+    else:
+        unit = {"second": 1.0, "minute": 60.0, "hour": 3600.0}[options.get("time_unit", "second")]
+        floor = options.get("min_gap_seconds") if options.get("zero_gap") == "floor" else None
+        want = reference_step_scales(batch, options.get("target_time", "known"), unit,
+                                     options.get("time_transform", "raw"), floor)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=0)
+
+
 def test_no_time_is_constant_gaps():
     batch = make_batch([12, 6], seed=6)
     no_time = model(use_time=False)
     shifted = {**batch, "times": batch["times"] * 2, "target_times": batch["target_times"] * 3}
     assert torch.allclose(encode(no_time, shifted), encode(no_time, batch))
+    # the same weights with time, fed items exactly one second apart (target included): gaps of 1 everywhere
+    real = padding_mask(batch["lengths"], 12)
+    seconds = 1_600_000_000 + torch.arange(12).expand(2, 12)
+    one_second = {**batch, "times": seconds * real, "target_times": (seconds + 1) * real}
     timed = model()
-    timed.step_scales = lambda b: padding_mask(b["lengths"], b["items"].shape[1]).float()
-    assert torch.allclose(encode(no_time, batch), encode(timed, batch))
+    assert torch.equal(timed.step_scales(one_second), real.float())
+    assert torch.allclose(encode(no_time, batch), encode(timed, one_second))
+    assert not torch.allclose(encode(no_time, batch), encode(timed, batch))  # real gaps do change it
 
 
 def test_time_options_change_what_they_claim():
@@ -274,26 +324,57 @@ def test_trains_under_bfloat16_autocast():
     assert all(torch.isfinite(p.grad).all() for n, p in m.named_parameters() if p.grad is not None)
 
 
-def outputs_and_gradients(target_time, device):
-    """Encoder output and the gradients of a CE training loss on ``device``; same weights, batch, no dropout."""
-    net = model(target_time=target_time, use_ratings=True, time_unit="hour", dropout=0.0).to(device).train()
-    batch = {k: v.to(device) for k, v in make_batch([12, 7, 1, 3], seed=6).items()}
+def ce_loss(net, batch):
     queries, targets, _ = net.train_queries(batch)
-    torch.nn.functional.cross_entropy(net.score(queries), targets).backward()
+    return torch.nn.functional.cross_entropy(net.score(queries), targets)
+
+
+def net_for(target_time):
+    return model(target_time=target_time, use_ratings=True, time_unit="hour", dropout=0.0).train()
+
+
+def moved_off_init(target_time, steps=3):
+    """Weights after a few Adam steps on CPU: off the initial values, where some gradients are exactly
+    structured (zero dt_proj bias) or tiny (dt_proj ~1e-11, A_log ~1e-10), so a comparison there is weak."""
+    net = net_for(target_time)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for step in range(steps):
+        optimizer.zero_grad()
+        ce_loss(net, make_batch([12, 7, 1, 3], seed=20 + step)).backward()
+        optimizer.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def outputs_and_gradients(state, target_time, device):
+    """Encoder output and the gradients of a CE training loss on ``device``; same weights, batch, no dropout."""
+    net = net_for(target_time).to(device)
+    net.load_state_dict(state)
+    batch = {k: v.to(device) for k, v in make_batch([12, 7, 1, 3], seed=6).items()}
+    ce_loss(net, batch).backward()
     grads = {n: p.grad.cpu() for n, p in net.named_parameters() if p.grad is not None}
     return net.encode_sequence(batch).detach().cpu(), grads
+
+
+def test_warm_up_moves_every_trained_weight():
+    """What the CUDA test compares at: every parameter the loss reaches has left its initial value."""
+    initial, state = net_for("known").state_dict(), moved_off_init("known")
+    _, grads = outputs_and_gradients(state, "known", "cpu")
+    assert len(grads) > 10
+    for name in grads:
+        assert not torch.equal(state[name], initial[name]), name
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("target_time", ["known", "unknown"])
 def test_cuda_matches_cpu(target_time):
-    """The GPU paths (parallel S5 scan; mamba_ssm/causal_conv1d kernels where installed) against the CPU ones."""
-    out_cpu, grads_cpu = outputs_and_gradients(target_time, "cpu")
-    out_gpu, grads_gpu = outputs_and_gradients(target_time, "cuda")
-    assert torch.allclose(out_gpu, out_cpu, atol=1e-4)
-    assert grads_gpu.keys() == grads_cpu.keys() and len(grads_cpu) > 10
-    for name, grad in grads_cpu.items():
-        assert torch.allclose(grads_gpu[name], grad, rtol=1e-3, atol=1e-5), name
+    """The GPU paths (parallel S5 scan; mamba_ssm/causal_conv1d kernels where installed) against the CPU ones,
+    each gradient to its own size (an absolute tolerance would pass zeros for dt_proj and A_log)."""
+    state = moved_off_init(target_time)
+    out_cpu, grads_cpu = outputs_and_gradients(state, target_time, "cpu")
+    out_gpu, grads_gpu = outputs_and_gradients(state, target_time, "cuda")
+    assert mismatches({"output": out_gpu}, {"output": out_cpu}, rtol=1e-4) == {}
+    assert len(grads_cpu) > 10 and all(g.abs().sum() > 0 for g in grads_cpu.values())
+    assert mismatches(grads_gpu, grads_cpu, rtol=1e-3) == {}
 
 
 def test_item_rating_bias_adds_its_items_offset_and_learns_from_ratings_only():

@@ -1,7 +1,9 @@
 """Read runs' ``metrics.json`` files, group them by model and aggregate over seeds.
 
 A run counts when its ``status`` is ``finished`` (or absent, for older files) and it has test metrics;
-every other run is listed as skipped with the reason. Groups are (data, model, task, experiment,
+every other run is listed as skipped with the reason. A seed counts once per group: of several runs with the
+same seed (a rerun, or a resumed run writing its own ``metrics.json``), the last written one is kept and the
+others are listed as skipped, with a warning. Groups are (data, model, task, experiment,
 mask_seen); a group's label is the model name, with the task/experiment appended only where one model
 appears in several groups, so a plain comparison reads "sasrec", "mf", ...
 """
@@ -13,6 +15,7 @@ import glob
 import json
 import math
 import statistics
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +187,7 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
     """Read and group every run found in ``sources`` (see ``find_metric_files``)."""
     groups: dict[tuple, Group] = {}
     skipped: list[tuple[str, str]] = []
+    written: dict[int, tuple[float, str]] = {}  # id(run) -> (mtime, path) of its metrics.json
     for path in find_metric_files(sources):
         try:
             run = json.loads(path.read_text(encoding="utf-8"))
@@ -214,9 +218,33 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
             bool(run.get("mask_seen", False)),
         )
         groups.setdefault(key, Group(*key)).runs.append(run)
+        written[id(run)] = (path.stat().st_mtime, str(path))
     ordered = sorted(groups.values(), key=_group_order)
+    for group in ordered:
+        skipped += _one_run_per_seed(group, written)
     _label(ordered)
     return Collection(ordered, skipped)
+
+
+def _one_run_per_seed(group: Group, written: dict[int, tuple[float, str]]) -> list[tuple[str, str]]:
+    """Keep the last written run of each repeated seed in ``group``; (path, reason) of the runs dropped."""
+    by_seed: dict[int, list[dict[str, Any]]] = {}
+    for run in group.runs:
+        if isinstance(run.get("seed"), int):  # files without a seed cannot be told apart: all count
+            by_seed.setdefault(run["seed"], []).append(run)
+    dropped: list[tuple[str, str]] = []
+    for seed, runs in by_seed.items():
+        if len(runs) < 2:
+            continue
+        runs.sort(key=lambda r: written[id(r)])
+        kept = written[id(runs[-1])][1]
+        for run in runs[:-1]:
+            dropped.append((written[id(run)][1], f"seed {seed} repeated in {group.model}: {kept} counted instead"))
+        warnings.warn(f"{len(runs)} runs of {group.model} ({group.task}) with seed {seed}: only the last "
+                      f"written counts ({kept})", stacklevel=3)
+    gone = {path for path, _ in dropped}
+    group.runs = [r for r in group.runs if written[id(r)][1] not in gone]
+    return dropped
 
 
 #: row order of the report: non-sequential baselines, sequential baselines, then SS4Rec; others after

@@ -90,7 +90,7 @@ def markdown(collection: Collection, command: str | None = None) -> str:
     if command:
         lines += ["", f"Reproduce: `{command}`"]
     if collection.skipped:
-        lines += ["", f"{len(collection.skipped)} run(s) skipped (not finished or without test metrics)."]
+        lines += ["", f"{len(collection.skipped)} run(s) skipped (not finished, without test metrics, or a repeated seed)."]
     return "\n".join(lines) + "\n"
 
 
