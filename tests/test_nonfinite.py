@@ -129,3 +129,22 @@ def test_two_processes_stop_together(tmp_path):
     assert done.returncode == 1, done.stderr[-3000:]
     assert "error: the training loss is nan at step" in done.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_a_killed_run_is_stopped_not_failed_and_says_where_it_stood(tmp_path):
+    """SIGTERM in epoch 2 (kill, a scheduler's time limit): status stopped, the history and best epoch so far,
+    and how to resume; no test numbers."""
+    cfg = compose_train([*TINY, "trainer.max_epochs=4", "+callbacks.stop._target_=stoppers.SigtermAtEpoch",
+                         "+callbacks.stop.epoch=2"], tmp_path)  # fmt: skip
+    with pytest.raises(BaseException, match="") as raised:
+        train(cfg)
+    assert type(raised.value).__name__ == "SIGTERMException"
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["status"] == "stopped" and summary["reason"].startswith("SIGTERMException")
+    assert [row["epoch"] for row in summary["history"]] == [0, 1]
+    monitored = [row[summary["monitor"]] for row in summary["history"]]
+    assert summary["best_epoch"] == monitored.index(max(monitored))
+    assert summary["best_val"][summary["monitor"]] == max(monitored)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert summary["last_checkpoint"] == str(last) and summary["resume"].endswith(f"ckpt_path={last}")
+    assert "test" not in summary

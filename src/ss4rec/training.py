@@ -182,16 +182,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             summary["test"] = _floats(results[0]) if results else {}
         summary["status"] = "interrupted" if trainer.interrupted else "finished"
     except BaseException as error:
-        summary["status"] = "failed"
+        # a signal (kill, Ctrl-C, the end of a batch job's time) stops a run; it did not fail
+        summary["status"] = "stopped" if type(error).__name__ in STOP_SIGNALS else "failed"
         summary["reason"] = str(error) if isinstance(error, TrainingFailed) else f"{type(error).__name__}: {error}"
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None:  # the last good weights (the guard never lets bad ones be written)
             summary["checkpoint"] = checkpoint.best_model_path or None
             summary["last_checkpoint"] = checkpoint.last_model_path or None
+            if checkpoint.last_model_path:
+                summary["resume"] = f"the same command with ckpt_path={checkpoint.last_model_path}"
         raise
     finally:
         summary["epochs"] = int(trainer.current_epoch)
         summary.setdefault("history", history.history)
+        if "best_val" not in summary:  # a run that stopped early still says where it stood
+            summary["best_val"] = _best_val(summary["history"], cfg.task.monitor, cfg.task.mode)
+            summary["best_epoch"] = summary["best_val"].pop("epoch", None)
         summary["wall_time_s"] = time.time() - started
         summary["peak_memory_mb"] = peak_memory_mb()
         summary["config"] = resolved(cfg)
@@ -202,6 +208,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if hasattr(lg, "experiment") and type(lg).__name__ == "WandbLogger":
                 lg.experiment.finish()  # one W&B run per job, also in multirun
     return summary
+
+
+#: exceptions that mean the process was told to stop (Lightning turns SIGTERM into SIGTERMException)
+STOP_SIGNALS = frozenset({"SIGTERMException", "KeyboardInterrupt"})
 
 
 def _print_summary(summary: dict[str, Any], path: Path) -> None:
