@@ -80,6 +80,10 @@ recommend:  ## top-100 for every user of a run into recs.parquet (RUN=..., ARGS=
 	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
 	$(PY) -m ss4rec.recommend $(RUN) $(ARGS)
 
+evaluate:  ## validation + test metrics of a run's best checkpoint so far, or of RUN=<checkpoint> (stopped runs)
+	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
+	$(PY) -m ss4rec.evaluate_checkpoint $(RUN) $(ARGS)
+
 compare:  ## train every model with 3 seeds on DATA and build reports/$(DATA)/
 	$(PY) -m ss4rec.compare data=$(DATA) $(ARGS)
 

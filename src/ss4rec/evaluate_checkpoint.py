@@ -1,0 +1,86 @@
+"""``python -m ss4rec.evaluate_checkpoint RUN_DIR_OR_CKPT``: validation and test metrics of one checkpoint.
+
+A finished run's ``metrics.json`` already holds the test numbers of its best checkpoint. This command is for
+the others: a run stopped before early stopping ended it (its best checkpoint so far), a ``last.ckpt``, or
+any checkpoint of a run folder. It rebuilds the run's data split from the run's own config (``metrics.json``'s
+``config``, else ``.hydra/config.yaml``), loads the module from the checkpoint and runs Lightning's
+``validate`` and ``test`` on it: the same evaluation loop as training, so a finished run's best checkpoint
+gives its ``metrics.json`` numbers again. The result is printed and written next to the checkpoint's run as
+``evaluations/<checkpoint name>.json`` (with the checkpoint's epoch and SHA-256).
+
+    python -m ss4rec.evaluate_checkpoint reports/ml1m/runs/paper/ss4rec_known_s0        # its best so far
+    python -m ss4rec.evaluate_checkpoint RUN/checkpoints/last.ckpt --threads 2
+
+Bad input (not a run folder or checkpoint, no run config, a damaged checkpoint, ``--threads`` < 1) exits
+with status 2 and ``error: <message>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+
+from ss4rec.checkpoints import atomic_write_json
+from ss4rec.errors import ConfigError, UserError, reported_errors
+from ss4rec.lightning_module import RecModule
+from ss4rec.serve.loading import read_model_checkpoint, resolve, run_config, sha256
+from ss4rec.training import build_datamodule
+
+
+def evaluate_checkpoint(path: str | Path, threads: int | None = None) -> dict:
+    """Validate and test one checkpoint on its run's split; returns (and writes) the record."""
+    run, checkpoint = resolve(path)
+    if run is None:
+        raise UserError(f"path={str(path)!r}: the checkpoint is not inside a run's checkpoints/ folder, so its "
+                        "data split is unknown; pass the run folder or a checkpoint inside it")  # fmt: skip
+    cfg = OmegaConf.create(run_config(run))
+    saved = read_model_checkpoint(checkpoint)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    started = time.time()
+    datamodule = build_datamodule(cfg)
+    module = RecModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=False)  # fmt: skip
+    metrics = {**trainer.validate(module, datamodule=datamodule, verbose=False)[0],
+               **trainer.test(module, datamodule=datamodule, verbose=False)[0]}  # fmt: skip
+    record = {
+        "checkpoint": str(checkpoint.resolve()),
+        "sha256": sha256(checkpoint),
+        "epoch": int(saved.get("epoch", -1)),
+        "global_step": int(saved.get("global_step", -1)),
+        "metrics": {name: float(value) for name, value in sorted(metrics.items())},
+        "wall_time_s": time.time() - started,
+    }
+    out = run / "evaluations" / f"{checkpoint.stem}.json"
+    out.parent.mkdir(exist_ok=True)
+    atomic_write_json(out, record)
+    record["written"] = str(out)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ss4rec.evaluate_checkpoint", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("path", help="a run folder (its best checkpoint so far) or a checkpoint inside one")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    with reported_errors():
+        if args.threads is not None and args.threads < 1:
+            raise ConfigError([f"--threads={args.threads}: expected a positive integer"])
+        record = evaluate_checkpoint(args.path, args.threads)
+        rows = "\n".join(f"  {name:<16} {value:.4f}" for name, value in record["metrics"].items())
+        print(f"{record['checkpoint']} (epoch {record['epoch']}):\n{rows}\nwritten: {record['written']}")
+        print(json.dumps({k: record["metrics"][k] for k in record["metrics"] if k.endswith(("@10", "rmse"))}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

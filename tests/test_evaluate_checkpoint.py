@@ -1,0 +1,58 @@
+"""python -m ss4rec.evaluate_checkpoint: a checkpoint's metrics on its run's split, equal to training's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clean_errors import expect_clean_error
+from composing import compose_train
+from ss4rec.evaluate_checkpoint import main
+from ss4rec.training import train
+
+RUN = ["model=sasrec", "data.max_len=20", "data.batch_size=128", "logger=none", "threads=1",
+       "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "+trainer.limit_train_batches=3"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    summary = train(compose_train(RUN, folder))
+    assert summary["status"] == "finished"
+    return folder, summary
+
+
+def test_best_checkpoint_gives_the_numbers_training_wrote(run, capsys):
+    folder, summary = run
+    assert main([str(folder), "--threads", "1"]) == 0
+    record = json.loads((folder / "evaluations" / f"best-epoch{summary['best_epoch']:03d}.json").read_text())
+    assert record["epoch"] == summary["best_epoch"] and record["checkpoint"] == summary["checkpoint"]
+    for name, value in summary["test"].items():
+        assert record["metrics"][name] == pytest.approx(value, abs=1e-6), name
+    for name, value in summary["best_val"].items():
+        assert record["metrics"][name] == pytest.approx(value, abs=1e-6), name
+    assert "test/ndcg@10" in capsys.readouterr().out
+
+
+def test_last_checkpoint_is_its_own_record(run):
+    folder, summary = run
+    assert main([str(folder / "checkpoints" / "last.ckpt")]) == 0
+    record = json.loads((folder / "evaluations" / "last.json").read_text())
+    assert record["epoch"] == summary["epochs"] - 1
+    last = summary["history"][-1]
+    assert record["metrics"]["val/ndcg@10"] == pytest.approx(last["val/ndcg@10"], abs=1e-6)
+
+
+def _exit(argv, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    return stop.value.code, capsys.readouterr().err
+
+
+def test_bad_paths_are_clean_errors(run, tmp_path, capsys):
+    expect_clean_error(_exit([str(tmp_path / "nothing")], capsys), "no such file or folder")
+    loose = tmp_path / "loose.ckpt"
+    loose.write_bytes((run[0] / "checkpoints" / "last.ckpt").read_bytes())
+    expect_clean_error(_exit([str(loose)], capsys), "not inside a run's checkpoints/ folder")
+    expect_clean_error(_exit([str(run[0]), "--threads", "0"], capsys), "--threads=0: expected a positive integer")
