@@ -12,7 +12,7 @@ ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install kernels reference train test test-all bench bench-scale gpu-check lint format compare data serve recommend clean
+.PHONY: help install kernels reference train test test-all bench bench-scale gpu-check lint format compare data serve recommend evaluate clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
