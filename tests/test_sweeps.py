@@ -52,3 +52,14 @@ def test_optuna_records_a_diverged_trial_as_failed_and_goes_on(tmp_path):
     assert failed and all(r["config"]["optimizer"]["lr"] == 1e12 for r in failed)
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert best["best_params"]["optimizer.lr"] == 0.001 and best["best_value"] > 0
+
+
+def test_the_optuna_study_storage_the_readme_shows_keeps_and_resumes_a_study(tmp_path):
+    """``hydra.sweeper.storage=sqlite:///optuna.db``: the installed optuna (2.x, the sweeper's) and SQLAlchemy
+    must agree (optuna 2.10 fails on SQLAlchemy 2 at the first trial)."""
+    optuna = pytest.importorskip("optuna")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("lr", 0.0, 1.0), n_trials=2)
+    again = optuna.load_study(study_name="s", storage=storage)
+    assert len(again.trials) == 2 and again.best_value == max(t.value for t in study.trials)
