@@ -60,7 +60,8 @@ def untrained_run(data: str, folder: Path) -> Path:
     module = build_module(cfg, build_datamodule(cfg))
     checkpoint = folder / "checkpoints" / "best-epoch000.ckpt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, checkpoint)
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(), "epoch": 0,
+                "global_step": 0}, checkpoint)  # fmt: skip
     (folder / "metrics.json").write_text(json.dumps({"config": resolved(cfg), "checkpoint": str(checkpoint)}))
     return folder
 
