@@ -39,15 +39,21 @@ from ss4rec.serve.loading import load_model, resolve, run_config
 
 
 class LatestWindows(Dataset):
-    """User u -> their last ``max_len`` events (items, times, ratings) and every item they have seen."""
+    """Index i -> user ``order[i]``'s last ``max_len`` events (items, times, ratings) and every item they have
+    seen. The default order is by window length, longest first: a batch then holds windows of similar
+    lengths and pads little (user index order pads most batches to ``max_len``, about twice the work on
+    ML-1M); the output is sorted by user at the end, so the order changes nothing else."""
 
-    def __init__(self, store, max_len: int):
+    def __init__(self, store, max_len: int, by_length: bool = True):
         self.store, self.max_len = store, max_len
+        windows = np.minimum(np.diff(np.asarray(store.offsets)), max_len)
+        self.order = np.argsort(-windows, kind="stable") if by_length else np.arange(store.n_users)
 
     def __len__(self) -> int:
         return self.store.n_users
 
-    def __getitem__(self, user: int) -> dict:
+    def __getitem__(self, index: int) -> dict:
+        user = int(self.order[index])
         start, end = int(self.store.offsets[user]), int(self.store.offsets[user + 1])
         first = max(start, end - self.max_len)
         return {
