@@ -207,3 +207,23 @@ def test_compiled_step_batches_padded_rows():
         torch.testing.assert_close(hidden[i, :n], alone_hidden[0], rtol=0, atol=1e-6)
         for k in state:
             torch.testing.assert_close(state[k][i], alone[k][0], rtol=0, atol=1e-6)
+
+
+def test_models_the_kernel_does_not_cover_keep_the_pytorch_step():
+    """Biases on Mamba's projections, or layers wider than the kernel's buffers: the PyTorch step, same results."""
+    from ss4rec.kernels.step import MAX_WIDTH, CompiledStep
+    from ss4rec.models.ss4rec_step import FrozenStep
+
+    torch.manual_seed(0)
+    model = ss4rec().eval()
+    if CompiledStep.build(model) is None:
+        pytest.skip("compiled kernels unavailable here (SS4REC_KERNELS=off or no compiler)")
+    model.layers[0].mamba.in_proj.bias = torch.nn.Parameter(torch.randn(model.layers[0].mamba.in_proj.out_features))
+    assert CompiledStep.build(model) is None
+    batch = {k: v.float() if v.is_floating_point() else v for k, v in history(7, "bursts", seed=2).items()}
+    frozen = FrozenStep(model)
+    torch.testing.assert_close(step_through(model, batch, step=frozen)[0], model.encode_sequence(batch), rtol=0,
+                               atol=2e-5)  # fmt: skip
+    assert frozen.compiled is False
+    wide = SS4Rec(N_ITEMS, 1, hidden=8, d_state=MAX_WIDTH + 1, mamba_d_state=4, n_layers=1, max_len=MAX_LEN).eval()
+    assert CompiledStep.build(wide) is None

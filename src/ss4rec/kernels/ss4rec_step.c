@@ -20,7 +20,7 @@
 #include <string.h>
 
 #define ST_ABI_VERSION 1
-#define ST_MAX_WIDTH 4096
+#define ST_MAX_WIDTH 1024 /* stack buffers of a few widths: 36 KiB, fine on any thread */
 
 typedef struct {
     int64_t P, Di, K, R, N;

@@ -4,7 +4,8 @@ folder and ``SS4REC_KERNELS`` switch) but as its own small library, so either ca
 
 ``CompiledStep.build(model)`` lays an SS4Rec's float32 parameters out for the kernel, or returns None when
 the library is unavailable or the model uses something the kernel does not (biases on the Mamba
-projections); ``ss4rec.models.ss4rec_step.FrozenStep`` then keeps its PyTorch path.
+projections, layers wider than ``MAX_WIDTH``); ``ss4rec.models.ss4rec_step.FrozenStep`` then keeps its PyTorch
+path.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("ss4rec_step.c")
 ABI_VERSION = 1  # ST_ABI_VERSION in the C source
+MAX_WIDTH = 1024  # ST_MAX_WIDTH: wider models keep the PyTorch step
 _f = ctypes.POINTER(ctypes.c_float)
 
 
@@ -108,9 +110,14 @@ class CompiledStep:
         lib = library()
         if lib is None or model.item_embedding.weight.device.type != "cpu":
             return None
+        if model.hidden > MAX_WIDTH:
+            return None
         for layer in model.layers:
             mb = layer.mamba
-            if mb is not None and (mb.in_proj.bias is not None or mb.out_proj.bias is not None):
+            if mb is not None and (mb.in_proj.bias is not None or mb.out_proj.bias is not None
+                                   or max(mb.d_inner, mb.dt_rank + 2 * mb.d_state) > MAX_WIDTH):  # fmt: skip
+                return None
+            if layer.s5 is not None and layer.s5.state_width > MAX_WIDTH:
                 return None
         return cls(lib, model)
 
@@ -162,4 +169,4 @@ class CompiledStep:
                                         next_times.data_ptr(), prev_time.data_ptr(), count.data_ptr(), olds, news,
                                         out.data_ptr())  # fmt: skip
         if code != 0:
-            raise ValueError("SS4Rec step kernel: a layer is wider than the kernel's buffers (4096)")
+            raise ValueError(f"SS4Rec step kernel: a layer is wider than the kernel's buffers ({MAX_WIDTH})")
