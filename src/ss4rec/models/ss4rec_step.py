@@ -42,6 +42,17 @@ class FrozenStep:
         self.names = [k for trio in self.keys for k in trio]
 
 
+    def prepare(self, dtype: torch.dtype = torch.float32) -> FrozenStep:
+        """Derive the constants (and build or load the compiled kernel for float32) now rather than at the
+        first step: a server does this at start-up, not in its first request."""
+        if dtype not in self._constants:
+            self._constants[dtype] = self._build(dtype)
+        if dtype == torch.float32 and self.compiled is None:
+            from ss4rec.kernels.step import CompiledStep
+
+            self.compiled = CompiledStep.build(self.model) or False
+        return self
+
     def _compiled_step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
         items = event["items"].contiguous()
         B = items.shape[0]
@@ -111,9 +122,7 @@ class FrozenStep:
         dtype = state[keys[2]].dtype if self.has_mamba else state[keys[0]].real.dtype
         if dtype == torch.float32 and self.compiled is not False:
             if self.compiled is None:
-                from ss4rec.kernels.step import CompiledStep
-
-                self.compiled = CompiledStep.build(self.model) or False
+                self.prepare(dtype)
             if self.compiled is not False:
                 return self._compiled_step(state, event)
         constants = self._constants.get(dtype)

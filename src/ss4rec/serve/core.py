@@ -88,6 +88,8 @@ class ServingCore:
         self.dtype = model.item_embedding.weight.dtype
         # the model's step with constants derived once (the core never changes the parameters)
         self.step = model.frozen_step() if model.supports_step else None
+        if hasattr(self.step, "prepare"):  # constants and the compiled kernel now, not in the first request
+            self.step.prepare(self.dtype)
         # ranking scores are dot products with the item table (SequentialRecommender.score): one mat-vec
         self._dot_scores = type(model).score is SequentialRecommender.score
         self.state_dir = None  # where snapshots go (set by load_core)
