@@ -63,13 +63,22 @@ def build(name: str):
     return MODELS[name]().double().eval()
 
 
+def stepper(model, kind: str):
+    """``model.step`` or the serving core's ``model.frozen_step()`` (constants derived once)."""
+    return model.step if kind == "step" else model.frozen_step()
+
+
+STEPPERS = ["step", "frozen"]
+
+
+@pytest.mark.parametrize("kind", STEPPERS)
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize(("length", "gaps"), [(1, "bursts"), (5, "zero"), (6, "huge"), (3 * MAX_LEN + 5, "bursts")])
-def test_steps_equal_full_forward(name, length, gaps):
+def test_steps_equal_full_forward(name, length, gaps, kind):
     model = build(name)
     batch = history(length, gaps, seed=length)
     full = model.encode_sequence(batch)  # (1, L, D)
-    stepped, _ = step_through(model, batch)
+    stepped, _ = step_through(model, batch, step=stepper(model, kind))
     torch.testing.assert_close(stepped, full, rtol=0, atol=1e-10)
     # scores and ratings of the query at the last position
     query_full, query_step = full[:, -1], stepped[:, -1]
@@ -80,8 +89,9 @@ def test_steps_equal_full_forward(name, length, gaps):
     )
 
 
+@pytest.mark.parametrize("kind", STEPPERS)
 @pytest.mark.parametrize("name", ["ss4rec", "ss4rec-unknown", "gru4rec-2-layers", "mamba4rec-2-layers"])
-def test_step_continues_a_state_and_never_modifies_it(name):
+def test_step_continues_a_state_and_never_modifies_it(name, kind):
     """Split a history anywhere: the state after the first part continues into the second; peeking
     (stepping without keeping the result) leaves the state untouched."""
     model = build(name)
@@ -90,28 +100,31 @@ def test_step_continues_a_state_and_never_modifies_it(name):
     cut = 7
     first = {k: v[:, :cut] if v.dim() == 2 else v for k, v in batch.items()} | {"lengths": torch.tensor([cut])}
     second = {k: v[:, cut:] if v.dim() == 2 else v for k, v in batch.items()} | {"lengths": torch.tensor([13 - cut])}
-    _, state = step_through(model, first)
+    step = stepper(model, kind)
+    _, state = step_through(model, first, step=step)
     before = {k: v.clone() for k, v in state.items()}
-    hidden, _ = step_through(model, second, state)
+    hidden, _ = step_through(model, second, state, step=step)
     torch.testing.assert_close(hidden, full[:, cut:], rtol=0, atol=1e-10)
     for k, v in state.items():
         assert torch.equal(v, before[k]), k
 
 
-def test_rows_of_different_lengths_step_together():
+@pytest.mark.parametrize("kind", STEPPERS)
+def test_rows_of_different_lengths_step_together(kind):
     """A batch of right-padded rows: padding never changes a row's state."""
     model = build("ss4rec")
+    step = stepper(model, kind)
     rows = [history(n, "bursts", seed=n) for n in (9, 2, 5)]
     width = 9
     batch = {
         k: torch.cat([torch.nn.functional.pad(r[k], (0, width - r[k].shape[1])) if r[k].dim() == 2 else r[k]
                       for r in rows]) for k in rows[0]
     }  # fmt: skip
-    hidden, state = step_through(model, batch)
+    hidden, state = step_through(model, batch, step=step)
     for i, row in enumerate(rows):
         n = int(row["lengths"])
         torch.testing.assert_close(hidden[i, :n], model.encode_sequence(row)[0], rtol=0, atol=1e-10)
-        _, alone = step_through(model, row)
+        _, alone = step_through(model, row, step=step)
         for k in state:
             torch.testing.assert_close(state[k][i], alone[k][0], rtol=0, atol=1e-12)
 
@@ -140,3 +153,77 @@ def test_steps_follow_weight_changes(name):
     torch.testing.assert_close(step_through(model, {k: v.float() if v.is_floating_point() else v for k, v in
                                                     batch.items()})[0],
                                model.encode_sequence(batch), rtol=0, atol=1e-5)  # fmt: skip
+
+
+SS4REC_MODELS = sorted(name for name in MODELS if name.startswith("ss4rec"))
+
+
+@pytest.mark.parametrize("name", SS4REC_MODELS)
+@pytest.mark.parametrize(("length", "gaps"), [(1, "bursts"), (5, "zero"), (6, "huge"), (3 * MAX_LEN + 5, "bursts")])
+def test_compiled_float32_step_equals_full_forward(name, length, gaps, monkeypatch):
+    """The serving step of a float32 SS4Rec runs the compiled kernel (ss4rec/kernels/ss4rec_step.c): the same
+    hidden states as the float32 full forward and as the PyTorch step, to float32 rounding, and it never
+    modifies the state it reads."""
+    import os
+
+    from ss4rec.models.ss4rec_step import FrozenStep
+
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    batch = {k: v.float() if v.is_floating_point() else v for k, v in history(length, gaps, seed=length).items()}
+    frozen = FrozenStep(model)
+    stepped, state = step_through(model, batch, step=frozen)
+    if os.environ.get("SS4REC_KERNELS", "auto") != "off":
+        assert frozen.compiled is not False, "the compiled step did not load"
+    torch.testing.assert_close(stepped, model.encode_sequence(batch), rtol=0, atol=2e-5)
+    by_torch, torch_state = step_through(model, batch, step=FrozenStep(model, compiled=False))
+    torch.testing.assert_close(stepped, by_torch, rtol=0, atol=2e-5)
+    for k in state:
+        torch.testing.assert_close(state[k], torch_state[k], rtol=0, atol=2e-5)
+    before = {k: v.clone() for k, v in state.items()}
+    event = {"items": torch.tensor([3]), "ratings": torch.tensor([4.5]), "times": batch["times"][:, -1] + 60,
+             "next_times": batch["times"][:, -1] + 600}  # fmt: skip
+    frozen(state, event)
+    for k, v in state.items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_compiled_step_batches_padded_rows():
+    """Rows of different lengths stepped together by the compiled kernel (a state rebuild) equal each row
+    stepped alone."""
+    from ss4rec.models.ss4rec_step import FrozenStep
+
+    torch.manual_seed(0)
+    model = ss4rec(use_ratings=True).eval()
+    frozen = FrozenStep(model)
+    rows = [{k: v.float() if v.is_floating_point() else v for k, v in history(n, "bursts", seed=n).items()}
+            for n in (9, 2, 5)]  # fmt: skip
+    batch = {k: torch.cat([torch.nn.functional.pad(r[k], (0, 9 - r[k].shape[1])) if r[k].dim() == 2 else r[k]
+                           for r in rows]) for k in rows[0]}  # fmt: skip
+    hidden, state = step_through(model, batch, step=frozen)
+    for i, row in enumerate(rows):
+        n = int(row["lengths"])
+        alone_hidden, alone = step_through(model, row, step=frozen)
+        torch.testing.assert_close(hidden[i, :n], alone_hidden[0], rtol=0, atol=1e-6)
+        for k in state:
+            torch.testing.assert_close(state[k][i], alone[k][0], rtol=0, atol=1e-6)
+
+
+def test_models_the_kernel_does_not_cover_keep_the_pytorch_step():
+    """Biases on Mamba's projections, or layers wider than the kernel's buffers: the PyTorch step, same results."""
+    from ss4rec.kernels.step import MAX_WIDTH, CompiledStep
+    from ss4rec.models.ss4rec_step import FrozenStep
+
+    torch.manual_seed(0)
+    model = ss4rec().eval()
+    if CompiledStep.build(model) is None:
+        pytest.skip("compiled kernels unavailable here (SS4REC_KERNELS=off or no compiler)")
+    model.layers[0].mamba.in_proj.bias = torch.nn.Parameter(torch.randn(model.layers[0].mamba.in_proj.out_features))
+    assert CompiledStep.build(model) is None
+    batch = {k: v.float() if v.is_floating_point() else v for k, v in history(7, "bursts", seed=2).items()}
+    frozen = FrozenStep(model)
+    torch.testing.assert_close(step_through(model, batch, step=frozen)[0], model.encode_sequence(batch), rtol=0,
+                               atol=2e-5)  # fmt: skip
+    assert frozen.compiled is False
+    wide = SS4Rec(N_ITEMS, 1, hidden=8, d_state=MAX_WIDTH + 1, mamba_d_state=4, n_layers=1, max_len=MAX_LEN).eval()
+    assert CompiledStep.build(wide) is None

@@ -38,6 +38,11 @@ class Recommender(nn.Module):
         self.n_items = n_items
         self.n_users = n_users
 
+    def frozen_step(self):
+        """``step`` for serving: a callable ``(state, event) -> (hidden, new state)`` that may derive constants
+        from the parameters once, so it is only valid while they do not change (eval mode, no gradients)."""
+        return self.step
+
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training examples of a batch: queries (M, Q), target items (M,), target ratings (M,)."""
         raise NotImplementedError

@@ -183,6 +183,12 @@ class SS4Rec(SequentialRecommender):
             gaps = torch.where(state["count"] > 0, times - state["prev_time"], 0).clamp_min(0)
         return encode_gap_values(gaps, self.time_unit, self.time_transform, self.zero_gap, self.min_gap_seconds)
 
+    def frozen_step(self):
+        """The same step with constants derived once and fewer operations (ss4rec.models.ss4rec_step)."""
+        from ss4rec.models.ss4rec_step import FrozenStep
+
+        return FrozenStep(self)
+
     def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
         dt = self.step_scale(state, event)  # (B,)
         one = {"items": event["items"][:, None], "ratings": event["ratings"][:, None]}

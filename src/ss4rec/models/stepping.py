@@ -35,12 +35,14 @@ def keep_where(mask: torch.Tensor, new: State, old: State) -> State:
 
 @torch.no_grad()
 def step_through(
-    model: SequentialRecommender, batch: Batch, state: State | None = None
+    model: SequentialRecommender, batch: Batch, state: State | None = None, step=None
 ) -> tuple[torch.Tensor, State]:
     """Hidden states (B, L, D) of every position and the states after each row's last real position.
 
     ``state`` continues from earlier states (None: ``model.allocate_state``, in the embedding's dtype).
+    ``step``: the step function (None: ``model.step``; the serving core passes ``model.frozen_step()``).
     """
+    step = model.step if step is None else step
     items, lengths = batch["items"], batch["lengths"]
     B, L = items.shape
     weight = model.item_embedding.weight
@@ -48,7 +50,7 @@ def step_through(
         state = model.allocate_state(B, weight.dtype, weight.device)
     hidden = weight.new_zeros(B, L, weight.shape[1])
     for t in range(L):
-        out, new = model.step(state, event_at(batch, t))
+        out, new = step(state, event_at(batch, t))
         real = t < lengths  # (B,)
         state = keep_where(real, new, state) if not bool(real.all()) else new
         hidden[:, t] = out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -22,6 +23,15 @@ class Catalogue:
         self.genres = None if genres is None else np.asarray(genres, dtype=bool)
         self.genre_names = list(genre_names)
         self.index = {int(original): i for i, original in enumerate(self.item_ids) if i > 0}
+
+    @functools.cached_property
+    def rows(self) -> list[tuple[int, str | None, tuple[str, ...] | None]]:
+        """Per item index: (original id, title, genres), built once (a response reads these per item)."""
+        rows = [(0, None, None)]
+        for i in range(1, len(self.item_ids)):
+            genres = self.genres_of(i)
+            rows.append((int(self.item_ids[i]), self.title(i), None if genres is None else tuple(genres)))
+        return rows
 
     @property
     def n_items(self) -> int:

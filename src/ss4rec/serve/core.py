@@ -86,6 +86,12 @@ class ServingCore:
         self.options = options or ServeOptions()
         self.cache = StateCache(int(self.options.cache_mb * 2**20))
         self.dtype = model.item_embedding.weight.dtype
+        # the model's step with constants derived once (the core never changes the parameters)
+        self.step = model.frozen_step() if model.supports_step else None
+        if hasattr(self.step, "prepare"):  # constants and the compiled kernel now, not in the first request
+            self.step.prepare(self.dtype)
+        # ranking scores are dot products with the item table (SequentialRecommender.score): one mat-vec
+        self._dot_scores = type(model).score is SequentialRecommender.score
         self.state_dir = None  # where snapshots go (set by load_core)
         self.store = None  # the prepared data the log started from (set by load_core)
 
@@ -107,19 +113,22 @@ class ServingCore:
         query = self.query(user_id, at)  # (1, D)
         scores = self._rank_scores(query)  # (N,)
         if exclude_seen:
-            seen, _, _ = self.log.events(user_id)
-            scores[torch.from_numpy(seen - 1)] = float("-inf")
+            scores[torch.from_numpy(self.log.items(user_id) - 1)] = float("-inf")
         values, order = torch.topk(scores, k)  # (k,), ties broken by item index below
-        finite = torch.isfinite(values)
-        order = order[finite][np.lexsort((order[finite].numpy(), -values[finite].numpy()))]
-        items = order + 1  # item indices
-        ratings = self._ratings(query, items) if self.options.has_rating else None
-        return [
-            {"item_id": int(self.catalogue.item_ids[i]), "title": self.catalogue.title(int(i)),
-             "genres": self.catalogue.genres_of(int(i)), "score": float(scores[i - 1]),
-             "rating": None if ratings is None else float(ratings[j])}
-            for j, i in enumerate(items.tolist())
-        ]  # fmt: skip
+        values, order = values.numpy(), order.numpy()
+        finite = np.isfinite(values)
+        if not finite.all():
+            values, order = values[finite], order[finite]
+        best = np.lexsort((order, -values))
+        items = order[best] + 1  # item indices
+        ratings = self._ratings(query, torch.from_numpy(items)).tolist() if self.options.has_rating else None
+        rows = self.catalogue.rows
+        out = []
+        for j, (i, score) in enumerate(zip(items.tolist(), values[best].tolist())):
+            item_id, title, genres = rows[i]
+            out.append({"item_id": item_id, "title": title, "genres": None if genres is None else list(genres),
+                        "score": score, "rating": None if ratings is None else ratings[j]})  # fmt: skip
+        return out
 
     def rate(self, user_id, item_ids, at=None) -> list[dict]:
         """Predicted ratings ``[{"item_id", "rating"}]`` of the given original item ids for a user."""
@@ -160,7 +169,7 @@ class ServingCore:
             return self._recompute(user_id, at)
         entry = self._entry(user_id)
         with torch.inference_mode():
-            hidden, _ = self.model.step(entry.state, self._step_input(entry.pending, at))
+            hidden, _ = self.step(entry.state, self._step_input(entry.pending, at))
         return hidden
 
     def scores(self, user_id, at=None) -> torch.Tensor:
@@ -223,7 +232,7 @@ class ServingCore:
             items[row, : len(it)], times[row, : len(ti)], ratings[row, : len(ra)] = it, ti, ra
         prefix = self._batch(items, times, ratings, lengths)
         with torch.inference_mode():
-            _, states = step_through(self.model, prefix)
+            _, states = step_through(self.model, prefix, step=self.step)
         for row, user in enumerate(user_ids):
             n = int(lengths[row])
             pending = Event(int(items[row, n]), int(times[row, n]), float(ratings[row, n]))
@@ -245,7 +254,7 @@ class ServingCore:
             self.cache.drop(user_id)
             return
         with torch.inference_mode():
-            _, state = self.model.step(entry.state, self._step_input(entry.pending, event.time))
+            _, state = self.step(entry.state, self._step_input(entry.pending, event.time))
         self.cache.put(user_id, UserState(state, event, n_events))
 
     def _recompute(self, user_id, at: int) -> torch.Tensor:
@@ -293,6 +302,8 @@ class ServingCore:
     def _rank_scores(self, query: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             if self.options.ranks:
+                if self._dot_scores:  # the item table without its padding row is a contiguous view
+                    return torch.mv(self.model.item_embedding.weight[1:], query[0]).float()  # (N,)
                 return self.model.score(query)[0, 1:].float()  # (N,)
             return self._ratings(query, torch.arange(1, self.catalogue.n_items + 1)).float()
 

@@ -97,6 +97,15 @@ class InteractionLog:
         return (np.asarray(self._items[start:end], dtype=np.int64), np.asarray(self._times[start:end], dtype=np.int64),
                 np.asarray(self._ratings[start:end], dtype=np.float32))  # fmt: skip
 
+    def items(self, user_id) -> np.ndarray:
+        """Item indices (int64) of every event of the user, in time order (the seen items)."""
+        i = self._row(user_id)
+        if i is None:
+            return np.zeros(0, dtype=np.int64)
+        if i in self._edited:
+            return np.asarray(self._edited[i][0], dtype=np.int64)
+        return np.asarray(self._items[int(self._starts[i]) : int(self._ends[i])], dtype=np.int64)
+
     def last_event(self, user_id) -> Event | None:
         items, times, ratings = self.events(user_id, last=1)
         return Event(int(items[0]), int(times[0]), float(ratings[0])) if len(items) else None
