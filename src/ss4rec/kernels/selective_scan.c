@@ -278,66 +278,91 @@ static inline __attribute__((always_inline)) void fwd_pair(const ss_args *a, int
     for (int64_t t = 0; t < L; t++) AT(a->out, a->so, b, d, t) = a->z ? w->ys[t] * w->gate[t] : w->ys[t];
 }
 
-/* one step of the adjoint, at time t (has_prev: t > 0, so that exp(dt_t A) h_{t-1} feeds dA and ddelta) */
-static inline __attribute__((always_inline)) void adjoint_step(const ss_args *a, int64_t b, int64_t d,
-                                                               const int64_t N, const ss_work *w,
-                                                               const float *restrict A, int64_t t, int has_prev,
-                                                               float *restrict G, float *restrict dAl) {
+/* ---------------------------------------------------------------------------------------------------
+ * The backward runs the adjoint of two channels d, d+1 of one batch row together ("two"; one when D is
+ * odd): per step, the rows B_t, C_t are loaded and dB_t, dC_t read and written once for both channels
+ * (this read-modify-write of L2-resident rows is a quarter of the backward), and the two channels' G
+ * recurrences are independent chains that overlap.
+ * ------------------------------------------------------------------------------------------------- */
+
+/* per-channel state of the adjoint: G carries exp(dt_{t+1} A) G_{t+1}, dAl sums dL/dA of this pair */
+typedef struct {
+    const ss_work *w;
+    const float *A;
+    float *G, *dAl;
+} ss_adj;
+
+/* one step of the adjoint at time t (has_prev: t > 0, so that exp(dt_t A) h_{t-1} feeds dA and ddelta).
+ * Each channel's two sums over n go to its ys[t] (sGB = <G_t, B_t>) and swa[t] (sum_n W_n A_n), for a
+ * vectorised pass after the loop. (Folding them into lane partials for rowsums16, as the forward does,
+ * measured 13% slower here.) */
+static inline __attribute__((always_inline)) void adjoint_step(const ss_args *a, int64_t b, const int64_t N,
+                                                               int two, const ss_adj *c0, const ss_adj *c1,
+                                                               int64_t t, int has_prev) {
     const int64_t L = a->len;
     const float *restrict Bt = a->B + (b * L + t) * N, *restrict Ct = a->C + (b * L + t) * N;
     float *restrict dBt = a->dB + (b * L + t) * N, *restrict dCt = a->dC + (b * L + t) * N;
-    const float *restrict e = w->ea + t * N, *restrict hh = w->hs + t * N;
-    const float u = w->u[t], dt = w->dt[t], dtu = dt * u, g = w->g[t];
-    /* the two sums over n go to ys[t] (sGB = <G_t, B_t>) and swa[t] (sum_n W_n A_n), for a vectorised pass
-     * after the loop. (Folding them into lane partials for rowsums16, as the forward does, measured 13%
-     * slower here: this loop is not bound by its two reductions.) */
-    const float *restrict hp = has_prev ? w->hs + (t - 1) * N : NULL;
-    float sGB = 0.0f, sWA = 0.0f;
-#pragma omp simd reduction(+ : sGB, sWA)
+    const ss_work *w0 = c0->w, *w1 = c1->w;
+    const float *restrict A0 = c0->A, *restrict A1 = c1->A;
+    float *restrict G0 = c0->G, *restrict G1 = c1->G, *restrict dAl0 = c0->dAl, *restrict dAl1 = c1->dAl;
+    const float *restrict e0 = w0->ea + t * N, *restrict h0 = w0->hs + t * N;
+    const float *restrict e1 = w1->ea + t * N, *restrict h1 = w1->hs + t * N;
+    const float *restrict hp0 = has_prev ? h0 - N : NULL, *restrict hp1 = has_prev ? h1 - N : NULL;
+    const float dt0 = w0->dt[t], dtu0 = dt0 * w0->u[t], g0 = w0->g[t];
+    const float dt1 = w1->dt[t], dtu1 = dt1 * w1->u[t], g1 = w1->g[t];
+    float sGB0 = 0.0f, sWA0 = 0.0f, sGB1 = 0.0f, sWA1 = 0.0f;
+#pragma omp simd reduction(+ : sGB0, sWA0, sGB1, sWA1)
     for (int64_t n = 0; n < N; n++) {
-        const float Gn = g * Ct[n] + G[n];
-        dCt[n] += g * hh[n];
-        dBt[n] += Gn * dtu;
-        sGB += Gn * Bt[n];
+        const float Gn0 = g0 * Ct[n] + G0[n];
+        float dc = g0 * h0[n], db = Gn0 * dtu0;
+        sGB0 += Gn0 * Bt[n];
         if (has_prev) {
-            G[n] = e[n] * Gn;
-            const float W = G[n] * hp[n]; /* dL/d(dt A_n) = G_t exp(dt_t A_n) h_{t-1} */
-            sWA += W * A[n];
-            dAl[n] += W * dt;
+            G0[n] = e0[n] * Gn0;
+            const float W = G0[n] * hp0[n]; /* dL/d(dt A_n) = G_t exp(dt_t A_n) h_{t-1} */
+            sWA0 += W * A0[n];
+            dAl0[n] += W * dt0;
         }
+        if (two) {
+            const float Gn1 = g1 * Ct[n] + G1[n];
+            dc += g1 * h1[n], db += Gn1 * dtu1;
+            sGB1 += Gn1 * Bt[n];
+            if (has_prev) {
+                G1[n] = e1[n] * Gn1;
+                const float W = G1[n] * hp1[n];
+                sWA1 += W * A1[n];
+                dAl1[n] += W * dt1;
+            }
+        }
+        dCt[n] += dc;
+        dBt[n] += db;
     }
-    w->ys[t] = sGB, w->swa[t] = sWA;
+    w0->ys[t] = sGB0, w0->swa[t] = sWA0;
+    if (two) w1->ys[t] = sGB1, w1->swa[t] = sWA1;
 }
 
-/* ---------------------------------------------------------------------------------------------------
- * backward of one (b, d) pair: recompute the states into hs/ea (L, N), then the adjoint in reverse.
- * dA_acc (N) and dD/dbias accumulate this pair's contribution; dB, dC rows of b accumulate over d.
- * ------------------------------------------------------------------------------------------------- */
-static inline __attribute__((always_inline)) void bwd_pair(const ss_args *a, int64_t b, int64_t d,
-                                                           const int64_t N, ss_work *w, float *dA_acc,
-                                                           float *dD_acc, float *dbias_acc) {
+/* recompute the states of pair (b, d) into hs/ea (L, N); dz; from here on g = dL/dy */
+static inline __attribute__((always_inline)) void bwd_setup(const ss_args *a, int64_t b, int64_t d,
+                                                            const int64_t N, ss_work *w) {
     const int64_t L = a->len;
-    const float *A = a->A + d * N;
-    const float Dd = a->D ? a->D[d] : 0.0f;
     prepare(a, b, d, w, 1);
     recurrence(a, b, d, N, w, w->ea, w->hs, w->ys);
     if (a->z) {
 #pragma omp simd
         for (int64_t t = 0; t < L; t++) {
             AT(a->dz, a->sdz, b, d, t) = w->g[t] * w->ys[t] * w->dgate[t];
-            w->g[t] *= w->gate[t]; /* from here on g = dL/dy */
+            w->g[t] *= w->gate[t];
         }
     }
-    float G[N], dAl[N]; /* G carries exp(dt_{t+1} A) G_{t+1}; dAl sums dL/dA of this pair */
-    for (int64_t n = 0; n < N; n++) G[n] = dAl[n] = 0.0f;
+}
+
+/* after the adjoint, what needs its sums: du = g D + dt sGB, d(dt) = u sGB + sWA (times softplus'), dD,
+ * dbias (the sums sit in ys, swa) */
+static void bwd_finish(const ss_args *a, int64_t b, int64_t d, const ss_work *w, float *dD_acc,
+                       float *dbias_acc) {
+    const float Dd = a->D ? a->D[d] : 0.0f;
+    const float *restrict sGB = w->ys, *restrict sWA = w->swa;
     float dD = 0.0f, dbias = 0.0f;
-    /* t = L-1 .. 1, then t = 0 (no h_{-1} term) as a separate copy: no branch inside the time loop, which
-     * lets the compiler keep G and dAl in registers instead of carrying them through memory */
-    for (int64_t t = L - 1; t >= 1; t--) adjoint_step(a, b, d, N, w, A, t, 1, G, dAl);
-    adjoint_step(a, b, d, N, w, A, 0, 0, G, dAl);
-    float *restrict sGB = w->ys, *restrict sWA = w->swa; /* ys is free again */
-    /* what needs the sums: du = g D + dt sGB, d(dt) = u sGB + sWA (times softplus'), and dD, dbias */
-    for (int64_t t = 0; t < L; t++) {
+    for (int64_t t = 0; t < a->len; t++) {
         const float u = w->u[t], g = w->g[t];
         AT(a->du, a->sdu, b, d, t) = g * Dd + w->dt[t] * sGB[t];
         float ddt = u * sGB[t] + sWA[t];
@@ -346,9 +371,31 @@ static inline __attribute__((always_inline)) void bwd_pair(const ss_args *a, int
         dbias += ddt;
         dD += g * u;
     }
-    for (int64_t n = 0; n < N; n++) dA_acc[n] += dAl[n];
     *dD_acc += dD;
     *dbias_acc += dbias;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * backward of channels d (and d+1 when two) of batch row b: recompute, then the adjoint in reverse.
+ * dA_acc (rows d, d+1 of (D, N)), dD_acc, dbias_acc (from d) accumulate; dB, dC rows of b accumulate over d.
+ * ------------------------------------------------------------------------------------------------- */
+static inline __attribute__((always_inline)) void bwd_group(const ss_args *a, int64_t b, int64_t d,
+                                                            const int64_t N, int two, ss_work *w,
+                                                            float *dA_acc, float *dD_acc, float *dbias_acc) {
+    const int64_t L = a->len;
+    float G[2 * N], dAl[2 * N];
+    for (int64_t n = 0; n < 2 * N; n++) G[n] = dAl[n] = 0.0f;
+    const ss_adj c0 = {&w[0], a->A + d * N, G, dAl}, c1 = {&w[two], a->A + (d + two) * N, G + N, dAl + N};
+    bwd_setup(a, b, d, N, &w[0]);
+    if (two) bwd_setup(a, b, d + 1, N, &w[1]);
+    /* t = L-1 .. 1, then t = 0 (no h_{-1} term) as a separate copy: no branch inside the time loop, which
+     * lets the compiler keep G and dAl in registers instead of carrying them through memory */
+    for (int64_t t = L - 1; t >= 1; t--) adjoint_step(a, b, N, two, &c0, &c1, t, 1);
+    adjoint_step(a, b, N, two, &c0, &c1, 0, 0);
+    for (int c = 0; c <= two; c++) {
+        bwd_finish(a, b, d + c, &w[c], dD_acc + c, dbias_acc + c);
+        for (int64_t n = 0; n < N; n++) dA_acc[c * N + n] += dAl[c * N + n];
+    }
 }
 
 /* specialised copies: a constant N lets the compiler unroll the state loops into whole vectors */
@@ -359,11 +406,14 @@ static inline __attribute__((always_inline)) void bwd_pair(const ss_args *a, int
 #define FWD_BODY(NN) (const ss_args *a, int64_t b, int64_t d, ss_work *w) { fwd_pair(a, b, d, NN, w); }
 SS_SPECIALISE(fwd, FWD_BODY)
 
-#define BWD_BODY(NN)                                                                                  \
+#define BWD_BODY(NN, TWO)                                                                             \
     (const ss_args *a, int64_t b, int64_t d, ss_work *w, float *dA_acc, float *dD_acc, float *dbias_acc) { \
-        bwd_pair(a, b, d, NN, w, dA_acc, dD_acc, dbias_acc);                                           \
+        bwd_group(a, b, d, NN, TWO, w, dA_acc, dD_acc, dbias_acc);                                     \
     }
-SS_SPECIALISE(bwd, BWD_BODY)
+#define BWD1_BODY(NN) BWD_BODY(NN, 0)
+#define BWD2_BODY(NN) BWD_BODY(NN, 1)
+SS_SPECIALISE(bwd1, BWD1_BODY)
+SS_SPECIALISE(bwd2, BWD2_BODY)
 
 typedef void (*fwd_fn)(const ss_args *, int64_t, int64_t, ss_work *);
 typedef void (*bwd_fn)(const ss_args *, int64_t, int64_t, ss_work *, float *, float *, float *);
@@ -371,8 +421,9 @@ typedef void (*bwd_fn)(const ss_args *, int64_t, int64_t, ss_work *, float *, fl
 static fwd_fn pick_fwd(int64_t N) {
     return N == 16 ? fwd_16 : N == 32 ? fwd_32 : N == 64 ? fwd_64 : fwd_any;
 }
-static bwd_fn pick_bwd(int64_t N) {
-    return N == 16 ? bwd_16 : N == 32 ? bwd_32 : N == 64 ? bwd_64 : bwd_any;
+static bwd_fn pick_bwd(int64_t N, int two) {
+    if (two) return N == 16 ? bwd2_16 : N == 32 ? bwd2_32 : N == 64 ? bwd2_64 : bwd2_any;
+    return N == 16 ? bwd1_16 : N == 32 ? bwd1_32 : N == 64 ? bwd1_64 : bwd1_any;
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -406,16 +457,20 @@ static void *bwd_job(void *p) {
     ss_job *j = (ss_job *)p;
     const ss_args *a = j->a;
     const int64_t L = a->len, N = a->nstate, Dm = a->dim;
-    ss_work w;
-    if (work_alloc(&w, L, N, 1)) {
+    ss_work w[2];
+    if (work_alloc(&w[0], L, N, 1) | work_alloc(&w[1], L, N, 1)) { /* both run: free() sees NULL or memory */
+        free(w[0].u), free(w[1].u);
         j->status = -1;
         return NULL;
     }
     float *dA = j->partial, *dD = dA + Dm * N, *dbias = dD + Dm;
-    bwd_fn f = pick_bwd(N);
-    for (int64_t b = j->start; b < j->stop; b++)
-        for (int64_t d = 0; d < Dm; d++) f(a, b, d, &w, dA + d * N, dD + d, dbias + d);
-    free(w.u);
+    bwd_fn f2 = pick_bwd(N, 1), f1 = pick_bwd(N, 0);
+    for (int64_t b = j->start; b < j->stop; b++) {
+        int64_t d = 0;
+        for (; d + 1 < Dm; d += 2) f2(a, b, d, w, dA + d * N, dD + d, dbias + d); /* channel pairs */
+        if (d < Dm) f1(a, b, d, w, dA + d * N, dD + d, dbias + d);             /* odd D: the last one */
+    }
+    free(w[0].u), free(w[1].u);
     return NULL;
 }
 
