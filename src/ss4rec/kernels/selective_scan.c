@@ -7,7 +7,8 @@
  *   y_t  = <h_t, C_t> + D u_t ;   out_t = y_t * silu(z_t)
  *
  * The backward recomputes the states of one (b, d) pair into a scratch buffer of (L, N) floats (no
- * (B, L, D, N) tensor anywhere), then runs the adjoint G_t = dL/dh_t backwards through time:
+ * (B, L, D, N) tensor anywhere), then runs the adjoint G_t = dL/dh_t backwards through time, for two
+ * channels of one batch row at once (they share the rows B_t, C_t, dB_t, dC_t):
  *
  *   G_t = gy_t C_t + exp(dt_{t+1} A) G_{t+1},   gy_t = dL/dy_t = g_t silu(z_t)
  *   dB_t += G_t dt_t u_t ; dC_t += gy_t h_t ; d(dt_t A) = G_t exp(dt_t A) h_{t-1}
@@ -19,9 +20,12 @@
  * A (D, N), B and C (B, L, N) contiguous; every output is contiguous (B, D, L), (B, L, N) or (D, N).
  *
  * The file is plain C99 + pthreads, vectorised by the compiler over the N states (no intrinsics, so it
- * builds for whatever CPU installs it). exp is our own range-reduced polynomial, written so the compiler
- * can vectorise it without -ffast-math (which would also pull in crtfastmath.o and flush denormals to
- * zero for the whole process when linked).
+ * builds for whatever CPU installs it; generic vector extensions only for rowsums16, with a plain-C
+ * fallback). exp is our own range-reduced polynomial, written so the compiler can vectorise it without
+ * -ffast-math (which would also pull in crtfastmath.o and flush denormals to zero for the whole process
+ * when linked); the decays exp(dt A) use a cheaper 2^x (ss_exp2). Where the time goes at B=32, L=200,
+ * D=128, N=32 on one Zen 4 core: forward about 9 ms (the exp is most of it), backward about 18 ms
+ * (recompute 7-8, the adjoint loop and its dB/dC read-modify-writes the rest).
  */
 #include <math.h>
 #include <pthread.h>
