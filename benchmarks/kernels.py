@@ -7,8 +7,9 @@ Cases (SS4Rec's shapes: hidden 64, d_inner 128, d_state 32, length 200, batch 32
 * ``eval``: the evaluation forward over ML-100K's 943 validation users (encode + score every item +
   exact ranks, as validation runs it).
 
-Settings: the PyTorch path on 1 thread (the reference: what every run used before the kernel), the compiled
-kernel on 1 thread, and on 2 threads. Each measurement runs in a fresh process (``SS4REC_KERNELS=off`` for
+Settings: the PyTorch path on 1 thread with glibc's default malloc settings (the reference: what every run used
+before the kernel), the compiled kernel on 1 thread, and on 2 threads, both with freed memory kept for reuse as
+``train()`` now runs (``ss4rec.allocator``: no page faults for the step's large tensors). Each measurement runs in a fresh process (``SS4REC_KERNELS=off`` for
 the PyTorch path), and the settings alternate over ``--rounds`` rounds, so slow phases of a shared CPU hit
 all settings alike; a ratio is reference time / our time within one round, reported as the median and the
 range over rounds.
@@ -29,7 +30,10 @@ import time
 import torch
 
 BATCH, LENGTH, D_INNER, D_STATE, ITEMS = 32, 200, 128, 32, 1349
-SETTINGS = [("pytorch, 1 thread", "off", 1), ("compiled, 1 thread", "require", 1), ("compiled, 2 threads", "require", 2)]
+# (label, SS4REC_KERNELS, threads, SS4REC_MALLOC): the reference is the PyTorch path as runs used it before the
+# kernel (glibc's default malloc settings); the compiled settings run as train() now does (ss4rec.allocator)
+SETTINGS = [("pytorch, 1 thread", "off", 1, "default"), ("compiled, 1 thread", "require", 1, "keep"),
+            ("compiled, 2 threads", "require", 2, "keep")]  # fmt: skip
 
 
 def scan_case(reps: int) -> list[float]:
@@ -106,9 +110,10 @@ def timed(fn, reps: int) -> list[float]:
     return times
 
 
-def measure(case: str, mode: str, threads: int, reps: int) -> float:
+def measure(case: str, mode: str, threads: int, malloc: str, reps: int) -> float:
     """Median seconds of ``reps`` runs of ``case`` in a fresh process."""
-    env = {**os.environ, "SS4REC_KERNELS": mode, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = {**os.environ, "SS4REC_KERNELS": mode, "SS4REC_MALLOC": malloc,
+           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}  # fmt: skip
     cmd = [sys.executable, __file__, "--run", case, "--threads", str(threads), "--reps", str(reps)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -127,6 +132,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.run:
         torch.set_num_threads(args.threads)
+        from ss4rec.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as train() does; a no-op under SS4REC_MALLOC=default
         times = CASES[args.run](args.reps)
         print(json.dumps({"median_s": statistics.median(times)}))
         return
@@ -135,12 +143,12 @@ def main() -> None:
           f"{rounds} rounds x median of {reps}")  # fmt: skip
     print(f"{'case':6} {'setting':22} {'ms (median, min-max over rounds)':>34} {'vs pytorch 1 thread':>24}")
     for case in args.cases:
-        per_round = {label: [] for label, _, _ in SETTINGS}
+        per_round = {label: [] for label, *_ in SETTINGS}
         for _ in range(rounds):
-            for label, mode, threads in SETTINGS:
-                per_round[label].append(measure(case, mode, threads, reps))
+            for label, mode, threads, malloc in SETTINGS:
+                per_round[label].append(measure(case, mode, threads, malloc, reps))
         reference = per_round[SETTINGS[0][0]]
-        for label, _, _ in SETTINGS:
+        for label, *_ in SETTINGS:
             ms = [1000 * t for t in per_round[label]]
             ratios = [r / t for r, t in zip(reference, per_round[label])]
             spread = f"{statistics.median(ms):8.1f} ({min(ms):.1f}-{max(ms):.1f})"

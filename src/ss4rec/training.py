@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ss4rec.allocator import keep_freed_memory
 from ss4rec.callbacks import History, NonFiniteGuard, RNGState
 from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json, remove_stale_temporaries
 from ss4rec.config_checks import check_train_config
@@ -138,6 +139,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    keep_freed_memory()  # large per-step tensors reused, not page-faulted in again at every step
 
     datamodule = build_datamodule(cfg)
     check_softmax_memory(cfg, datamodule)

@@ -68,6 +68,18 @@ def test_matches_float64_reference(batch, dim, length, d_state):
     check_against_float64(random_inputs(batch, dim, length, d_state, seed=length), delta_softplus=True)
 
 
+@pytest.mark.parametrize("softplus", [False, True])
+def test_growing_modes(softplus):
+    """dt A > 0 somewhere (A > 0 in some states; without softplus also dt < 0): the kernel's general exp path,
+    not the one for dt A <= 0 that Mamba always takes."""
+    inputs = random_inputs(2, 5, 37, 32, seed=3)
+    inputs["A"][:, ::5] = 0.3
+    if not softplus:
+        inputs.pop("delta_bias")
+        inputs["delta"] = inputs["delta"] * 0.05  # of both signs, small enough not to overflow in 37 steps
+    check_against_float64(inputs, delta_softplus=softplus)
+
+
 def test_zero_and_huge_steps():
     """dt = 0 exactly (nothing enters, the state is kept) and dt huge (the state is wiped out)."""
     inputs = random_inputs(2, 4, 23, 16, seed=11)

@@ -70,6 +70,19 @@ def test_causal_conv1d_matches_a_loop():
     assert torch.allclose(causal_conv1d(x, w, b), F.silu(want), atol=1e-6)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_cpu_causal_conv_gradients(bias):
+    """The CPU convolution (time-major, own backward) on a strided view, with and without bias."""
+    torch.manual_seed(1)
+    xz = torch.randn(2, 6, 8, dtype=torch.float64)  # (B, L, 2D): x is half of it, seen as (B, D, L)
+    x = xz[..., :4].transpose(1, 2).requires_grad_()
+    w = torch.randn(4, 1, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if bias else None
+    torch.autograd.gradcheck(lambda *a: causal_conv1d(*a), (x, w, b))
+    want = F.conv1d(x, w, b, padding=2, groups=4)[..., :6]
+    assert torch.allclose(causal_conv1d(x, w, b), F.silu(want), atol=1e-12)
+
+
 @pytest.mark.parametrize("length", [1, 5, 13])
 def test_matches_recurrent_reference_in_float64(length):
     torch.manual_seed(length)

@@ -97,10 +97,9 @@ class _CompiledScan(torch.autograd.Function):
         u, delta, A, B_lt, C_lt, D, z, bias = ctx.saved_tensors
         lib = kernels.library()
         f32 = {"dtype": torch.float32}
-        # each gradient in its input's memory order (empty_like keeps dense strides), as autograd's next
-        # step wants it: no transposing copy
-        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-        dz = torch.empty_like(z) if z is not None else None
+        # each gradient in its input's memory order, as autograd's next step wants it: no transposing copy
+        du, ddelta = _empty_in_order_of(u), _empty_in_order_of(delta)
+        dz = _empty_in_order_of(z) if z is not None else None
         dB, dC = torch.zeros(B_lt.shape, **f32), torch.zeros(C_lt.shape, **f32)
         dA = torch.empty(A.shape, **f32)
         dD = torch.empty(D.shape, **f32) if D is not None else None
@@ -114,6 +113,15 @@ class _CompiledScan(torch.autograd.Function):
         args.sdu, args.sddelta, args.sdz = _strides(du), _strides(ddelta), _strides(dz)
         _call(lib.lib.ss4rec_scan_bwd, args)
         return du, ddelta, dA, dB.transpose(1, 2), dC.transpose(1, 2), dD, dz, dbias, None
+
+
+def _empty_in_order_of(t: torch.Tensor) -> torch.Tensor:
+    """A dense float32 tensor shaped like ``t`` whose dimensions lie in memory in ``t``'s order. (empty_like
+    does this only for dense ``t``; a view such as z, half of in_proj's (B, L, 2 d_inner) output seen as
+    (B, d_inner, L), would get (B, d_inner, L) memory and a transposing copy downstream.)"""
+    order = sorted(range(t.dim()), key=lambda i: -t.stride(i))  # outermost dimension first
+    buffer = torch.empty([t.shape[i] for i in order], dtype=torch.float32)
+    return buffer.permute(*[order.index(i) for i in range(t.dim())])
 
 
 def _contig(t: torch.Tensor | None) -> torch.Tensor | None:

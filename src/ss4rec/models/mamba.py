@@ -30,14 +30,55 @@ except Exception:  # noqa: BLE001
 def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Depthwise causal convolution followed by SiLU: x (B, D, L), weight (D, 1, K), bias (D,) -> (B, D, L).
 
-    Output t only sees inputs t-K+1..t: pad K-1 on both sides (what Conv1d(padding=K-1) does) and keep the
-    first L outputs.
+    Output t only sees inputs t-K+1..t. On CUDA: ``causal_conv1d`` when installed, else Conv1d with K-1 padding
+    on both sides, keeping the first L outputs. On CPU: ``_CausalConvTimeMajor``, computed in (B, L, D) memory
+    order and returned as a (B, D, L) view of it, which is the order the block's matmuls read and write.
     """
     if _cuda_causal_conv1d is not None and x.is_cuda:
         return _cuda_causal_conv1d(x, weight.squeeze(1), bias, activation="silu")
+    if not x.is_cuda:
+        return F.silu(_CausalConvTimeMajor.apply(x.transpose(1, 2), weight.squeeze(1), bias)).transpose(1, 2)
     K = weight.shape[-1]
     out = F.conv1d(x, weight, bias, padding=K - 1, groups=x.shape[1])
     return F.silu(out[..., : x.shape[-1]])
+
+
+class _CausalConvTimeMajor(torch.autograd.Function):
+    """out_t = bias + sum_k w_k x_{t-K+1+k} for x (B, L, D) in any strides, weight (D, K), bias (D,) or None;
+    out (B, L, D) contiguous. K shifted multiply-adds along the time axis, vectorised over channels; the
+    backward is the same in reverse time (dx) plus K channel-wise dot products (dw), with no (B, D, L) <->
+    (B, L, D) transposing copies and none of the per-tap zero-filled gradients that autograd of slices makes.
+    Runs in float32 for half-precision x (as mixed precision would accumulate; out is float32 then), else in
+    x's dtype; weight and bias are cast to it, every gradient back to its input's dtype."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        length, K = x.shape[1], weight.shape[1]
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        w = weight.to(dtype)
+        xp = F.pad(x.to(dtype), (0, 0, K - 1, 0))  # (B, L + K - 1, D): K - 1 zeros before t = 0
+        out = xp[:, :length] * w[:, 0]
+        for k in range(1, K):
+            out.addcmul_(xp[:, k : k + length], w[:, k])
+        if bias is not None:
+            out += bias.to(dtype)
+        ctx.save_for_backward(xp, weight, bias)
+        ctx.x_dtype = x.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp, weight, bias = ctx.saved_tensors
+        length, K = grad.shape[1], weight.shape[1]
+        grad = grad.to(xp.dtype)
+        w = weight.to(xp.dtype)
+        # dx_t = sum_k w_k grad_{t+K-1-k}: the last tap first (no shift), then the earlier ones shifted back
+        dx = grad * w[:, K - 1]
+        for j in range(1, K):
+            dx[:, : length - j].addcmul_(grad[:, j:], w[:, K - 1 - j])
+        dw = torch.stack([(grad * xp[:, k : k + length]).sum((0, 1)) for k in range(K)], dim=1)
+        dbias = grad.sum((0, 1)).to(bias.dtype) if bias is not None and ctx.needs_input_grad[2] else None
+        return dx.to(ctx.x_dtype), dw.to(weight.dtype), dbias
 
 
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
@@ -114,9 +155,11 @@ class Mamba(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (B, L, d_model) -> (B, L, d_model); position t depends on positions <= t only."""
-        xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2 d_inner, L)
-        x, z = xz.chunk(2, dim=1)  # (B, d_inner, L) each
-        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias)
+        # split in (B, L, .) order, then view as (B, d_inner, L): the gradients of x and z then arrive in
+        # (B, L, d_inner) order and join into in_proj's gradient without a transposing copy
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, d_inner) views
+        x = causal_conv1d(x.transpose(1, 2), self.conv1d.weight, self.conv1d.bias)  # (B, d_inner, L)
+        z = z.transpose(1, 2)
 
         x_dbl = self.x_proj(x.transpose(1, 2))  # (B, L, dt_rank + 2 d_state)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
