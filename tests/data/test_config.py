@@ -54,7 +54,8 @@ def test_every_data_config_instantiates(name, tmp_path):
     assert isinstance(dm, SequenceDataModule) and dm.name == name and dm.seed == 7
     assert (dm.max_len, dm.batch_size, dm.eval_batch_size, dm.options.k_core) == (200, None, 512, 5)
     assert dm.train_batch_size == 32  # None: the default of the sequence layout
-    kinds = {"path": FileSource, "synthetic": SyntheticSource, "ml100k": NeurecSource, "ml1m": RecBoleSource}
+    kinds = {"path": FileSource, "synthetic": SyntheticSource, "synthetic_ml25m": SyntheticSource,
+             "ml100k": NeurecSource, "ml1m": RecBoleSource}
     source = build_source(dm.name, dm.source, tmp_path)
     assert isinstance(source, kinds.get(name, GroupLensSource))
 
