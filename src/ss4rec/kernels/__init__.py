@@ -33,6 +33,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("selective_scan.c")
+
+
+def headers_bytes() -> bytes:
+    """The kernels' shared headers (``#include "fast_exp.h"``), part of every library's cache key."""
+    return b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.h")))
 ABI_VERSION = 2  # must match SS_ABI_VERSION in the C source
 # -fassociative-math (with the two flags it needs) lets the vectorised sums over states run pairwise
 # instead of as one serial chain; the exp inside uses fmaf, which reassociation cannot split.
@@ -90,7 +95,8 @@ def _compiler_version(cc: str) -> str:
 
 def library_path(cc: str, flags: list[str]) -> Path:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(flags + LDFLAGS).encode(), _compiler_version(cc).encode()):
+    for part in (SOURCE.read_bytes() + headers_bytes(), " ".join(flags + LDFLAGS).encode(),
+                 _compiler_version(cc).encode()):
         key.update(part)
         key.update(b"\0")
     key.update(cpu_fingerprint().encode())

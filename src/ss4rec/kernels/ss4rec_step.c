@@ -46,25 +46,8 @@ typedef struct {
 
 int ss4rec_step_abi_version(void) { return ST_ABI_VERSION; }
 
-static inline float st_exp(float x) {
-    const float lo = -87.3f, hi = 88.7f;
-    float xc = x < lo ? lo : (x > hi ? hi : x);
-    float kf = nearbyintf(xc * 1.44269504088896341f);
-    float r = fmaf(-kf, 0.693145751953125f, xc);
-    r = fmaf(-kf, 1.428606765330187e-06f, r);
-    float p = 1.0f / 720.0f;
-    p = fmaf(p, r, 1.0f / 120.0f);
-    p = fmaf(p, r, 1.0f / 24.0f);
-    p = fmaf(p, r, 1.0f / 6.0f);
-    p = fmaf(p, r, 0.5f);
-    p = fmaf(p, r, 1.0f);
-    p = fmaf(p, r, 1.0f);
-    union { float f; int32_t i; } s;
-    s.i = ((int32_t)kf + 127) << 23;
-    float e = p * s.f;
-    e = x < lo ? 0.0f : e;
-    return x > hi ? INFINITY : e;
-}
+#include "fast_exp.h"
+#define st_exp fast_expf
 
 /* out (n_out) = x (n_in) @ W (n_in, n_out) [+ out when accumulate] */
 static void st_matvec(const float *restrict x, const float *restrict W, int64_t n_in, int64_t n_out,

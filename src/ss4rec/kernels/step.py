@@ -53,7 +53,7 @@ def _build_library() -> Path:
     errors = []
     for arch in (["-march=native"], []):
         flags = kernels.CFLAGS + arch
-        key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags + kernels.LDFLAGS).encode())
+        key = hashlib.sha256(SOURCE.read_bytes() + kernels.headers_bytes() + " ".join(flags + kernels.LDFLAGS).encode())
         try:
             key.update(subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.encode())
         except (OSError, subprocess.SubprocessError):
