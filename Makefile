@@ -50,11 +50,13 @@ train:  ## train the default model on bundled ML-100K (ARGS="model=sasrec ..." f
 data:  ## prepare a dataset and print its statistics (DATA=ml1m)
 	$(PY) -m ss4rec.data data=$(DATA) $(ARGS)
 
-test:  ## fast tests (CPU, a few minutes)
-	$(PY) -m pytest -q $(ARGS)
+# test processes (pytest-xdist): auto = one per core; TEST_WORKERS=0 runs in this process
+TEST_WORKERS ?= auto
+test:  ## fast tests (CPU, a few minutes; TEST_WORKERS=0 for one process)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 test-all:  ## every test, slow ones included
-	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "slow or not slow" $(ARGS)
 
 # benchmarks/gpu.py needs a GPU (make gpu-check runs it); benchmarks/scale.py takes minutes (make bench-scale)
 bench:  ## benchmarks: data preparation, SSM scans, training throughput, serving (ratios against references)
