@@ -33,11 +33,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("selective_scan.c")
-
-
-def headers_bytes() -> bytes:
-    """The kernels' shared headers (``#include "fast_exp.h"``), part of every library's cache key."""
-    return b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.h")))
 ABI_VERSION = 2  # must match SS_ABI_VERSION in the C source
 # -fassociative-math (with the two flags it needs) lets the vectorised sums over states run pairwise
 # instead of as one serial chain; the exp inside uses fmaf, which reassociation cannot split.
@@ -93,14 +88,20 @@ def _compiler_version(cc: str) -> str:
         return ""
 
 
-def library_path(cc: str, flags: list[str]) -> Path:
+def headers_bytes() -> bytes:
+    """The kernels' shared headers (``#include "fast_exp.h"``), part of every library's cache key."""
+    return b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.h")))
+
+
+def library_path(cc: str, flags: list[str], source: Path | None = None, stem: str = "libss4rec_cpu") -> Path:
+    """Where the library built from ``source`` (default: the scan, ``SOURCE``) with ``flags`` is cached."""
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes() + headers_bytes(), " ".join(flags + LDFLAGS).encode(),
+    for part in ((source or SOURCE).read_bytes() + headers_bytes(), " ".join(flags + LDFLAGS).encode(),
                  _compiler_version(cc).encode()):
         key.update(part)
         key.update(b"\0")
     key.update(cpu_fingerprint().encode())
-    return cache_dir() / f"libss4rec_cpu-{key.hexdigest()[:16]}.so"
+    return cache_dir() / f"{stem}-{key.hexdigest()[:16]}.so"
 
 
 def _run_steps(steps: list[list[str]]) -> str | None:
@@ -115,15 +116,19 @@ def _run_steps(steps: list[list[str]]) -> str | None:
     return None
 
 
-def build(force: bool = False) -> Path:
-    """Compile the library for this CPU (or find it cached) and return its path; raises KernelError."""
+def build(force: bool = False, source: Path | None = None, stem: str = "libss4rec_cpu") -> Path:
+    """Compile a library for this CPU (or find it cached) and return its path; raises KernelError.
+
+    ``source``: one C file of this folder (default: the scan, ``SOURCE``); ``stem`` names its cache files.
+    """
+    source = source or SOURCE
     cc = compiler()
     if cc is None:
         raise KernelError("no C compiler found (set CC, or install gcc)")
     errors = []
     for arch in (["-march=native"], []):  # a compiler without -march=native still gets a working build
         flags = CFLAGS + arch
-        path = library_path(cc, flags)
+        path = library_path(cc, flags, source, stem)
         if path.exists() and not force:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +136,7 @@ def build(force: bool = False) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
         os.close(fd)
         steps = [
-            [cc, *flags, "-c", str(SOURCE), "-o", tmp + ".o"],
+            [cc, *flags, "-c", str(source), "-o", tmp + ".o"],
             [cc, *LDFLAGS, tmp + ".o", "-o", tmp, "-lm"],
         ]
         failed = _run_steps(steps)
@@ -141,7 +146,7 @@ def build(force: bool = False) -> Path:
             return path
         errors.append(failed)
         Path(tmp).unlink(missing_ok=True)
-    raise KernelError("could not compile the CPU kernels:\n" + "\n".join(errors))
+    raise KernelError(f"could not compile {source.name}:\n" + "\n".join(errors))
 
 
 class _Library:

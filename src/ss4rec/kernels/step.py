@@ -1,6 +1,6 @@
 """Loader of the compiled SS4Rec step (``ss4rec_step.c``): one ctypes call per step instead of ~100 PyTorch
 operations. Built and cached like the training kernels (``ss4rec.kernels``: same compiler, flags, cache
-folder and ``SS4REC_KERNELS`` switch) but as its own small library, so either can change alone.
+folder and ``SS4REC_KERNELS`` switch, through ``ss4rec.kernels.build``) but as its own small library, so either can change alone.
 
 ``CompiledStep.build(model)`` lays an SS4Rec's float32 parameters out for the kernel, or returns None when
 the library is unavailable or the model uses something the kernel does not (biases on the Mamba
@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
-import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
@@ -46,47 +42,13 @@ class Model(ctypes.Structure):
                 ("scale", ctypes.c_double), ("min_gap", ctypes.c_double), ("layers", ctypes.POINTER(Layer))]  # fmt: skip
 
 
-def _build_library() -> Path:
-    cc = kernels.compiler()
-    if cc is None:
-        raise kernels.KernelError("no C compiler found (set CC, or install gcc)")
-    errors = []
-    for arch in (["-march=native"], []):
-        flags = kernels.CFLAGS + arch
-        key = hashlib.sha256(SOURCE.read_bytes() + kernels.headers_bytes() + " ".join(flags + kernels.LDFLAGS).encode())
-        try:
-            key.update(subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.encode())
-        except (OSError, subprocess.SubprocessError):
-            pass
-        key.update(kernels.cpu_fingerprint().encode())
-        path = kernels.cache_dir() / f"libss4rec_step-{key.hexdigest()[:16]}.so"
-        if path.exists():
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-        os.close(fd)
-        try:
-            for cmd in ([cc, *flags, "-c", str(SOURCE), "-o", tmp + ".o"], [cc, *kernels.LDFLAGS, tmp + ".o", "-o", tmp, "-lm"]):
-                result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-                if result.returncode != 0:
-                    raise kernels.KernelError(f"{' '.join(cmd)}:\n{result.stderr.strip()[-2000:]}")
-            os.replace(tmp, path)
-            return path
-        except (OSError, subprocess.SubprocessError, kernels.KernelError) as e:
-            errors.append(str(e))
-        finally:
-            Path(tmp + ".o").unlink(missing_ok=True)
-            Path(tmp).unlink(missing_ok=True)
-    raise kernels.KernelError("could not compile the SS4Rec step kernel:\n" + "\n".join(errors))
-
-
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The compiled step, built on first use; None (one warning) when unavailable or SS4REC_KERNELS=off."""
     if kernels.mode() == "off":
         return None
     try:
-        lib = ctypes.CDLL(str(_build_library()))
+        lib = ctypes.CDLL(str(kernels.build(source=SOURCE, stem="libss4rec_step")))
         lib.ss4rec_step_abi_version.restype = ctypes.c_int
         if lib.ss4rec_step_abi_version() != ABI_VERSION:
             raise kernels.KernelError(f"step kernel ABI {lib.ss4rec_step_abi_version()}, expected {ABI_VERSION}")
