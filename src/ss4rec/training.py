@@ -177,8 +177,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["checkpoint"] = best or None
         # snapshot now: testing a checkpoint restores callback states, which would rewind the history
         summary["history"] = history.history
-        summary["best_val"] = _best_val(summary["history"], cfg.task.monitor, cfg.task.mode)
-        summary["best_epoch"] = summary["best_val"].pop("epoch", None)
         if cfg.get("test_after_training", True):
             results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             summary["test"] = _floats(results[0]) if results else {}
@@ -197,9 +195,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         summary["epochs"] = int(trainer.current_epoch)
         summary.setdefault("history", history.history)
-        if "best_val" not in summary:  # a run that stopped early still says where it stood
-            summary["best_val"] = _best_val(summary["history"], cfg.task.monitor, cfg.task.mode)
-            summary["best_epoch"] = summary["best_val"].pop("epoch", None)
+        # finished or not, the record says where the run stood
+        summary["best_val"] = _best_val(summary["history"], cfg.task.monitor, cfg.task.mode)
+        summary["best_epoch"] = summary["best_val"].pop("epoch", None)
         summary["wall_time_s"] = time.time() - started
         summary["peak_memory_mb"] = peak_memory_mb()
         summary["config"] = resolved(cfg)
