@@ -46,7 +46,8 @@ def evaluate_checkpoint(path: str | Path, threads: int | None = None) -> dict:
         torch.set_num_threads(threads)
     started = time.time()
     datamodule = build_datamodule(cfg)
-    module = RecModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    module = RecModule(**saved["hyper_parameters"])  # the file read once, by read_model_checkpoint
+    module.load_state_dict(saved["state_dict"])
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False)  # fmt: skip
     metrics = {**trainer.validate(module, datamodule=datamodule, verbose=False)[0],
