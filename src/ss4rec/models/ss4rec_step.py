@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from ss4rec.batch import Batch
 from ss4rec.models.base import State
 from ss4rec.models.linear_scan import _discretize
-from ss4rec.models.time_encoding import SECONDS_PER_UNIT
 
 
 class FrozenStep:
@@ -36,11 +35,9 @@ class FrozenStep:
         self.has_s5 = model.layers[0].s5 is not None
         self.has_mamba = model.layers[0].mamba is not None
         self.keys = [(f"layers.{i}.s5", f"layers.{i}.conv", f"layers.{i}.ssm") for i in range(self.n_layers)]
-        self.scale = SECONDS_PER_UNIT[model.time_unit]
         # the compiled float32 kernel (ss4rec.kernels.step): None until first used, False when unavailable
         self.compiled = False if not compiled else None
         self.names = [k for trio in self.keys for k in trio]
-
 
     def prepare(self, dtype: torch.dtype = torch.float32) -> FrozenStep:
         """Derive the constants (and build or load the compiled kernel for float32) now rather than at the
@@ -98,25 +95,6 @@ class FrozenStep:
         return rate, Lambda, layers, emb, remb
 
     # ---- the step -------------------------------------------------------------------------------------
-    def step_scale(self, state: State, event: Batch) -> torch.Tensor:
-        """As ``SS4Rec.step_scale`` (same operations)."""
-        m, times = self.model, event["times"]
-        if not m.use_time:
-            return torch.ones(times.shape, dtype=torch.float32, device=times.device)
-        if m.target_time == "known":
-            next_times = event["next_times"]
-            gaps = torch.where(next_times > 0, next_times - times, 0).clamp_min_(0)
-        else:
-            gaps = torch.where(state["count"] > 0, times - state["prev_time"], 0).clamp_min_(0)
-        x = gaps.to(torch.float64)
-        if self.scale != 1.0:
-            x = x / self.scale
-        if m.zero_gap == "floor":
-            x = x.clamp_min(m.min_gap_seconds / self.scale)
-        if m.time_transform == "log1p":
-            x = torch.log1p(x)
-        return x.to(torch.float32)
-
     def __call__(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
         keys = self.keys[0]
         dtype = state[keys[2]].dtype if self.has_mamba else state[keys[0]].real.dtype
@@ -129,7 +107,7 @@ class FrozenStep:
         if constants is None:
             constants = self._constants[dtype] = self._build(dtype)
         rate, Lambda, layers, emb, remb = constants
-        dt = self.step_scale(state, event)  # (B,)
+        dt = self.model.step_scale(state, event)  # (B,)
         x = F.embedding(event["items"], emb)  # (B, D)
         if remb is not None:
             buckets = torch.round(event["ratings"] * 2).long().clamp_(0, 10)
