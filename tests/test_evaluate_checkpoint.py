@@ -56,3 +56,19 @@ def test_bad_paths_are_clean_errors(run, tmp_path, capsys):
     loose.write_bytes((run[0] / "checkpoints" / "last.ckpt").read_bytes())
     expect_clean_error(_exit([str(loose)], capsys), "not inside a run's checkpoints/ folder")
     expect_clean_error(_exit([str(run[0]), "--threads", "0"], capsys), "--threads=0: expected a positive integer")
+
+
+def test_data_overrides_rebuild_the_split_and_get_their_own_record(run):
+    folder, summary = run
+    assert main([str(folder), "--data", "tie_order=shuffle", "--data", "tie_seed=3"]) == 0
+    name = f"best-epoch{summary['best_epoch']:03d}+tie_order=shuffle+tie_seed=3.json"
+    record = json.loads((folder / "evaluations" / name).read_text())
+    assert record["data_overrides"] == {"tie_order": "shuffle", "tie_seed": 3}
+    # ML-100K has ties between a user's last ratings: another tie order moves some held-out targets
+    assert record["metrics"]["test/ndcg@10"] != pytest.approx(summary["test"]["test/ndcg@10"], abs=1e-9)
+
+
+def test_bad_data_overrides_are_clean_errors(run, capsys):
+    folder = str(run[0])
+    expect_clean_error(_exit([folder, "--data", "tie_order"], capsys), "expected KEY=VALUE")
+    expect_clean_error(_exit([folder, "--data", "tie_sed=1"], capsys), "no data option 'tie_sed'")

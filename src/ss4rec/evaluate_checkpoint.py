@@ -10,9 +10,15 @@ gives its ``metrics.json`` numbers again. The result is printed and written next
 
     python -m ss4rec.evaluate_checkpoint reports/ml1m/runs/paper/ss4rec_known_s0        # its best so far
     python -m ss4rec.evaluate_checkpoint RUN/checkpoints/last.ckpt --threads 2
+    python -m ss4rec.evaluate_checkpoint RUN --data tie_order=shuffle --data tie_seed=1   # another split
 
-Bad input (not a run folder or checkpoint, no run config, a damaged checkpoint, ``--threads`` < 1) exits
-with status 2 and ``error: <message>``.
+``--data KEY=VALUE`` (repeatable) changes one of the run's data options before the split is rebuilt, e.g.
+the order of ratings made in the same second (``tie_order``, ``tie_seed``): the same trained model, held-out
+targets chosen under another tie order. Such a record is written as
+``evaluations/<checkpoint name>+KEY=VALUE....json`` and lists the changes under ``data_overrides``.
+
+Bad input (not a run folder or checkpoint, no run config, a damaged checkpoint, ``--threads`` < 1, a
+``--data`` that is not ``KEY=VALUE`` of an existing data option) exits with status 2 and ``error: <message>``.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 from ss4rec.checkpoints import atomic_write_json
@@ -34,13 +42,33 @@ from ss4rec.serve.loading import read_model_checkpoint, resolve, run_config, sha
 from ss4rec.training import build_datamodule
 
 
-def evaluate_checkpoint(path: str | Path, threads: int | None = None) -> dict:
-    """Validate and test one checkpoint on its run's split; returns (and writes) the record."""
+def data_overrides(pairs: list[str], data: dict) -> dict:
+    """``["tie_order=shuffle", ...]`` as a dict of data options, each checked against the run's ``data``."""
+    out, errors = {}, []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            errors.append(f"--data {pair!r}: expected KEY=VALUE, e.g. --data tie_order=shuffle")
+        elif key not in data:
+            errors.append(f"--data {pair!r}: the run has no data option {key!r}; known: {', '.join(sorted(data))}")
+        else:
+            out[key] = yaml.safe_load(value) if value else value  # as Hydra reads it: "1" -> 1, "null" -> None
+    if errors:
+        raise ConfigError(errors)
+    return out
+
+
+def evaluate_checkpoint(path: str | Path, threads: int | None = None, data: Sequence[str] = ()) -> dict:
+    """Validate and test one checkpoint on its run's split (``data``: ``KEY=VALUE`` changes of its data
+    options); returns (and writes) the record."""
     run, checkpoint = resolve(path)
     if run is None:
         raise UserError(f"path={str(path)!r}: the checkpoint is not inside a run's checkpoints/ folder, so its "
                         "data split is unknown; pass the run folder or a checkpoint inside it")  # fmt: skip
     cfg = OmegaConf.create(run_config(run))
+    data = data_overrides(list(data), OmegaConf.to_container(cfg.data))
+    for key, value in data.items():
+        cfg.data[key] = value
     saved = read_model_checkpoint(checkpoint)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -60,7 +88,10 @@ def evaluate_checkpoint(path: str | Path, threads: int | None = None) -> dict:
         "metrics": {name: float(value) for name, value in sorted(metrics.items())},
         "wall_time_s": time.time() - started,
     }
-    out = run / "evaluations" / f"{checkpoint.stem}.json"
+    if data:
+        record["data_overrides"] = data
+    suffix = "".join(f"+{key}={value}" for key, value in data.items())
+    out = run / "evaluations" / f"{checkpoint.stem}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     atomic_write_json(out, record)
     record["written"] = str(out)
@@ -72,11 +103,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("path", help="a run folder (its best checkpoint so far) or a checkpoint inside one")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one of the run's data options, e.g. tie_order=shuffle (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
     with reported_errors():
         if args.threads is not None and args.threads < 1:
             raise ConfigError([f"--threads={args.threads}: expected a positive integer"])
-        record = evaluate_checkpoint(args.path, args.threads)
+        record = evaluate_checkpoint(args.path, args.threads, args.data)
         rows = "\n".join(f"  {name:<16} {value:.4f}" for name, value in record["metrics"].items())
         print(f"{record['checkpoint']} (epoch {record['epoch']}):\n{rows}\nwritten: {record['written']}")
         print(json.dumps({k: record["metrics"][k] for k in record["metrics"] if k.endswith(("@10", "rmse"))}))

@@ -9,6 +9,7 @@ import torch
 from ss4rec.batch import eval_targets
 from ss4rec.data.datamodule import SequenceDataModule
 from ss4rec.data.datasets import training_windows
+from ss4rec.data.errors import DataError
 
 
 def module(data_dir, **kwargs):
@@ -278,3 +279,25 @@ def test_evaluation_with_fewer_batches_than_processes_gives_every_process_a_batc
     shards = [list(BatchSampler(201, 512, False, rank=r, world=2)) for r in range(2)]
     assert all(len(shard) == 1 for shard in shards)
     assert sorted(np.concatenate([b for shard in shards for b in shard]).tolist()) == list(range(201))
+
+
+def test_recent_windows_are_each_users_most_recent_window_with_every_target_owned(ml100k):
+    every = training_windows(ml100k, max_len=10)
+    recent = training_windows(ml100k, max_len=10, stride=3, which="recent")  # stride has no effect
+    users_with_targets = np.unique(every["user"])
+    assert recent["user"].tolist() == users_with_targets.tolist()  # one window per user
+    assert np.all(recent["own_from"] == 0)
+    ends = every["start"] + every["length"]
+    for i, u in enumerate(recent["user"][:50]):
+        mine = every["user"] == u
+        latest = np.argmax(np.where(mine, ends, -1))
+        assert recent["start"][i] == every["start"][latest] and recent["length"][i] == every["length"][latest]
+    with pytest.raises(ValueError, match="train_windows"):
+        training_windows(ml100k, max_len=10, which="last")
+
+
+def test_datamodule_trains_on_recent_windows_and_refuses_an_unknown_choice(data_dir):
+    dm = module(data_dir, max_len=20, train_windows="recent")
+    assert sum(len(b["users"]) for b in dm.train_dataloader()) == dm.n_users
+    with pytest.raises(DataError, match="train_windows"):
+        module(data_dir, max_len=20, train_windows="newest")

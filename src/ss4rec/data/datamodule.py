@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from ss4rec.batch import HISTORY, PAIRS, SEQUENCE, TRAIN_FORMATS
 from ss4rec.data import stats as stats_mod
-from ss4rec.data.datasets import BatchSampler, EvalDataset, HistoryDataset, PairDataset, WindowDataset
+from ss4rec.data.datasets import TRAIN_WINDOWS, BatchSampler, EvalDataset, HistoryDataset, PairDataset, WindowDataset
 from ss4rec.data.errors import DataError
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
@@ -53,6 +53,8 @@ class SequenceDataModule(L.LightningDataModule):
         tie_order: order of a user's ratings with equal timestamps: ``file`` (the source's row order, the
             protocol) or ``shuffle`` (a random order seeded by ``tie_seed``; distinct times never move).
         train_stride: windows of long users end every ``train_stride`` positions (None: max_len, no overlap).
+        train_windows: ``all`` (every training target once, in windows) or ``recent`` (only each user's most
+            recent window of ``max_len`` targets: one example per user, SASRec's original training).
         fixed_length: pad sequence batches to ``max_len`` instead of the longest row of the batch.
         length_pool: training windows are sorted by length within pools of this many batches, then the
             batches are shuffled (see ``BatchSampler``): less padding, faster epochs. 0: plain shuffling.
@@ -74,6 +76,7 @@ class SequenceDataModule(L.LightningDataModule):
         tie_order: str = "file",
         tie_seed: int = 0,
         train_stride: int | None = None,
+        train_windows: str = "all",
         fixed_length: bool = False,
         length_pool: int = 0,
         seed: int = 0,
@@ -93,6 +96,9 @@ class SequenceDataModule(L.LightningDataModule):
         )
         self.options = Options(k_core=int(k_core), duplicates=duplicates, tie_order=tie_order, tie_seed=int(tie_seed))
         self.train_stride, self.fixed_length = train_stride, fixed_length
+        if train_windows not in TRAIN_WINDOWS:
+            raise DataError(f"train_windows must be one of {', '.join(TRAIN_WINDOWS)}, got {train_windows!r}")
+        self.train_windows = train_windows
         self.length_pool = int(length_pool)
         if self.length_pool < 0:
             raise DataError(f"length_pool must be >= 0 (0: off), got {length_pool}")
@@ -164,7 +170,9 @@ class SequenceDataModule(L.LightningDataModule):
 
     def stats(self) -> dict:
         out = stats_mod.compute(self._ready(), self.name, self.max_len)
-        out["train_windows"] = len(WindowDataset(self._ready(), self.max_len, self.train_stride))
+        out["train_windows"] = len(
+            WindowDataset(self._ready(), self.max_len, self.train_stride, which=self.train_windows)
+        )
         return out
 
     # ---- loaders -------------------------------------------------------------------------------------
@@ -193,7 +201,7 @@ class SequenceDataModule(L.LightningDataModule):
             return self._loader(PairDataset(store), self.train_batch_size, shuffle=True)
         if self.train_format == HISTORY:
             return self._loader(HistoryDataset(store), self.train_batch_size, shuffle=True)
-        dataset = WindowDataset(store, self.max_len, self.train_stride, self.fixed_length)
+        dataset = WindowDataset(store, self.max_len, self.train_stride, self.fixed_length, self.train_windows)
         lengths = None if self.fixed_length else dataset.windows["length"]  # fixed width: nothing to save
         return self._loader(dataset, self.train_batch_size, shuffle=True, lengths=lengths)
 

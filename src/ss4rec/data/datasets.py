@@ -17,7 +17,12 @@ from ss4rec.data import collate
 from ss4rec.data.store import SequenceStore
 
 
-def training_windows(store: SequenceStore, max_len: int, stride: int | None = None) -> dict[str, np.ndarray]:
+TRAIN_WINDOWS = ("all", "recent")
+
+
+def training_windows(
+    store: SequenceStore, max_len: int, stride: int | None = None, which: str = "all"
+) -> dict[str, np.ndarray]:
     """Cut every user's training part into windows so each training target occurs exactly once.
 
     A user with training part ``x_0..x_{T-1}`` has targets ``x_1..x_{T-1}`` (input positions ``0..T-2``).
@@ -25,14 +30,20 @@ def training_windows(store: SequenceStore, max_len: int, stride: int | None = No
     the longest context) and reach back ``max_len`` inputs. A window owns the targets of its last
     ``stride`` positions (the earliest window owns all its positions); the other positions are input
     context only, their targets masked because a later window owns them. ``stride = max_len`` (default)
-    gives non-overlapping windows. Returns arrays (W,): user, start (first row), length, own_from
-    (first position, within the window, whose target counts).
+    gives non-overlapping windows. ``which="recent"`` keeps only the most recent window of each user (its
+    last ``max_len`` targets, all owned; ``stride`` is then unused): one example per user, as SASRec's own
+    training does, so users with long histories no longer dominate the loss. Returns arrays (W,): user,
+    start (first row), length, own_from (first position, within the window, whose target counts).
     """
-    stride = max_len if stride is None else stride
+    if which not in TRAIN_WINDOWS:
+        raise ValueError(f"train_windows must be one of {', '.join(TRAIN_WINDOWS)}, got {which!r}")
+    stride = max_len if stride is None or which == "recent" else stride
     if not 1 <= stride <= max_len:
         raise ValueError(f"train_stride must be in [1, max_len={max_len}], got {stride}")
     n_targets = np.maximum(store.lengths - 3, 0)  # training part length - 1
     counts = np.where(n_targets > 0, 1 + np.maximum(0, -(-(n_targets - max_len) // stride)), 0)
+    if which == "recent":
+        counts = np.minimum(counts, 1)
     user = np.repeat(np.arange(store.n_users, dtype=np.int64), counts)
     k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # window index within user
     end = n_targets[user] - k * stride
@@ -107,10 +118,11 @@ class WindowDataset(Dataset):
     """Training ``sequence`` batches: one example per window (see :func:`training_windows`)."""
 
     def __init__(
-        self, store: SequenceStore, max_len: int, stride: int | None = None, fixed_length: bool = False
-    ):
+        self, store: SequenceStore, max_len: int, stride: int | None = None, fixed_length: bool = False,
+        which: str = "all",
+    ):  # fmt: skip
         self.store, self.max_len, self.fixed_length = store, max_len, fixed_length
-        self.windows = training_windows(store, max_len, stride)
+        self.windows = training_windows(store, max_len, stride, which)
 
     def __len__(self) -> int:
         return len(self.windows["user"])
