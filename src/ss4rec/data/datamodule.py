@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader
 
 from ss4rec.batch import HISTORY, PAIRS, SEQUENCE, TRAIN_FORMATS
 from ss4rec.data import stats as stats_mod
-from ss4rec.data.datasets import TRAIN_WINDOWS, BatchSampler, EvalDataset, HistoryDataset, PairDataset, WindowDataset
+from ss4rec.data.datasets import (
+    TRAIN_WINDOWS,
+    BatchSampler,
+    EvalDataset,
+    HistoryDataset,
+    PairDataset,
+    WindowDataset,
+)
 from ss4rec.data.errors import DataError
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options

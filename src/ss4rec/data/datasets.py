@@ -16,7 +16,6 @@ from torch.utils.data import Dataset, Sampler
 from ss4rec.data import collate
 from ss4rec.data.store import SequenceStore
 
-
 TRAIN_WINDOWS = ("all", "recent")
 
 
