@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from ss4rec import compare
 from ss4rec.paths import CONFIG_DIR
@@ -117,23 +118,26 @@ def test_every_planned_job_composes():
             assert cfg.task.ranking_loss._target_ == "ss4rec.objectives.BPR"
 
 
+SEARCHES = sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*_optuna.yaml") if p.stem[0] != "_")
+
+
+def test_every_model_has_its_own_search():
+    assert SEARCHES == ["gru4rec_optuna", "mamba4rec_optuna", "sasrec_optuna", "ss4rec_optuna"]
+
+
 @needs_config
-def test_optuna_search_composes():
-    cfg = compose_train(["hparams_search=ss4rec_optuna"], hydra_config=True)
+@pytest.mark.parametrize("search", SEARCHES)
+def test_optuna_search_composes_and_every_searched_key_exists(search):
+    model = search.removesuffix("_optuna")
+    cfg = compose_train([f"hparams_search={search}"], hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper")
     assert sweeper.direction == "maximize" and sweeper.n_trials == 20
-    assert set(sweeper.params) == {
-        "optimizer.lr",
-        "model.hidden",
-        "model.dropout",
-        "model.n_layers",
-        "model.d_state",
-    }
-    assert cfg.model._target_ == "ss4rec.models.ss4rec.SS4Rec" and cfg.task.monitor == "val/ndcg@10"
-    for key in ("hidden", "dropout", "n_layers", "d_state"):
-        assert key in cfg.model  # every searched parameter exists in the model config
-    assert "lr" in cfg.optimizer
+    assert sweeper.study_name == f"{model}_ml100k"
+    assert cfg.model._target_.rsplit(".", 1)[-1].lower() == model and cfg.task.monitor == "val/ndcg@10"
+    assert {"optimizer.lr", "model.hidden", "model.dropout", "model.n_layers", "weight_decay"} <= set(sweeper.params)
+    for key in sweeper.params:  # a misspelt key would be added to the job config silently by the sweeper
+        assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", f"{search}: no config key {key}"
 
 
 @pytest.mark.slow
