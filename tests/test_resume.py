@@ -57,6 +57,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_equal(tmp_path):
 
     resumed = _train(tmp_path / "resumed", data, f"ckpt_path={last}")
     assert resumed["status"] == "finished" and resumed["epochs"] == whole["epochs"]
+    assert resumed["resumed_from"] == {"checkpoint": str(last.resolve()), "epoch": done + 1}
+    assert "resumed_from" not in whole
     assert resumed["test"] == whole["test"]  # bit-equal floats
     assert resumed["history"] == whole["history"] and resumed["best_epoch"] == whole["best_epoch"]
     final = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -120,6 +120,8 @@ def test_metrics_json_checkpoint_reload_and_resume(tmp_path):
     assert resumed["epochs"] == 3
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
     assert resumed["history"][:2] == written["history"]  # epochs 0 and 1 come from the checkpoint
+    assert resumed["resumed_from"] == {"checkpoint": str((run / "checkpoints" / "last.ckpt").resolve()), "epoch": 2}
+    assert "resumed_from" not in written
 
 
 def test_history_survives_testing_an_earlier_checkpoint(tmp_path):

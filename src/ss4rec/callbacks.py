@@ -21,6 +21,10 @@ class History(L.Callback):
 
     def __init__(self):
         self.rows: dict[int, dict[str, float]] = {}
+        self.first_epoch: int | None = None  # the epoch this process started at (> 0 when resumed)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.first_epoch = int(trainer.current_epoch)
 
     def _record(self, trainer: L.Trainer, prefix: str) -> None:
         row = self.rows.setdefault(int(trainer.current_epoch), {"epoch": int(trainer.current_epoch)})

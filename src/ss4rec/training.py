@@ -169,6 +169,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(run_dir.resolve()),
         "status": "running",
     }
+    if cfg.get("ckpt_path"):  # completed below with the epoch it resumed at
+        summary["resumed_from"] = {"checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve())}
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         summary["train_time_s"] = time.time() - started
@@ -194,6 +196,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         summary["epochs"] = int(trainer.current_epoch)
+        if "resumed_from" in summary:
+            summary["resumed_from"]["epoch"] = history.first_epoch  # None: stopped before training began
         summary.setdefault("history", history.history)
         # finished or not, the record says where the run stood
         summary["best_val"] = _best_val(summary["history"], cfg.task.monitor, cfg.task.mode)
