@@ -185,3 +185,35 @@ def test_masked_runs_get_their_own_table_and_best_marks(tmp_path: Path):
     assert "**" in sasrec_row  # best among unmasked rows, although the masked pop scores higher
     page = paths["html"].read_text()
     assert '<table id="summary">' in page and '<table id="summary-masked">' in page
+
+
+def _stopped(root: Path, name: str, record: dict | None) -> Path:
+    """A run stopped by a signal (no test metrics), with ``record`` as its best checkpoint's evaluation."""
+    run = fake_run("mamba4rec", 0, root)
+    tested = run.pop("test")
+    run |= {"status": "stopped", "checkpoint": f"/elsewhere/{name}/checkpoints/best-epoch002.ckpt"}
+    run_dir = write_run(root, name, run)
+    if record is not None:
+        (run_dir / "evaluations").mkdir()
+        record = {"checkpoint": run["checkpoint"], "metrics": {**tested, "val/ndcg@10": 0.1}} | record
+        (run_dir / "evaluations" / "best-epoch002.json").write_text(json.dumps(record))
+    return run_dir
+
+
+def test_a_stopped_run_counts_once_its_best_checkpoint_is_tested(tmp_path):
+    root = tmp_path / "runs"
+    _stopped(root, "a_tested", {})
+    _stopped(root, "b_untested", None)
+    _stopped(root, "c_other_split", {"data_overrides": {"tie_order": "shuffle"}})
+    _stopped(root, "d_other_checkpoint", {"checkpoint": "/elsewhere/a/checkpoints/last.ckpt"})
+    older = _stopped(root, "e_older_record", {})  # written before `stopped` existed: a signal was a failure
+    run = json.loads((older / "metrics.json").read_text()) | {"status": "failed", "reason": "SIGTERMException: ", "seed": 1}
+    (older / "metrics.json").write_text(json.dumps(run))
+    collection = load_runs(root)
+    [group] = collection.groups
+    assert group.stopped and group.label == "mamba4rec [stopped, best checkpoint so far]"
+    assert [Path(r["run_dir"]).name for r in group.runs] == ["a_tested", "e_older_record"]
+    assert group.values("test/ndcg@10") == [fake_run("mamba4rec", 0, root)["test"]["test/ndcg@10"]] * 2
+    skipped = {Path(path).parent.name: reason for path, reason in collection.skipped}
+    assert set(skipped) == {"b_untested", "c_other_split", "d_other_checkpoint"}
+    assert all(reason.startswith("status stopped") for reason in skipped.values())

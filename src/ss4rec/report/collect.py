@@ -1,7 +1,9 @@
 """Read runs' ``metrics.json`` files, group them by model and aggregate over seeds.
 
-A run counts when its ``status`` is ``finished`` (or absent, for older files) and it has test metrics;
-every other run is listed as skipped with the reason. A seed counts once per group: of several runs with the
+A run counts when its ``status`` is ``finished`` (or absent, for older files) and it has test metrics, or
+when it was ``stopped`` and its best checkpoint so far was then tested with ``python -m
+ss4rec.evaluate_checkpoint`` (the record ``evaluations/<best checkpoint>.json``, on the run's own split):
+such a run is labelled "stopped" in the report. Every other run is listed as skipped with the reason. A seed counts once per group: of several runs with the
 same seed (a rerun, or a resumed run writing its own ``metrics.json``), the last written one is kept and the
 others are listed as skipped, with a warning. Groups are (data, model, task, experiment,
 mask_seen); a group's label is the model name, with the task/experiment appended only where one model
@@ -84,6 +86,7 @@ class Group:
     task: str
     experiment: str | None
     mask_seen: bool
+    stopped: bool = False  # runs stopped before early stopping ended them, best checkpoint tested afterwards
     runs: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""
 
@@ -168,6 +171,27 @@ def _complete_history(run: dict[str, Any], run_dir: Path) -> None:
             return
 
 
+#: how older run records name a stop by signal (ss4rec.training.STOP_SIGNALS, without importing Lightning)
+_SIGNALS = ("SIGTERMException", "KeyboardInterrupt")
+
+
+def _tested_after_stop(run: dict[str, Any], run_dir: Path) -> dict[str, float] | None:
+    """The test metrics of a stopped run's best checkpoint, from ``evaluate_checkpoint``'s record of it."""
+    best = run.get("checkpoint")
+    if not best:
+        return None
+    try:
+        record = json.loads((run_dir / "evaluations" / f"{Path(best).stem}.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or record.get("data_overrides"):
+        return None  # not a record, or one made on another split
+    if Path(str(record.get("checkpoint"))).name != Path(best).name:
+        return None  # another checkpoint's
+    tested = {k: v for k, v in (record.get("metrics") or {}).items() if k.startswith("test/")}
+    return tested or None
+
+
 def find_metric_files(sources: str | Path | Iterable[str | Path]) -> list[Path]:
     """``metrics.json`` files under run folders, folders of runs, glob patterns or the files themselves."""
     if isinstance(sources, (str, Path)):
@@ -201,7 +225,11 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
             skipped.append((str(path), f"not a run summary (a JSON {type(run).__name__}, expected an object)"))
             continue
         status = run.get("status", "finished")
-        if status != "finished":
+        if status == "failed" and str(run.get("reason", "")).partition(":")[0] in _SIGNALS:
+            status = "stopped"  # files written before `stopped` existed recorded a signal as a failure
+        if status == "stopped" and (tested := _tested_after_stop(run, path.parent)):
+            run["test"], run["stopped"] = tested, True
+        elif status != "finished":
             reason = f": {run['reason']}" if run.get("reason") else ""  # e.g. the step and value of a NaN loss
             skipped.append((str(path), f"status {status}{reason}"))
             continue
@@ -216,6 +244,7 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
             str(run.get("task")),
             run.get("experiment"),
             bool(run.get("mask_seen", False)),
+            bool(run.get("stopped", False)),
         )
         groups.setdefault(key, Group(*key)).runs.append(run)
         written[id(run)] = (path.stat().st_mtime, str(path))
@@ -255,7 +284,7 @@ TASK_ORDER = ("ranking", "joint", "rating")
 def _group_order(g: Group) -> tuple:
     model = MODEL_ORDER.index(g.model) if g.model in MODEL_ORDER else len(MODEL_ORDER)
     task = TASK_ORDER.index(g.task) if g.task in TASK_ORDER else len(TASK_ORDER)
-    return (g.data, model, g.model, task, g.task, str(g.experiment), g.mask_seen)
+    return (g.data, model, g.model, task, g.task, str(g.experiment), g.mask_seen, g.stopped)
 
 
 def _label(groups: list[Group]) -> None:
@@ -271,4 +300,6 @@ def _label(groups: list[Group]) -> None:
         ):
             if len({getattr(g, attribute) for g in same}) > 1 and getattr(group, attribute):
                 extra.append(show(getattr(group, attribute)))
+        if group.stopped:
+            extra.append("stopped, best checkpoint so far")
         group.label = f"{group.model} [{', '.join(extra)}]" if extra else group.model
