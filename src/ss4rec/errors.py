@@ -48,6 +48,12 @@ class CheckpointError(UserError):
     """A checkpoint file that is missing, truncated or not a Lightning checkpoint."""
 
 
+#: names of the exceptions that mean a run was told to stop, not that it failed (Lightning turns SIGTERM into
+#: SIGTERMException): ``train()`` records such a run as ``stopped``, and the report reads older records that
+#: called it ``failed`` by these names
+STOP_SIGNALS = frozenset({"SIGTERMException", "KeyboardInterrupt"})
+
+
 class TrainingFailed(CompactHydraException):
     """A run that could not finish (its metrics.json has ``status: failed`` and ``reason``).
 

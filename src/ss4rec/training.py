@@ -18,7 +18,7 @@ from ss4rec.allocator import keep_freed_memory
 from ss4rec.callbacks import History, NonFiniteGuard, RNGState
 from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json, remove_stale_temporaries
 from ss4rec.config_checks import check_train_config
-from ss4rec.errors import TrainingFailed, reported_errors
+from ss4rec.errors import STOP_SIGNALS, TrainingFailed, reported_errors
 from ss4rec.lightning_module import RecModule
 from ss4rec.softmax_memory import check_full_softmax, device_bytes
 
@@ -212,10 +212,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if hasattr(lg, "experiment") and type(lg).__name__ == "WandbLogger":
                 lg.experiment.finish()  # one W&B run per job, also in multirun
     return summary
-
-
-#: exceptions that mean the process was told to stop (Lightning turns SIGTERM into SIGTERMException)
-STOP_SIGNALS = frozenset({"SIGTERMException", "KeyboardInterrupt"})
 
 
 def _print_summary(summary: dict[str, Any], path: Path) -> None:

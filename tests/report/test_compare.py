@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from composing import config_names
 from ss4rec import compare
 from ss4rec.paths import CONFIG_DIR
 
@@ -118,7 +119,7 @@ def test_every_planned_job_composes():
             assert cfg.task.ranking_loss._target_ == "ss4rec.objectives.BPR"
 
 
-SEARCHES = sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*_optuna.yaml") if p.stem[0] != "_")
+SEARCHES = [name for name in config_names("hparams_search") if name.endswith("_optuna")]
 
 
 def test_every_model_has_its_own_search():

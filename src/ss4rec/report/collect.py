@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ss4rec.errors import STOP_SIGNALS
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -171,10 +173,6 @@ def _complete_history(run: dict[str, Any], run_dir: Path) -> None:
             return
 
 
-#: how older run records name a stop by signal (ss4rec.training.STOP_SIGNALS, without importing Lightning)
-_SIGNALS = ("SIGTERMException", "KeyboardInterrupt")
-
-
 def _tested_after_stop(run: dict[str, Any], run_dir: Path) -> dict[str, float] | None:
     """The test metrics of a stopped run's best checkpoint, from ``evaluate_checkpoint``'s record of it."""
     best = run.get("checkpoint")
@@ -225,7 +223,7 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
             skipped.append((str(path), f"not a run summary (a JSON {type(run).__name__}, expected an object)"))
             continue
         status = run.get("status", "finished")
-        if status == "failed" and str(run.get("reason", "")).partition(":")[0] in _SIGNALS:
+        if status == "failed" and str(run.get("reason", "")).partition(":")[0] in STOP_SIGNALS:
             status = "stopped"  # files written before `stopped` existed recorded a signal as a failure
         if status == "stopped" and (tested := _tested_after_stop(run, path.parent)):
             run["test"], run["stopped"] = tested, True
