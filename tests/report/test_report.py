@@ -117,6 +117,30 @@ def test_same_model_in_two_tasks_gets_two_labelled_rows(tmp_path: Path):
     assert all(len(g.runs) == 3 for g in collection.groups)
 
 
+def test_named_sources_keep_two_settings_of_one_model_apart(tmp_path: Path, capsys):
+    for setting in ("default", "tuned"):
+        root = tmp_path / setting
+        for seed in SEEDS:
+            write_run(root, f"{seed}_sasrec_s{seed}", fake_run("sasrec", seed, root))
+        write_run(root, "gru", fake_run("gru4rec", 0, root))
+    # unnamed, the same seeds of one model count once each (the later written wins)
+    with pytest.warns(UserWarning, match="only the last written counts"):
+        merged = load_runs([tmp_path / "default", tmp_path / "tuned"])
+    assert [len(g.runs) for g in merged.groups if g.model == "sasrec"] == [len(SEEDS)]
+    named = load_runs([f"defaults={tmp_path / 'default'}", f"tuned={tmp_path / 'tuned'}"])
+    labels = {g.label: len(g.runs) for g in named.groups}
+    assert labels == {"gru4rec [defaults]": 1, "gru4rec [tuned]": 1,
+                      "sasrec [defaults]": len(SEEDS), "sasrec [tuned]": len(SEEDS)}  # fmt: skip
+    assert not named.skipped
+    assert main([f"tuned={tmp_path / 'tuned'}", "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| sasrec |" in table  # one setting alone needs no label
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["groups"][0]["setting"] == "tuned"
+    with pytest.raises(SystemExit):
+        main([f"tuned={tmp_path / 'nothing'}"])
+    assert "nothing': no such file or folder" in capsys.readouterr().err
+
+
 def test_cli_rebuilds_into_reports_of_the_dataset(runs_dir: Path, tmp_path: Path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main([str(runs_dir)]) == 0

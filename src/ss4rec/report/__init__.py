@@ -33,6 +33,7 @@ def summary(collection: Collection) -> dict:
                 "task": group.task,
                 "experiment": group.experiment,
                 "mask_seen": group.mask_seen,
+                "setting": group.setting,
                 "seeds": group.seeds,
                 "metrics": values,
             }

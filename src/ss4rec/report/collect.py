@@ -6,8 +6,13 @@ ss4rec.evaluate_checkpoint`` (the record ``evaluations/<best checkpoint>.json``,
 such a run is labelled "stopped" in the report. Every other run is listed as skipped with the reason. A seed counts once per group: of several runs with the
 same seed (a rerun, or a resumed run writing its own ``metrics.json``), the last written one is kept and the
 others are listed as skipped, with a warning. Groups are (data, model, task, experiment,
-mask_seen); a group's label is the model name, with the task/experiment appended only where one model
-appears in several groups, so a plain comparison reads "sasrec", "mf", ...
+mask_seen, setting); a group's label is the model name, with the task/experiment/setting appended only where
+one model appears in several groups, so a plain comparison reads "sasrec", "mf", ...
+
+A source may be named, ``NAME=PATH`` (e.g. ``tuned=reports/ml100k/runs/tuned``): its runs get the setting
+``NAME``, so runs of one model with different hyperparameters (the defaults and a search's best) form
+separate groups instead of counting as repeated seeds. A source that exists as a path is never split at
+its ``=``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import csv
 import glob
 import json
 import math
+import re
 import statistics
 import warnings
 from collections.abc import Iterable
@@ -89,6 +95,7 @@ class Group:
     experiment: str | None
     mask_seen: bool
     stopped: bool = False  # runs stopped before early stopping ended them, best checkpoint tested afterwards
+    setting: str | None = None  # the name of the source the runs came from (``NAME=PATH``), if named
     runs: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""
 
@@ -205,12 +212,28 @@ def find_metric_files(sources: str | Path | Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+_NAMED = re.compile(r"^([A-Za-z][\w.+-]*)=(.+)$")
+
+
+def split_source(source: str | Path) -> tuple[str | None, str | Path]:
+    """``NAME=PATH`` -> (NAME, PATH); anything else, or a source that exists as given -> (None, source)."""
+    match = _NAMED.match(str(source))
+    if match is None or Path(source).exists() or glob.glob(str(source), recursive=True):
+        return None, source
+    return match.group(1), match.group(2)
+
+
 def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
-    """Read and group every run found in ``sources`` (see ``find_metric_files``)."""
+    """Read and group every run found in ``sources`` (see ``find_metric_files``; ``NAME=PATH`` names one)."""
     groups: dict[tuple, Group] = {}
     skipped: list[tuple[str, str]] = []
     written: dict[int, tuple[float, str]] = {}  # id(run) -> (mtime, path) of its metrics.json
-    for path in find_metric_files(sources):
+    settings: dict[Path, str | None] = {}  # each file once, with the name of the first source that found it
+    for source in [sources] if isinstance(sources, (str, Path)) else sources:
+        setting, where = split_source(source)
+        for path in find_metric_files(where):
+            settings.setdefault(path, setting)
+    for path, setting in sorted(settings.items()):
         try:
             run = json.loads(path.read_text(encoding="utf-8"))
         except OSError as error:
@@ -243,7 +266,9 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
             run.get("experiment"),
             bool(run.get("mask_seen", False)),
             bool(run.get("stopped", False)),
+            setting,
         )
+        run.setdefault("setting", setting)
         groups.setdefault(key, Group(*key)).runs.append(run)
         written[id(run)] = (path.stat().st_mtime, str(path))
     ordered = sorted(groups.values(), key=_group_order)
@@ -282,11 +307,11 @@ TASK_ORDER = ("ranking", "joint", "rating")
 def _group_order(g: Group) -> tuple:
     model = MODEL_ORDER.index(g.model) if g.model in MODEL_ORDER else len(MODEL_ORDER)
     task = TASK_ORDER.index(g.task) if g.task in TASK_ORDER else len(TASK_ORDER)
-    return (g.data, model, g.model, task, g.task, str(g.experiment), g.mask_seen, g.stopped)
+    return (g.data, model, g.model, task, g.task, str(g.experiment), g.mask_seen, g.stopped, str(g.setting))
 
 
 def _label(groups: list[Group]) -> None:
-    """Model name, plus what tells apart groups of the same model (task, experiment, masking, data)."""
+    """Model name, plus what tells apart groups of the same model (data, task, experiment, masking, setting)."""
     for group in groups:
         same = [g for g in groups if g.model == group.model]
         extra = []
@@ -295,6 +320,7 @@ def _label(groups: list[Group]) -> None:
             ("task", str),
             ("experiment", str),
             ("mask_seen", lambda v: "masked"),
+            ("setting", str),
         ):
             if len({getattr(g, attribute) for g in same}) > 1 and getattr(group, attribute):
                 extra.append(show(getattr(group, attribute)))
