@@ -137,7 +137,7 @@ MODEL_RULES: dict[str, Rule] = {
     **dict.fromkeys(("dropout", "attention_dropout", "rating_dropout"), PROBABILITY),
     **dict.fromkeys(("s5_dt_min", "s5_dt_max", "min_gap_seconds", "init_std"), POSITIVE_NUMBER),
     **dict.fromkeys(("l2", "anneal_cap"), NON_NEGATIVE_NUMBER),
-    **dict.fromkeys(("use_time", "use_ratings", "single_layer_residual"), BOOL),
+    **dict.fromkeys(("use_time", "use_ratings", "single_layer_residual", "rating_item_bias", "rating_profile"), BOOL),
     "time_unit": one_of("second", "minute", "hour", "day"),
     "time_transform": one_of("raw", "log1p"),
     "zero_gap": one_of("keep", "floor"),

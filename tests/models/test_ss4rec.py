@@ -394,3 +394,39 @@ def test_item_rating_bias_adds_its_items_offset_and_learns_from_ratings_only():
     biased.predict_rating(query, items).sum().backward()
     grad = biased.item_rating_bias.weight.grad[:, 0]
     assert grad[3] == 2 and grad[7] == 1 and grad[0] == 0 and grad.abs().sum() == 3
+
+
+def _profile_reference(table: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+    """Float64 loop: at each position the mean of ``table[bucket]`` over the rated positions so far."""
+    out = torch.zeros(*ratings.shape, table.shape[1], dtype=torch.float64)
+    for b in range(ratings.shape[0]):
+        total, count = torch.zeros(table.shape[1], dtype=torch.float64), 0
+        for t in range(ratings.shape[1]):
+            bucket = int(round(float(ratings[b, t]) * 2))
+            if bucket > 0:
+                total, count = total + table[bucket], count + 1
+            out[b, t] = total / max(count, 1)
+    return out
+
+
+def test_rating_profile_adds_the_running_mean_of_its_vectors():
+    """Against a float64 loop: outputs with the profile minus outputs without it, and the table's gradient;
+    padding, a missing rating (0) and a sequence of length 1 included; zero at the start."""
+    batch = make_batch([12, 7, 1], seed=11)
+    batch["ratings"][0, 3] = 0.0  # a rating missing inside a sequence is not counted
+    plain, profiled = model(use_ratings=True).double(), model(use_ratings=True, rating_profile=True).double()
+    profiled.load_state_dict(plain.state_dict(), strict=False)
+    assert "rating_profile.weight" not in plain.state_dict()
+    torch.testing.assert_close(encode(profiled, batch), encode(plain, batch), rtol=0, atol=0)
+    with torch.no_grad():
+        profiled.rating_profile.weight[1:].normal_()
+    table = profiled.rating_profile.weight.detach().clone().requires_grad_()
+    expected = _profile_reference(table, batch["ratings"])
+    real = (batch["items"] > 0)[..., None]
+    got = (encode(profiled, batch) - encode(plain, batch)) * real
+    torch.testing.assert_close(got, expected * real, rtol=0, atol=1e-12)
+    weights = torch.randn(expected.shape, dtype=torch.float64) * real
+    (profiled.encode_sequence(batch) * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(profiled.rating_profile.weight.grad, table.grad, rtol=0, atol=1e-12)
+    assert torch.equal(profiled.rating_profile.weight.grad[0], torch.zeros(16))  # the padding row never learns

@@ -44,12 +44,19 @@ def ss4rec(**kw):
     return SS4Rec(N_ITEMS, 1, hidden=16, d_state=8, mamba_d_state=4, init="mamba", max_len=MAX_LEN, **kw)
 
 
+def _random_profile(model):
+    with torch.no_grad():  # it starts at zero, which a step that ignored it would match
+        model.rating_profile.weight[1:].normal_()
+    return model
+
+
 MODELS = {
     "ss4rec": lambda: ss4rec(),
     "ss4rec-unknown": lambda: ss4rec(target_time="unknown"),
     "ss4rec-log1p-floor-ratings": lambda: ss4rec(time_transform="log1p", zero_gap="floor", time_unit="hour",
                                                  use_ratings=True),
     "ss4rec-no-time-3-layers": lambda: ss4rec(use_time=False, n_layers=3),
+    "ss4rec-rating-profile": lambda: _random_profile(ss4rec(target_time="unknown", rating_profile=True)),
     "ss4rec-s5-only": lambda: ss4rec(blocks="s5_only"),
     "ss4rec-mamba-only": lambda: ss4rec(blocks="mamba_only"),
     "gru4rec-2-layers": lambda: GRU4Rec(N_ITEMS, 1, hidden=16, gru_hidden=12, n_layers=2),
@@ -90,7 +97,8 @@ def test_steps_equal_full_forward(name, length, gaps, kind):
 
 
 @pytest.mark.parametrize("kind", STEPPERS)
-@pytest.mark.parametrize("name", ["ss4rec", "ss4rec-unknown", "gru4rec-2-layers", "mamba4rec-2-layers"])
+@pytest.mark.parametrize("name", ["ss4rec", "ss4rec-unknown", "ss4rec-rating-profile", "gru4rec-2-layers",
+                                  "mamba4rec-2-layers"])  # fmt: skip
 def test_step_continues_a_state_and_never_modifies_it(name, kind):
     """Split a history anywhere: the state after the first part continues into the second; peeking
     (stepping without keeping the result) leaves the state untouched."""
@@ -155,7 +163,17 @@ def test_steps_follow_weight_changes(name):
                                model.encode_sequence(batch), rtol=0, atol=1e-5)  # fmt: skip
 
 
-SS4REC_MODELS = sorted(name for name in MODELS if name.startswith("ss4rec"))
+# the fused step does not cover rating_profile: frozen_step() gives such a model its plain step
+SS4REC_MODELS = sorted(name for name in MODELS if name.startswith("ss4rec") and "profile" not in name)
+
+
+def test_the_fused_step_refuses_a_rating_profile():
+    from ss4rec.models.ss4rec_step import FrozenStep
+
+    model = MODELS["ss4rec-rating-profile"]()
+    assert model.frozen_step() == model.step
+    with pytest.raises(ValueError, match="does not cover rating_profile"):
+        FrozenStep(model)
 
 
 @pytest.mark.parametrize("name", SS4REC_MODELS)

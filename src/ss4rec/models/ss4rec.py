@@ -12,6 +12,8 @@ Options beyond the official model (its defaults reproduce the official one):
 ``target_time`` (``known``/``unknown``), ``time_unit``/``time_transform``/``zero_gap`` (ss4rec.models.time_encoding),
 ``blocks`` (``both``/``s5_only``/``mamba_only``), ``use_time=False`` (constant gaps: plain S5),
 ``use_ratings`` (an embedding of each past rating, in half-star buckets, added to its item's embedding),
+``rating_profile`` (the mean, over the ratings read so far, of a learned vector per half-star rating, added
+to every output: the user's rating level and spread, which raw-second gaps erase from S5's state),
 ``init`` (``official``: every Linear N(0, 0.02) with zero bias, as RecBole's re-initialisation does to the
 official model, Mamba's ``dt_proj`` bias included; ``mamba``: keep mamba_ssm's own initialisation).
 """
@@ -97,6 +99,7 @@ class SS4Rec(SequentialRecommender):
         max_len: int = 200,
         rating_dropout: float = 0.0,
         rating_item_bias: bool = False,
+        rating_profile: bool = False,
     ):
         super().__init__(n_items, n_users, hidden, rating_dropout=rating_dropout, rating_item_bias=rating_item_bias)
         if target_time not in ("known", "unknown"):
@@ -108,6 +111,11 @@ class SS4Rec(SequentialRecommender):
         self.blocks, self.max_len = blocks, max_len
         # ratings 0.5..5 in half stars -> 1..10; 0 (padding) -> the zero padding row
         self.rating_embedding = nn.Embedding(11, hidden, padding_idx=0) if use_ratings else None
+        # a vector per half-star rating, averaged over the ratings read so far and added to the output; zero
+        # at the start, so the model begins as the one without it
+        self.rating_profile = nn.Embedding(11, hidden, padding_idx=0) if rating_profile else None
+        if self.rating_profile is not None:
+            nn.init.zeros_(self.rating_profile.weight)
         self.layers = nn.ModuleList(
             SS4RecLayer(hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks)
             for _ in range(n_layers)
@@ -137,12 +145,24 @@ class SS4Rec(SequentialRecommender):
             gaps, lengths, self.time_unit, self.time_transform, self.zero_gap, self.min_gap_seconds
         )
 
+    @staticmethod
+    def rating_buckets(ratings: torch.Tensor) -> torch.Tensor:
+        """Ratings 0.5..5 in half stars -> 1..10; 0 (padding, or no rating) -> 0."""
+        return torch.round(ratings * 2).long().clamp(0, 10)
+
+    def profile(self, ratings: torch.Tensor) -> torch.Tensor:
+        """(B, L) ratings -> (B, L, D): at each position the mean of ``rating_profile`` over the ratings at
+        positions <= t (padding and missing ratings, bucket 0, are not counted; 0 before the first)."""
+        buckets = self.rating_buckets(ratings)
+        sums = self.rating_profile(buckets).cumsum(1)
+        counts = (buckets > 0).cumsum(1).clamp_min(1).to(sums.dtype)
+        return sums / counts[..., None]
+
     def embed(self, batch: Batch) -> torch.Tensor:
         """Input vectors (B, L, D): item embedding, plus the rating embedding with ``use_ratings``."""
         x = self.item_embedding(batch["items"])
         if self.rating_embedding is not None:
-            buckets = torch.round(batch["ratings"] * 2).long().clamp(0, 10)
-            x = x + self.rating_embedding(buckets)
+            x = x + self.rating_embedding(self.rating_buckets(batch["ratings"]))
         return x
 
     def encode_sequence(self, batch: Batch) -> torch.Tensor:
@@ -155,6 +175,8 @@ class SS4Rec(SequentialRecommender):
         x = self.embed(batch)  # (B, L, D)
         for layer in self.layers:
             x = layer(x, dt)
+        if self.rating_profile is not None:
+            x = x + self.profile(batch["ratings"])
         return x
 
     # ---- recurrent inference ------------------------------------------------------------------------
@@ -162,13 +184,18 @@ class SS4Rec(SequentialRecommender):
 
     def allocate_state(self, batch: int, dtype: torch.dtype = torch.float32, device=None) -> State:
         """Per layer its S5 state and Mamba conv/SSM states (``layers.<i>.<name>``), plus the time of the
-        last item read (``prev_time``) and how many items were read (``count``), for ``target_time=unknown``."""
+        last item read (``prev_time``) and how many items were read (``count``), for ``target_time=unknown``;
+        with ``rating_profile`` also the sum of the profile vectors read (``profile_sum``) and how many
+        ratings they were (``profile_count``)."""
         state: State = {
             "prev_time": torch.zeros(batch, dtype=torch.int64, device=device),
             "count": torch.zeros(batch, dtype=torch.int64, device=device),
         }
         for i, layer in enumerate(self.layers):
             state |= {f"layers.{i}.{k}": v for k, v in layer.allocate_state(batch, dtype, device).items()}
+        if self.rating_profile is not None:
+            state["profile_sum"] = torch.zeros(batch, self.hidden, dtype=dtype, device=device)
+            state["profile_count"] = torch.zeros(batch, dtype=torch.int64, device=device)
         return state
 
     def step_scale(self, state: State, event: Batch) -> torch.Tensor:
@@ -184,7 +211,10 @@ class SS4Rec(SequentialRecommender):
         return encode_gap_values(gaps, self.time_unit, self.time_transform, self.zero_gap, self.min_gap_seconds)
 
     def frozen_step(self):
-        """The same step with constants derived once and fewer operations (ss4rec.models.ss4rec_step)."""
+        """The same step with constants derived once and fewer operations (ss4rec.models.ss4rec_step);
+        with ``rating_profile``, which it does not cover, the plain ``step``."""
+        if self.rating_profile is not None:
+            return self.step
         from ss4rec.models.ss4rec_step import FrozenStep
 
         return FrozenStep(self)
@@ -199,4 +229,9 @@ class SS4Rec(SequentialRecommender):
             mine = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             x, updated = layer.step(x, dt, mine)
             new |= {prefix + k: v for k, v in updated.items()}
+        if self.rating_profile is not None:
+            buckets = self.rating_buckets(event["ratings"])
+            new["profile_sum"] = state["profile_sum"] + self.rating_profile(buckets).to(state["profile_sum"].dtype)
+            new["profile_count"] = state["profile_count"] + (buckets > 0).long()
+            x = x + new["profile_sum"] / new["profile_count"].clamp_min(1).to(x.dtype)[:, None]
         return x, new
