@@ -310,6 +310,25 @@ def test_data_compare_report_commands(tmp_path):
         _expect((done.returncode, done.stderr), pattern)
 
 
+def test_resuming_a_checkpoint_older_than_an_option_left_at_its_default():
+    """A checkpoint written before a model option existed resumes when the option is at its default (the
+    behaviour the checkpoint was trained with); set otherwise, it is a difference like any other."""
+    from omegaconf import OmegaConf
+
+    from composing import compose_train
+    from ss4rec.config_checks import check_resume_matches
+    from ss4rec.errors import CheckpointError
+
+    cfg = compose_train(["model=ss4rec"])
+    old = OmegaConf.to_container(cfg.model, resolve=True)
+    del old["rating_profile"]
+    checkpoint = {"hyper_parameters": {"model": old,
+                                       "objective": OmegaConf.to_container(cfg.task.objective, resolve=True)}}  # fmt: skip
+    check_resume_matches("old.ckpt", checkpoint, cfg)
+    with pytest.raises(CheckpointError, match="model.rating_profile: null in the checkpoint, true now"):
+        check_resume_matches("old.ckpt", checkpoint, compose_train(["model=ss4rec", "model.rating_profile=true"]))
+
+
 def test_train_rejects_resuming_with_other_model_options(train_cli, tmp_path):
     from omegaconf import OmegaConf
 

@@ -373,7 +373,10 @@ def check_resume_matches(path: str, checkpoint: dict, cfg: DictConfig) -> None:
         before = saved.get(group.split(".")[-1])
         if not isinstance(before, dict):
             continue
+        added = _constructor_defaults(now.get("_target_"))
         for key in sorted(set(before) | set(now)):
+            if key not in before and key in added and now.get(key) == added[key]:
+                continue  # an option added since the checkpoint was written, left at its default (the old behaviour)
             if before.get(key) != now.get(key):
                 differences.append(f"{group}.{key}: {show(before.get(key))} in the checkpoint, {show(now.get(key))} now")
     if differences:
@@ -381,6 +384,19 @@ def check_resume_matches(path: str, checkpoint: dict, cfg: DictConfig) -> None:
             f"ckpt_path={path!r} was trained with other options; resume with the overrides of that run:\n  "
             + "\n  ".join(differences)
         )
+
+
+def _constructor_defaults(target) -> dict:
+    """Keyword defaults of the class or function named by a ``_target_`` ({} when it cannot be imported)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        signature = inspect.signature(get_object(str(target)))
+    except Exception:  # not importable, or no signature: nothing is taken as a default
+        return {}
+    return {k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def check_data_config(cfg: DictConfig) -> None:
