@@ -4,7 +4,8 @@
 
 Each (model, task) pair is one Hydra multirun of ``train.py`` over the seeds, written to
 ``reports/<data>/runs/<model>-<task>/<n>_<model>_s<seed>/``; then ``ss4rec.report`` turns every
-``metrics.json`` there into ``reports/<data>/index.html`` and ``results.md``. ``--report-only`` rebuilds the
+``metrics.json`` in those job folders (``<model>-<task>[-masked]``, nothing else under ``runs/``: searches
+and other runs kept there stay out) into ``reports/<data>/index.html`` and ``results.md``. ``--report-only`` rebuilds the
 dashboard from existing runs without training. Extra ``key=value`` arguments go to every run (for example
 ``trainer.max_epochs=50`` or ``logger=wandb``; with W&B the runs share the group ``compare_<data>``).
 With ``evaluation.mask_seen=true`` the runs go to ``<model>-<task>-masked/`` and appear in the same report
@@ -14,6 +15,7 @@ as separate rows (``mf [masked]``).
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import subprocess
 import sys
@@ -97,6 +99,17 @@ def variant_of(overrides: list[str]) -> str:
     """Run-folder suffix of a protocol variant, so its runs sit beside the default ones: ``masked``."""
     masked = {"evaluation.mask_seen=true", "evaluation.mask_seen=1", "evaluation.mask_seen=True"}
     return "masked" if masked.intersection(overrides) else ""
+
+
+#: the folders compare writes under reports/<data>/runs (``Job.name``): <model>-<task>[-<variant>]
+JOB_FOLDER = re.compile(r"^\w+-(ranking|rating|joint)(-\w+)?$")
+
+
+def job_folders(runs_dir: Path) -> list[Path]:
+    """compare's job folders under ``runs_dir`` (other runs kept there, e.g. a search's, are left out)."""
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and JOB_FOLDER.match(p.name))
 
 
 def finished_seeds(job_dir: Path) -> set[int]:
@@ -257,8 +270,11 @@ def _main(argv: list[str]) -> int:
 
     try:
         reproduce = [a for a in argv if a not in ("--report-only", "--skip-finished", "--dry-run")]
+        folders = job_folders(runs_dir)
+        if not folders:
+            raise ValueError(f"no finished run found: no job folder (<model>-<task>) under {runs_dir}")
         paths = build_report(
-            runs_dir, out_dir, command=shlex.join(["python", "-m", "ss4rec.compare", *reproduce])
+            folders, out_dir, command=shlex.join(["python", "-m", "ss4rec.compare", *reproduce])
         )
     except ValueError as error:
         if not failed:

@@ -86,9 +86,13 @@ def test_report_only_rebuilds_from_existing_runs(tmp_path: Path, capsys):
     for model in ("pop", "mf"):
         for seed in SEEDS:
             write_run(runs / f"{model}-ranking", f"{seed}_{model}_s{seed}", fake_run(model, seed, runs))
+    # runs kept beside the job folders (a search's trials, a tuned setting) are not compare's: left out
+    write_run(runs / "optuna" / "mf", "0_mf_s0", fake_run("mf", 0, runs) | {"test": {"test/hr@10": 0.99}})
+    write_run(runs / "tuned", "0_sasrec_s0", fake_run("sasrec", 0, runs))
     assert compare.main(["data=ml100k", "--report-only", "--reports", str(tmp_path)]) == 0
     table = (tmp_path / "ml100k" / "results.md").read_text()
     assert "| pop |" in table and "| mf |" in table
+    assert "sasrec" not in table and "0.99" not in table and "skipped" not in table
     assert "python -m ss4rec.compare data=ml100k" in table and "--report-only" not in table
     assert compare.finished_seeds(runs / "mf-ranking") == set(SEEDS)
     assert compare.finished_seeds(runs / "ncf-ranking") == set()
