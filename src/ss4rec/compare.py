@@ -272,7 +272,7 @@ def _main(argv: list[str]) -> int:
         reproduce = [a for a in argv if a not in ("--report-only", "--skip-finished", "--dry-run")]
         folders = job_folders(runs_dir)
         if not folders:
-            raise ValueError(f"no finished run found: no job folder (<model>-<task>) under {runs_dir}")
+            raise ValueError(f"no finished run with test metrics found: no job folder (<model>-<task>) under {runs_dir}")
         paths = build_report(
             folders, out_dir, command=shlex.join(["python", "-m", "ss4rec.compare", *reproduce])
         )
