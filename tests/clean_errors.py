@@ -2,6 +2,9 @@
 matching ``pattern``, an ``error: `` line and no traceback."""
 
 import re
+from collections.abc import Callable
+
+import pytest
 
 
 def expect_clean_error(result: tuple[int, str], pattern: str, status: int = 2) -> str:
@@ -10,3 +13,10 @@ def expect_clean_error(result: tuple[int, str], pattern: str, status: int = 2) -
     assert re.search(pattern, err), err
     assert re.search(r"^error: ", err, re.MULTILINE) and "Traceback" not in err, err
     return err
+
+
+def exit_of(main: Callable[[list[str]], int], argv: list[str], capsys) -> tuple[int, str]:
+    """Run an entry point's ``main(argv)`` that must exit: (its exit status, what it printed on stderr)."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    return stop.value.code, capsys.readouterr().err

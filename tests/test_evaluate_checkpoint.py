@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from clean_errors import expect_clean_error
+from clean_errors import exit_of, expect_clean_error
 from composing import compose_train
 from ss4rec.evaluate_checkpoint import main
 from ss4rec.training import train
@@ -44,18 +44,12 @@ def test_last_checkpoint_is_its_own_record(run):
     assert record["metrics"]["val/ndcg@10"] == pytest.approx(last["val/ndcg@10"], abs=1e-6)
 
 
-def _exit(argv, capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    return stop.value.code, capsys.readouterr().err
-
-
 def test_bad_paths_are_clean_errors(run, tmp_path, capsys):
-    expect_clean_error(_exit([str(tmp_path / "nothing")], capsys), "no such file or folder")
+    expect_clean_error(exit_of(main, [str(tmp_path / "nothing")], capsys), "no such file or folder")
     loose = tmp_path / "loose.ckpt"
     loose.write_bytes((run[0] / "checkpoints" / "last.ckpt").read_bytes())
-    expect_clean_error(_exit([str(loose)], capsys), "not inside a run's checkpoints/ folder")
-    expect_clean_error(_exit([str(run[0]), "--threads", "0"], capsys), "--threads=0: expected a positive integer")
+    expect_clean_error(exit_of(main, [str(loose)], capsys), "not inside a run's checkpoints/ folder")
+    expect_clean_error(exit_of(main, [str(run[0]), "--threads", "0"], capsys), "--threads=0: expected a positive integer")
 
 
 def test_data_overrides_rebuild_the_split_and_get_their_own_record(run):
@@ -70,5 +64,5 @@ def test_data_overrides_rebuild_the_split_and_get_their_own_record(run):
 
 def test_bad_data_overrides_are_clean_errors(run, capsys):
     folder = str(run[0])
-    expect_clean_error(_exit([folder, "--data", "tie_order"], capsys), "expected KEY=VALUE")
-    expect_clean_error(_exit([folder, "--data", "tie_sed=1"], capsys), "no data option 'tie_sed'")
+    expect_clean_error(exit_of(main, [folder, "--data", "tie_order"], capsys), "expected KEY=VALUE")
+    expect_clean_error(exit_of(main, [folder, "--data", "tie_sed=1"], capsys), "no data option 'tie_sed'")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from clean_errors import expect_clean_error
+from clean_errors import exit_of, expect_clean_error
 from ss4rec.report.progress import main, read_progress, render
 
 ROWS = [
@@ -43,14 +42,8 @@ def test_cli_writes_the_file(tmp_path):
     assert out.read_text().startswith("# T\n\n## run_a\n")
 
 
-def _exit(argv, capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    return stop.value.code, capsys.readouterr().err
-
-
 def test_bad_runs_are_clean_errors(tmp_path, capsys):
-    expect_clean_error(_exit([str(tmp_path / "nothing")], capsys), r"nothing: no checkpoints/last.ckpt")
+    expect_clean_error(exit_of(main, [str(tmp_path / "nothing")], capsys), r"nothing: no checkpoints/last.ckpt")
     run = _run(tmp_path, ROWS)
     torch.save({"callbacks": {}}, run / "checkpoints" / "last.ckpt")
-    expect_clean_error(_exit([str(run)], capsys), "no per-epoch history")
+    expect_clean_error(exit_of(main, [str(run)], capsys), "no per-epoch history")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clean_errors import expect_clean_error
+from clean_errors import exit_of, expect_clean_error
 from ss4rec.report.studies import best_overrides, load_studies, main
 
 optuna = pytest.importorskip("optuna")
@@ -52,18 +52,12 @@ def test_cli_best_prints_overrides_for_train_py(tmp_path, capsys):
     assert capsys.readouterr().out == "model.hidden=64 optimizer.lr=0.002\n"
 
 
-def _exit(argv, capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    return stop.value.code, capsys.readouterr().err
-
-
 def test_bad_input_is_a_clean_error(tmp_path, capsys):
-    expect_clean_error(_exit([str(tmp_path / "none.db")], capsys), r"none.db.*no such file")
+    expect_clean_error(exit_of(main, [str(tmp_path / "none.db")], capsys), r"none.db.*no such file")
     (tmp_path / "text.db").write_text("not sqlite")
-    expect_clean_error(_exit([str(tmp_path / "text.db")], capsys), r"text.db: not an Optuna SQLite database")
+    expect_clean_error(exit_of(main, [str(tmp_path / "text.db")], capsys), r"text.db: not an Optuna SQLite database")
     _study(tmp_path / "two.db", name="one")
     _study(tmp_path / "two.db", name="two")
-    expect_clean_error(_exit([str(tmp_path / "two.db"), "--best"], capsys), r"--best: expected one study, found 2")
+    expect_clean_error(exit_of(main, [str(tmp_path / "two.db"), "--best"], capsys), r"--best: expected one study, found 2")
     _study(tmp_path / "running.db", values=(None,))
-    expect_clean_error(_exit([str(tmp_path / "running.db"), "--best"], capsys), r"no complete trial")
+    expect_clean_error(exit_of(main, [str(tmp_path / "running.db"), "--best"], capsys), r"no complete trial")
