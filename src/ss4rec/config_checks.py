@@ -387,16 +387,13 @@ def check_resume_matches(path: str, checkpoint: dict, cfg: DictConfig) -> None:
 
 
 def _constructor_defaults(target) -> dict:
-    """Keyword defaults of the class or function named by a ``_target_`` ({} when it cannot be imported)."""
-    import inspect
-
-    from hydra.utils import get_object
-
+    """Keyword defaults of the class named by a ``_target_`` ({} when it cannot be imported or inspected)."""
+    cls = _import(target) if isinstance(target, str) else None
     try:
-        signature = inspect.signature(get_object(str(target)))
-    except Exception:  # not importable, or no signature: nothing is taken as a default
+        parameters = inspect.signature(cls).parameters if cls is not None else {}
+    except (TypeError, ValueError):
         return {}
-    return {k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
+    return {k: p.default for k, p in parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def check_data_config(cfg: DictConfig) -> None:

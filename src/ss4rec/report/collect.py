@@ -268,7 +268,6 @@ def load_runs(sources: str | Path | Iterable[str | Path]) -> Collection:
             bool(run.get("stopped", False)),
             setting,
         )
-        run.setdefault("setting", setting)
         groups.setdefault(key, Group(*key)).runs.append(run)
         written[id(run)] = (path.stat().st_mtime, str(path))
     ordered = sorted(groups.values(), key=_group_order)
