@@ -155,6 +155,9 @@ def test_every_config_composes_and_instantiates(group, tmp_path):
         assert objective.uses_ranking or objective.uses_rating
         model = hydra.utils.instantiate(cfg.model, n_items=50, n_users=7)
         assert isinstance(model, torch.nn.Module)
+        if cfg.get("scheduler"):  # e.g. the ML-1M protocol's ReduceLROnPlateau
+            optimizer = hydra.utils.instantiate(cfg.optimizer)(model.parameters())
+            assert hasattr(hydra.utils.instantiate(cfg.scheduler)(optimizer), "step")
         datamodule = hydra.utils.instantiate(cfg.data)  # no download or parsing happens here
         assert datamodule.train_format == "sequence"
         for spec in (cfg.get("logger") or {}).values():
