@@ -329,6 +329,29 @@ def test_resuming_a_checkpoint_older_than_an_option_left_at_its_default():
         check_resume_matches("old.ckpt", checkpoint, compose_train(["model=ss4rec", "model.rating_profile=true"]))
 
 
+def test_resuming_a_scheduled_checkpoint_with_another_scheduler_is_refused():
+    """PyTorch restores a scheduler's settings with its state, so a new schedule on resume would be ignored
+    silently; a checkpoint without scheduler state (a fork of a constant-rate run) takes any schedule."""
+    from omegaconf import OmegaConf
+
+    from composing import compose_train
+    from ss4rec.config_checks import check_resume_matches
+    from ss4rec.errors import CheckpointError
+
+    plateau = "{_target_: torch.optim.lr_scheduler.ReduceLROnPlateau, _partial_: true, factor: 0.3, patience: %d}"
+    cfg = compose_train(["model=sasrec", f"scheduler={plateau % 3}"])
+    hparams = {group: OmegaConf.to_container(node, resolve=True)
+               for group, node in (("model", cfg.model), ("objective", cfg.task.objective), ("scheduler", cfg.scheduler))}  # fmt: skip
+    checkpoint = {"hyper_parameters": hparams, "lr_schedulers": [{"patience": 3, "factor": 0.3}]}
+    check_resume_matches("a.ckpt", checkpoint, cfg)
+    with pytest.raises(CheckpointError, match=r"scheduler: .*patience.: 3.* in the checkpoint, .*patience.: 1.* now"):
+        check_resume_matches("a.ckpt", checkpoint, compose_train(["model=sasrec", f"scheduler={plateau % 1}"]))
+    with pytest.raises(CheckpointError, match=r"scheduler: .* in the checkpoint, null now"):
+        check_resume_matches("a.ckpt", checkpoint, compose_train(["model=sasrec"]))
+    constant = {"hyper_parameters": {**hparams, "scheduler": None}, "lr_schedulers": []}
+    check_resume_matches("fork.ckpt", constant, compose_train(["model=sasrec", f"scheduler={plateau % 1}"]))
+
+
 def test_train_rejects_resuming_with_other_model_options(train_cli, tmp_path):
     from omegaconf import OmegaConf
 

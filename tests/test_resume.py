@@ -65,3 +65,28 @@ def test_sigkill_mid_epoch_then_resume_is_bit_equal(tmp_path):
     assert final["epoch"] == whole["epochs"] - 1  # last.ckpt follows every epoch, not only the best ones
     a, b = final["state_dict"], _weights(last)  # the resumed run writes into the checkpoint's folder
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# cuts the rate at every epoch after the first (nothing beats the first score by 1e9), so one skipped step shows
+PLATEAU = ("scheduler={_target_: torch.optim.lr_scheduler.ReduceLROnPlateau, _partial_: true, factor: 0.5, "
+           "patience: 0, threshold: 1.0e9, threshold_mode: abs}")  # fmt: skip
+SMALL = ["data.source.n_rows=4000", "test_after_training=false", PLATEAU]
+
+
+def _lr(path: Path) -> float:
+    return torch.load(path, map_location="cpu", weights_only=False)["optimizer_states"][0]["param_groups"][0]["lr"]
+
+
+def test_a_resumed_plateau_scheduler_steps_on_every_epoch_as_an_uninterrupted_run(tmp_path):
+    """Lightning skips a ReduceLROnPlateau's step for the epoch a checkpoint was written in; PlateauResume
+    applies it, so the rate and every epoch after the resume match a run never stopped."""
+    data = tmp_path / "data"
+    whole = _train(tmp_path / "whole", data, *SMALL, "trainer.max_epochs=4")
+    first = _train(tmp_path / "first", data, *SMALL, "trainer.max_epochs=2")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert first["epochs"] == 2 and _lr(last) == 1e-3  # written in epoch 1, before its step (its first cut)
+    resumed = _train(tmp_path / "resumed", data, *SMALL, "trainer.max_epochs=4", f"ckpt_path={last}")
+    assert resumed["resumed_from"]["epoch"] == 2
+    assert _lr(tmp_path / "whole" / "checkpoints" / "last.ckpt") == 1e-3 * 0.5**2  # epoch 3's, before its step
+    assert _lr(last) == _lr(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    assert resumed["history"] == whole["history"]

@@ -1,4 +1,4 @@
-"""Callbacks: per-epoch history for metrics.json, the non-finite guard, RNG state in checkpoints."""
+"""Callbacks: per-epoch history for metrics.json, the non-finite guard, RNG state in checkpoints, plateau steps."""
 
 from __future__ import annotations
 
@@ -178,3 +178,37 @@ class RNGState(L.Callback):
         random.setstate((version, tuple(internal), gauss))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class PlateauResume(L.Callback):
+    """Give a resumed ``ReduceLROnPlateau`` the epoch Lightning skips, so that resume stays exact.
+
+    A checkpoint is written at the end of an epoch's validation, before the plateau scheduler's step for that
+    epoch. On resume Lightning finishes that epoch without the step (the metric it needs is not in the
+    checkpoint), so the scheduler would never see it: one fewer bad epoch counted, or a best score missed, and
+    the learning rate drifts from an uninterrupted run's. Each checkpoint therefore carries the monitored value
+    of its epoch, and a resumed run applies the missing step before training on; only when the restored
+    scheduler has stepped exactly up to that epoch (not for a scheduler new to the run, as in a fork).
+    """
+
+    KEY = "plateau_steps"
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        values = [trainer.callback_metrics.get(c.monitor) if c.reduce_on_plateau else None
+                  for c in trainer.lr_scheduler_configs]  # fmt: skip
+        if any(v is not None for v in values):
+            checkpoint[self.KEY] = {"epoch": trainer.current_epoch, "values": [None if v is None else float(v) for v in values]}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._pending = checkpoint.get(self.KEY)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        for config, value in zip(trainer.lr_scheduler_configs, pending["values"]):
+            if value is not None and config.reduce_on_plateau and config.scheduler.last_epoch == pending["epoch"]:
+                config.scheduler.step(value)

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ss4rec.allocator import keep_freed_memory
-from ss4rec.callbacks import History, NonFiniteGuard, RNGState
+from ss4rec.callbacks import History, NonFiniteGuard, PlateauResume, RNGState
 from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json, remove_stale_temporaries
 from ss4rec.config_checks import check_train_config
 from ss4rec.errors import STOP_SIGNALS, TrainingFailed, reported_errors
@@ -83,7 +83,8 @@ def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
-    """The configured callbacks, then the ones every run has: the non-finite guard and the RNG state."""
+    """The configured callbacks, then the ones every run has: the non-finite guard, the RNG state and the
+    plateau scheduler's resume step."""
     callbacks: list[L.Callback] = []
     if cfg.get("stop_on_nonfinite", True):
         callbacks.append(NonFiniteGuard())  # first, so it sees a bad validation metric before the others
@@ -102,7 +103,7 @@ def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
             for path in remove_stale_temporaries(callback.dirpath):
                 log.info("removed %s, left by a save that was killed", path)
         callbacks.append(callback)
-    callbacks.append(RNGState())
+    callbacks += [RNGState(), PlateauResume()]
     return callbacks
 
 
