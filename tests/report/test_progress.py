@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from clean_errors import exit_of, expect_clean_error
+from progress_runs import last_ckpt_run as _run
 from ss4rec.report.progress import main, read_progress, render
 
 ROWS = [
@@ -13,17 +14,6 @@ ROWS = [
     {"epoch": 2, "val/ndcg@10": 0.15, "val/hr@10": 0.30, "train/loss": 5.5},
     {"epoch": 3, "val/ndcg@10": 0.12, "val/hr@10": 0.22, "train/loss": 5.0},
 ]
-
-
-def _run(tmp_path, rows, monitor="val/ndcg@10", mode="max", lrs=(0.001, 0.0003)):
-    run = tmp_path / "run_a"
-    (run / "checkpoints").mkdir(parents=True)
-    torch.save({
-        "callbacks": {"EarlyStopping{}": {}, "History": {"rows": rows}},
-        "hyper_parameters": {"monitor": monitor, "mode": mode},
-        "optimizer_states": [{"param_groups": [{"lr": lr} for lr in lrs]}],
-    }, run / "checkpoints" / "last.ckpt")  # fmt: skip
-    return run
 
 
 def test_table_marks_the_first_best_epoch_in_the_monitored_direction(tmp_path):
