@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ss4rec.errors import UserError, reported_errors
 from ss4rec.report.progress import read_progress
+from ss4rec.report.render import write_or_print
 
 
 def read_curve(run: Path) -> dict:
@@ -96,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="markdown file to write (default: print)")
     args = parser.parse_args(argv)
     with reported_errors():
-        text = table([read_curve(Path(run)) for run in args.runs], args.patience)
-        if args.out:
-            Path(args.out).write_text(text)
-        else:
-            sys.stdout.write(text)
+        write_or_print(table([read_curve(Path(run)) for run in args.runs], args.patience), args.out)
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ss4rec.errors import CheckpointError, UserError, reported_errors
+from ss4rec.report.render import write_or_print
 
 SHOWN = ("val/ndcg@10", "val/hr@10", "val/mrr@10", "val/rmse", "val/mae", "train/loss")
 
@@ -75,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with reported_errors():
         sections = [render(read_progress(Path(run))) for run in args.runs]
-        text = f"# {args.title}\n\n" + "\n".join(sections)
-        if args.out:
-            Path(args.out).write_text(text)
-        else:
-            sys.stdout.write(text)
+        write_or_print(f"# {args.title}\n\n" + "\n".join(sections), args.out)
     return 0
 
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import sys
+from pathlib import Path
 
 from ss4rec.report.collect import CURVE_METRICS, Collection, Group, Metric, Stats, metric_value
 
 DASH = "–"
+
+
+def write_or_print(text: str, out: str | None) -> None:
+    """Write ``text`` to the file ``out`` (its folder created) or, without one, to stdout."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
 
 
 def format_number(value: float, digits: int) -> str:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ss4rec.errors import ConfigError, UserError, reported_errors
+from ss4rec.report.render import write_or_print
 
 
 def _optuna():
@@ -114,12 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError([f"--best: expected one study, found {len(studies)} ({names})"])
             print(" ".join(best_overrides(studies[0])))
             return 0
-        text = f"# {args.title}\n\n" + "\n".join(study_markdown(s, args.metric) for s in studies)
-        if args.out is None:
-            print(text, end="")
-        else:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text)
+        write_or_print(f"# {args.title}\n\n" + "\n".join(study_markdown(s, args.metric) for s in studies), args.out)
+        if args.out is not None:
             print(f"markdown  {args.out}")
     return 0
 
