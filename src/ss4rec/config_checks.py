@@ -379,11 +379,11 @@ def check_resume_matches(path: str, checkpoint: dict, cfg: DictConfig) -> None:
                 continue  # an option added since the checkpoint was written, left at its default (the old behaviour)
             if before.get(key) != now.get(key):
                 differences.append(f"{group}.{key}: {show(before.get(key))} in the checkpoint, {show(now.get(key))} now")
-    now = _plain(cfg.scheduler) if cfg.get("scheduler") else None
-    if checkpoint.get("lr_schedulers") and saved.get("scheduler") != now:
+    scheduler = _plain(cfg.scheduler) if cfg.get("scheduler") else None
+    if checkpoint.get("lr_schedulers") and saved.get("scheduler") != scheduler:
         # PyTorch restores a scheduler's settings (patience, factor, ...) with its state: the new ones would be ignored
         differences.append(
-            f"scheduler: {show(saved.get('scheduler'))} in the checkpoint, {show(now)} now (a restored scheduler keeps "
+            f"scheduler: {show(saved.get('scheduler'))} in the checkpoint, {show(scheduler)} now (a restored scheduler keeps "
             "its settings; to change the schedule, fork from a checkpoint of a run without one)"
         )
     if differences:
