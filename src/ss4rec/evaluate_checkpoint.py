@@ -24,6 +24,7 @@ Bad input (not a run folder or checkpoint, no run config, a damaged checkpoint, 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -36,6 +37,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from ss4rec.checkpoints import atomic_write_json
+from ss4rec.data import SequenceDataModule
 from ss4rec.errors import ConfigError, UserError, reported_errors
 from ss4rec.lightning_module import RecModule
 from ss4rec.serve.loading import read_model_checkpoint, resolve, run_config, sha256
@@ -43,14 +45,16 @@ from ss4rec.training import build_datamodule
 
 
 def data_overrides(pairs: list[str], data: dict) -> dict:
-    """``["tie_order=shuffle", ...]`` as a dict of data options, each checked against the run's ``data``."""
+    """``["tie_order=shuffle", ...]`` as a dict of data options, each checked against the run's ``data`` and
+    the data module's options today (a run trained before an option existed can still be scored with it)."""
+    known = set(data) | (set(inspect.signature(SequenceDataModule).parameters) - {"train_format"})
     out, errors = {}, []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             errors.append(f"--data {pair!r}: expected KEY=VALUE, e.g. --data tie_order=shuffle")
-        elif key not in data:
-            errors.append(f"--data {pair!r}: the run has no data option {key!r}; known: {', '.join(sorted(data))}")
+        elif key not in known:
+            errors.append(f"--data {pair!r}: the run has no data option {key!r}; known: {', '.join(sorted(known))}")
         else:
             out[key] = yaml.safe_load(value) if value else value  # as Hydra reads it: "1" -> 1, "null" -> None
     if errors:

@@ -59,6 +59,8 @@ class SequenceDataModule(L.LightningDataModule):
         k_core: iterative k-core threshold. duplicates: keep_all | keep_first | keep_last | error.
         tie_order: order of a user's ratings with equal timestamps: ``file`` (the source's row order, the
             protocol) or ``shuffle`` (a random order seeded by ``tie_seed``; distinct times never move).
+        timestamp_dtype: ``int64`` (exact seconds) or ``float32`` (rounded as RecBole stores them, which
+            makes ratings within 64 s ties: the order the paper's pipeline trains and scores on).
         train_stride: windows of long users end every ``train_stride`` positions (None: max_len, no overlap).
         train_windows: ``all`` (every training target once, in windows) or ``recent`` (only each user's most
             recent window of ``max_len`` targets: one example per user, SASRec's original training).
@@ -82,6 +84,7 @@ class SequenceDataModule(L.LightningDataModule):
         duplicates: str = "keep_all",
         tie_order: str = "file",
         tie_seed: int = 0,
+        timestamp_dtype: str = "int64",
         train_stride: int | None = None,
         train_windows: str = "all",
         fixed_length: bool = False,
@@ -101,7 +104,10 @@ class SequenceDataModule(L.LightningDataModule):
             pin_memory,
             persistent_workers,
         )
-        self.options = Options(k_core=int(k_core), duplicates=duplicates, tie_order=tie_order, tie_seed=int(tie_seed))
+        self.options = Options(
+            k_core=int(k_core), duplicates=duplicates, tie_order=tie_order, tie_seed=int(tie_seed),
+            timestamp_dtype=timestamp_dtype,
+        )  # fmt: skip
         self.train_stride, self.fixed_length = train_stride, fixed_length
         if train_windows not in TRAIN_WINDOWS:
             raise DataError(f"train_windows must be one of {', '.join(TRAIN_WINDOWS)}, got {train_windows!r}")

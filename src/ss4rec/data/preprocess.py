@@ -5,7 +5,9 @@ Every step is vectorised (polars and numpy; no Python loop over rows):
 2. rows are stably sorted by (user, timestamp) with int64 timestamps, so ties keep the file's row order
    (``tie_order="file"``, the protocol); ``tie_order="shuffle"`` first permutes the rows with
    ``tie_seed``, so ratings made in the same second by the same user come in a random, seeded order, and
-   distinct timestamps are never reordered;
+   distinct timestamps are never reordered; ``timestamp_dtype="float32"`` first rounds every timestamp
+   as RecBole's float32 time field does (to a multiple of 64 s for 1987-2004, 128 s for 2004-2038), so
+   ratings within a rounding step become ties and the file's order decides among them;
 3. the duplicate policy is applied (``keep_all``, the default: MovieLens has no duplicate user-item pairs;
    ``keep_first`` / ``keep_last``: the earliest / latest rating of a pair, by time then row order;
    ``error``: stop and name the lines);
@@ -33,6 +35,7 @@ from ss4rec.data.store import SequenceStore
 log = logging.getLogger(__name__)
 DUPLICATE_POLICIES = ("keep_all", "keep_first", "keep_last", "error")
 TIE_ORDERS = ("file", "shuffle")
+TIMESTAMP_DTYPES = ("int64", "float32")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Options:
     duplicates: str = "keep_all"
     tie_order: str = "file"  # file: ties in time keep the source's row order | shuffle: seeded random order
     tie_seed: int = 0  # the shuffle's seed (unused by tie_order=file)
+    timestamp_dtype: str = "int64"  # int64: exact seconds | float32: rounded as RecBole stores them
 
     def __post_init__(self):
         if self.duplicates not in DUPLICATE_POLICIES:
@@ -53,12 +57,19 @@ class Options:
             raise DataError(f"k_core must be >= 0, got {self.k_core}")
         if self.tie_order not in TIE_ORDERS:
             raise DataError(f"unknown data.tie_order {self.tie_order!r}; known: {', '.join(TIE_ORDERS)}")
+        if self.timestamp_dtype not in TIMESTAMP_DTYPES:
+            raise DataError(
+                f"unknown data.timestamp_dtype {self.timestamp_dtype!r}; known: {', '.join(TIMESTAMP_DTYPES)}"
+            )
 
     def as_dict(self) -> dict:
-        """The options that change the result (the cache key): ``tie_seed`` only when ties are shuffled."""
+        """The options that change the result (the cache key): ``tie_seed`` only when ties are shuffled,
+        ``timestamp_dtype`` only when not the default (so caches prepared before it existed stay valid)."""
         options = asdict(self)
         if self.tie_order == "file":
             del options["tie_seed"]
+        if self.timestamp_dtype == "int64":
+            del options["timestamp_dtype"]
         return options
 
 
@@ -75,6 +86,13 @@ def encode(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
             return code_of[shifted], np.flatnonzero(present) + low
     uniques = values.unique().sort()
     return uniques.search_sorted(values).cast(pl.Int32).to_numpy(), uniques.to_numpy()
+
+
+def float32_seconds(times: np.ndarray) -> np.ndarray:
+    """Unix seconds rounded to the nearest float32, as int64: what RecBole's sequential pipeline sorts by
+    and feeds its models (a ``timestamp:float`` field becomes a ``torch.FloatTensor`` before the
+    (user, time) sort). Exact for every value a float32 can hold; 64 s steps for 2^29-2^30 s."""
+    return np.asarray(times, dtype=np.int64).astype(np.float32).astype(np.int64)
 
 
 def shuffle_rows(seed: int, *columns: np.ndarray) -> list[np.ndarray]:
@@ -164,6 +182,8 @@ def build_store(raw: Raw, options: Options, scale: tuple[float, float] | None) -
     items, item_ids = encode(frame["item"])
     times, ratings = frame["timestamp"].to_numpy(), frame["rating"].to_numpy()
     del frame
+    if options.timestamp_dtype == "float32":
+        times = float32_seconds(times)
     if options.tie_order == "shuffle":
         users, items, times, ratings = shuffle_rows(options.tie_seed, users, items, times, ratings)
     users, items, times, ratings = chronological(users, items, times, ratings)
@@ -192,6 +212,7 @@ def build_store(raw: Raw, options: Options, scale: tuple[float, float] | None) -
         "raw_interactions": n_raw, "raw_users": len(user_ids), "raw_items": len(item_ids),
         "duplicate_pairs": n_dup, "duplicates": options.duplicates, "k_core": options.k_core,
         "tie_order": options.tie_order, "tie_seed": options.tie_seed if options.tie_order == "shuffle" else None,
+        "timestamp_dtype": options.timestamp_dtype,
         "k_core_iterations": iterations, "rating_scale": list(scale) if scale else None,
         "genres": genre_names,
     }  # fmt: skip
