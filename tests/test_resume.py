@@ -79,14 +79,21 @@ def _lr(path: Path) -> float:
 
 def test_a_resumed_plateau_scheduler_steps_on_every_epoch_as_an_uninterrupted_run(tmp_path):
     """Lightning skips a ReduceLROnPlateau's step for the epoch a checkpoint was written in; PlateauResume
-    applies it, so the rate and every epoch after the resume match a run never stopped."""
+    applies it, so the rate and every epoch after the resume match a run never stopped. The resumed run's
+    training time includes the first process's."""
     data = tmp_path / "data"
     whole = _train(tmp_path / "whole", data, *SMALL, "trainer.max_epochs=4")
     first = _train(tmp_path / "first", data, *SMALL, "trainer.max_epochs=2")
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     assert first["epochs"] == 2 and _lr(last) == 1e-3  # written in epoch 1, before its step (its first cut)
+    # the run's training seconds travel in the checkpoint; a large stored value shows they are added
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    assert 0 < checkpoint["callbacks"]["History"]["train_seconds"] <= first["train_time_s"]
+    checkpoint["callbacks"]["History"]["train_seconds"] = 1e6
+    torch.save(checkpoint, last)
     resumed = _train(tmp_path / "resumed", data, *SMALL, "trainer.max_epochs=4", f"ckpt_path={last}")
     assert resumed["resumed_from"]["epoch"] == 2
+    assert 1e6 < resumed["train_time_s"] <= 1e6 + resumed["wall_time_s"]
     assert _lr(tmp_path / "whole" / "checkpoints" / "last.ckpt") == 1e-3 * 0.5**2  # epoch 3's, before its step
     assert _lr(last) == _lr(tmp_path / "whole" / "checkpoints" / "last.ckpt")
     assert resumed["history"] == whole["history"]

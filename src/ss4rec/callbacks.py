@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from typing import Any
 
 import lightning as L
@@ -17,11 +18,20 @@ log = logging.getLogger("ss4rec")
 
 
 class History(L.Callback):
-    """One row per epoch: the epoch's ``val/...`` metrics and its ``train/...`` means (for curves)."""
+    """One row per epoch: the epoch's ``val/...`` metrics and its ``train/...`` means (for curves), and the
+    run's training seconds, carried through checkpoints so that a resumed run counts its earlier processes
+    (up to the checkpoint it resumed from: work after that checkpoint was lost and done again)."""
 
-    def __init__(self):
+    def __init__(self, started: float | None = None):
         self.rows: dict[int, dict[str, float]] = {}
         self.first_epoch: int | None = None  # the epoch this process started at (> 0 when resumed)
+        self.started = time.time() if started is None else started  # this process's start
+        self.earlier_s = 0.0  # training seconds of earlier processes, from the checkpoint resumed
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds of this run: the earlier processes' (to the resumed checkpoint) plus this one's so far."""
+        return self.earlier_s + time.time() - self.started
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.first_epoch = int(trainer.current_epoch)
@@ -49,10 +59,11 @@ class History(L.Callback):
         return [self.rows[e] for e in sorted(self.rows)]
 
     def state_dict(self) -> dict:
-        return {"rows": self.history}
+        return {"rows": self.history, "train_seconds": self.train_seconds}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = {int(r["epoch"]): dict(r) for r in state_dict.get("rows", [])}
+        self.earlier_s = float(state_dict.get("train_seconds", 0.0))  # 0: written before it was recorded
 
 
 def _advice(trainer: L.Trainer) -> str:

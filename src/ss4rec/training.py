@@ -146,7 +146,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_softmax_memory(cfg, datamodule)
     module = build_module(cfg, datamodule)
     loggers = build_loggers(cfg)
-    history = History()
+    history = History(started)
     callbacks = [*build_callbacks(cfg, has_logger=bool(loggers)), history]
     trainer_overrides: dict[str, Any] = {}
     if not module.model.learns_by_gradient:
@@ -174,7 +174,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["resumed_from"] = {"checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve())}
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        summary["train_time_s"] = time.time() - started
+        summary["train_time_s"] = history.train_seconds  # before testing reloads the best checkpoint's state
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None else ""
         summary["checkpoint"] = best or None
