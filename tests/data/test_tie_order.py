@@ -32,6 +32,16 @@ def store_of(rows, **options):
     return build_store(Raw(frame), Options(k_core=0, **options), None)
 
 
+def sequences_of(store) -> dict[int, list[tuple[int, float, int]]]:
+    """{original user: [(original item, rating, time), ...] in the store's order}, as ``reference_sequences``."""
+    out = {}
+    for u in range(store.n_users):
+        rows = slice(store.offsets[u], store.offsets[u + 1])
+        out[int(store.user_map[u])] = list(zip(store.item_map[store.items[rows]].tolist(),
+                                               store.ratings[rows].tolist(), store.times[rows].tolist()))  # fmt: skip
+    return out
+
+
 def groups(store) -> dict[tuple[int, int], list[tuple[int, float]]]:
     """{(original user, time): [(original item, rating), ...] in the store's order}."""
     out = defaultdict(list)
@@ -47,10 +57,7 @@ def test_file_order_keeps_row_order_within_ties():
     rows = bursty_rows()
     store = store_of(rows)
     expected = reference_sequences(rows, k=0)  # stable sort by (user, time): ties in file order
-    got = {int(store.user_map[u]): [(int(store.item_map[i]), float(r), int(t)) for i, r, t in zip(
-        store.items[store.offsets[u]:store.offsets[u + 1]], store.ratings[store.offsets[u]:store.offsets[u + 1]],
-        store.times[store.offsets[u]:store.offsets[u + 1]])] for u in range(store.n_users)}  # fmt: skip
-    assert got == expected
+    assert sequences_of(store) == expected
     assert store.info["tie_order"] == "file" and store.info["tie_seed"] is None
 
 

@@ -9,7 +9,7 @@ from ss4rec.data.preprocess import Options, float32_seconds
 from ss4rec.evaluate_checkpoint import data_overrides
 
 from .conftest import reference_sequences, write_lines
-from .test_tie_order import store_of
+from .test_tie_order import sequences_of, store_of
 
 
 def nearest_float32(t: int) -> int:
@@ -54,12 +54,7 @@ def test_float32_orders_like_recbole_exact_times_stay_exact():
     assert exact.info["timestamp_dtype"] == "int64" and rounded.info["timestamp_dtype"] == "float32"
     as_recbole = [(u, i, r, nearest_float32(t)) for u, i, r, t in rows]  # RecBole: round, then stable sort
     for store, source in ((exact, rows), (rounded, as_recbole)):
-        want = reference_sequences(source, k=0)
-        got = {int(store.user_map[u]): list(zip(
-            store.item_map[store.items[store.offsets[u]:store.offsets[u + 1]]].tolist(),
-            store.ratings[store.offsets[u]:store.offsets[u + 1]].tolist(),
-            store.times[store.offsets[u]:store.offsets[u + 1]].tolist())) for u in range(store.n_users)}  # fmt: skip
-        assert got == want
+        assert sequences_of(store) == reference_sequences(source, k=0)
     assert not np.array_equal(exact.items, rounded.items)  # the rounding reorders within the minute
 
 
