@@ -173,6 +173,7 @@ DATA_RULES: dict[str, Rule] = {
     "persistent_workers": BOOL,
     "k_core": NON_NEGATIVE_INT,
     "duplicates": one_of("keep_all", "keep_first", "keep_last", "error"),
+    "train_max_len": POSITIVE_INT_OR_NULL,
     "train_stride": POSITIVE_INT_OR_NULL,
     "fixed_length": BOOL,
     "length_pool": NON_NEGATIVE_INT,
@@ -187,9 +188,11 @@ def check_data(problems: Problems, data: Mapping) -> None:
     for key, rule in DATA_RULES.items():
         if key in data:
             problems.check(f"data.{key}", _get(data, key), rule)
-    stride, max_len = _get(data, "train_stride"), _get(data, "max_len")
-    if _int(stride) and _int(max_len) and stride > max_len >= 1:
-        problems.add("data.train_stride", stride, f"null or at most data.max_len={max_len}")
+    stride, max_len, window = _get(data, "train_stride"), _get(data, "max_len"), _get(data, "train_max_len")
+    window_key = "data.train_max_len" if window is not None else "data.max_len"
+    window = window if window is not None else max_len
+    if _int(stride) and _int(window) and stride > window >= 1:
+        problems.add("data.train_stride", stride, f"null or at most {window_key}={window}")
     if problems:
         return  # the source check needs a valid name
     from ss4rec.data.errors import DataError
@@ -206,6 +209,16 @@ def check_data(problems: Problems, data: Mapping) -> None:
         if not path.is_file():
             problems.add("data.source.path", str(path), "an existing ratings file" +
                          (" (it is a directory)" if path.is_dir() else " (no such file)"))  # fmt: skip
+
+
+def check_positions(problems: Problems, data: Mapping, model: Mapping, model_cls: Any) -> None:
+    """A model with one learned embedding per position (SASRec) must cover the training window."""
+    if not getattr(model_cls, "learned_positions", False):
+        return
+    window, positions = _get(data, "train_max_len"), _get(model, "max_len")
+    if _int(window) and _int(positions) and window > positions:
+        problems.add("model.max_len", positions,
+                     f"at least data.train_max_len={window} (the model learns one embedding per position)")
 
 
 def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> None:
@@ -350,6 +363,7 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     problems.check("ckpt_path", ckpt, STRING_OR_NULL)
     check_data(problems, cfg.data)
     model_cls = check_model(problems, cfg.model)
+    check_positions(problems, cfg.data, cfg.model, model_cls)
     ks = check_evaluation(problems, cfg.evaluation)
     check_task(problems, cfg.task, model_cls, ks)
     check_trainer(problems, cfg.trainer)

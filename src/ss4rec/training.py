@@ -51,7 +51,7 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 def check_softmax_memory(cfg: DictConfig, datamodule: Any) -> None:
     """Refuse a full softmax over a catalogue too large for the device; warn when it is big (softmax_memory)."""
     loss = cfg.task.get("ranking_loss")
-    per_row = datamodule.max_len if datamodule.train_format == "sequence" else 1
+    per_row = datamodule.train_max_len if datamodule.train_format == "sequence" else 1
     available, where = device_bytes(str(cfg.trainer.get("accelerator", "auto")))
     check_full_softmax(loss.get("_target_") if loss else None, datamodule.train_batch_size * per_row,
                        datamodule.n_items, available, where)

@@ -39,11 +39,12 @@ def expected_targets(store):
 
 
 @pytest.mark.parametrize(
-    "max_len, stride, pool",
-    [(200, None, 0), (7, None, 0), (7, 3, 0), (5, 1, 0), (1, None, 0), (200, None, 4), (7, 3, 2)],
-)
-def test_every_training_target_once_per_epoch(data_dir, ml100k, max_len, stride, pool):
-    dm = module(data_dir, max_len=max_len, train_stride=stride, batch_size=64, length_pool=pool)
+    "max_len, stride, pool, window",
+    [(200, None, 0, None), (7, None, 0, None), (7, 3, 0, None), (5, 1, 0, None), (1, None, 0, None),
+     (200, None, 4, None), (7, 3, 2, None), (7, None, 0, 15), (7, 4, 2, 15), (9, None, 0, 5)],
+)  # fmt: skip
+def test_every_training_target_once_per_epoch(data_dir, ml100k, max_len, stride, pool, window):
+    dm = module(data_dir, max_len=max_len, train_stride=stride, batch_size=64, length_pool=pool, train_max_len=window)
     got = Counter()
     for batch in dm.train_dataloader():
         has = batch["target_items"] > 0
@@ -51,8 +52,25 @@ def test_every_training_target_once_per_epoch(data_dir, ml100k, max_len, stride,
         got.update(
             zip(users[has].tolist(), batch["target_items"][has].tolist(), batch["target_times"][has].tolist())
         )
-        assert batch["items"].shape[1] <= max_len
+        assert batch["items"].shape[1] <= (window or max_len)
     assert got == expected_targets(ml100k)
+
+
+@pytest.mark.parametrize("max_len, window", [(7, 15), (10, 20), (10, 11)])
+def test_longer_training_windows_give_every_target_recbole_context(data_dir, ml100k, max_len, window):
+    """train_max_len > max_len: each owned target has at least min(its position + 1, max_len) inputs (a RecBole prefix)."""
+    windows = module(data_dir, max_len=max_len, train_max_len=window).train_dataloader().dataset.windows
+    assert windows["length"].max() == window
+    short = 0
+    for user, start, length, own_from in zip(windows["user"], windows["start"], windows["length"], windows["own_from"]):
+        begin = int(start - ml100k.offsets[user])  # the window's first input, counted in the user's history
+        for j in range(int(own_from), int(length)):
+            short += j + 1 < min(begin + j + 1, max_len)
+    assert short == 0
+    # the plain windows of max_len do cut the context of targets early in a later window
+    plain = module(data_dir, max_len=max_len).train_dataloader().dataset.windows
+    begins = plain["start"] - ml100k.offsets[plain["user"]]
+    assert ((begins > 0) & (plain["length"] == max_len)).any()
 
 
 def test_no_training_target_in_its_own_input(data_dir):

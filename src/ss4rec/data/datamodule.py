@@ -61,7 +61,14 @@ class SequenceDataModule(L.LightningDataModule):
             protocol) or ``shuffle`` (a random order seeded by ``tie_seed``; distinct times never move).
         timestamp_dtype: ``int64`` (exact seconds) or ``float32`` (rounded as RecBole stores them, which
             makes ratings within 64 s ties: the order the paper's pipeline trains and scores on).
-        train_stride: windows of long users end every ``train_stride`` positions (None: max_len, no overlap).
+        train_max_len: length of training windows (None: ``max_len``). Longer than ``max_len`` (with
+            ``train_stride`` left at None), windows overlap so that every target a window owns has at least
+            ``min(its position, max_len)`` inputs before it, as RecBole's prefixes of up to ``max_len`` items
+            have; evaluation inputs stay ``max_len``. Costs about ``train_max_len / stride`` times the plain
+            windows' work per target (2x at ``2 * max_len``).
+        train_stride: windows of long users end every ``train_stride`` positions. None: the window length
+            (no overlap) up to ``max_len``; beyond it ``train_max_len - max_len + 1``, the longest stride
+            that keeps a full ``max_len`` of context before every owned target.
         train_windows: ``all`` (every training target once, in windows) or ``recent`` (only each user's most
             recent window of ``max_len`` targets: one example per user, SASRec's original training).
         fixed_length: pad sequence batches to ``max_len`` instead of the longest row of the batch.
@@ -85,6 +92,7 @@ class SequenceDataModule(L.LightningDataModule):
         tie_order: str = "file",
         tie_seed: int = 0,
         timestamp_dtype: str = "int64",
+        train_max_len: int | None = None,
         train_stride: int | None = None,
         train_windows: str = "all",
         fixed_length: bool = False,
@@ -108,7 +116,13 @@ class SequenceDataModule(L.LightningDataModule):
             k_core=int(k_core), duplicates=duplicates, tie_order=tie_order, tie_seed=int(tie_seed),
             timestamp_dtype=timestamp_dtype,
         )  # fmt: skip
-        self.train_stride, self.fixed_length = train_stride, fixed_length
+        self.train_max_len = self.max_len if train_max_len is None else int(train_max_len)
+        if self.train_max_len < 1:
+            raise DataError(f"train_max_len must be >= 1 or null (max_len), got {train_max_len}")
+        if train_stride is None:  # beyond max_len: the first target a window owns still has max_len inputs
+            window = self.train_max_len
+            train_stride = window if window <= self.max_len else window - self.max_len + 1
+        self.train_stride, self.fixed_length = int(train_stride), fixed_length
         if train_windows not in TRAIN_WINDOWS:
             raise DataError(f"train_windows must be one of {', '.join(TRAIN_WINDOWS)}, got {train_windows!r}")
         self.train_windows = train_windows
@@ -184,7 +198,7 @@ class SequenceDataModule(L.LightningDataModule):
     def stats(self) -> dict:
         out = stats_mod.compute(self._ready(), self.name, self.max_len)
         out["train_windows"] = len(
-            WindowDataset(self._ready(), self.max_len, self.train_stride, which=self.train_windows)
+            WindowDataset(self._ready(), self.train_max_len, self.train_stride, which=self.train_windows)
         )
         return out
 
@@ -214,7 +228,9 @@ class SequenceDataModule(L.LightningDataModule):
             return self._loader(PairDataset(store), self.train_batch_size, shuffle=True)
         if self.train_format == HISTORY:
             return self._loader(HistoryDataset(store), self.train_batch_size, shuffle=True)
-        dataset = WindowDataset(store, self.max_len, self.train_stride, self.fixed_length, self.train_windows)
+        dataset = WindowDataset(
+            store, self.train_max_len, self.train_stride, self.fixed_length, self.train_windows
+        )
         lengths = None if self.fixed_length else dataset.windows["length"]  # fixed width: nothing to save
         return self._loader(dataset, self.train_batch_size, shuffle=True, lengths=lengths)
 

@@ -16,6 +16,9 @@ class SASRec(SequentialRecommender):
     GELU feed-forward of width ``inner``, as in RecBole's SASRec. Right padding; padding keys are masked.
     """
 
+    #: one learned embedding per position: inputs (training windows included) must fit in ``max_len``
+    learned_positions = True
+
     def __init__(
         self,
         n_items: int,
