@@ -70,8 +70,8 @@ class SequenceDataModule(L.LightningDataModule):
             (no overlap) up to ``max_len``; beyond it ``train_max_len - max_len + 1``, the longest stride
             that keeps a full ``max_len`` of context before every owned target.
         train_windows: ``all`` (every training target once, in windows) or ``recent`` (only each user's most
-            recent window of ``max_len`` targets: one example per user, SASRec's original training).
-        fixed_length: pad sequence batches to ``max_len`` instead of the longest row of the batch.
+            recent window of ``train_max_len`` targets: one example per user, SASRec's original training).
+        fixed_length: pad sequence batches to ``max_len`` (training: ``train_max_len``) instead of the longest row.
         length_pool: training windows are sorted by length within pools of this many batches, then the
             batches are shuffled (see ``BatchSampler``): less padding, faster epochs. 0: plain shuffling.
         seed: shuffling seed (the trainer sets it). data_dir: cache folder (None: ``ss4rec.paths.data_dir()``).
