@@ -368,3 +368,32 @@ def test_train_rejects_resuming_with_other_model_options(train_cli, tmp_path):
                   r"was trained with other options; resume with the overrides of that run")  # fmt: skip
     assert "model.hidden: 64 in the checkpoint, 32 now" in err
     err = _expect(train_cli("model=sasrec", "task/ranking_loss=bpr", f"ckpt_path={path}"), r"task\.objective\.ranking")
+
+
+def _rating_base_run(tmp_path: Path, target: str, **data) -> Path:
+    """A run folder with a best checkpoint and a metrics.json config: ML-100K defaults plus ``data``."""
+    run = tmp_path / "base"
+    (run / "checkpoints").mkdir(parents=True)
+    _file(run / "checkpoints", "best-epoch003.ckpt", b"")  # never read: the config checks come first
+    config = {"data": {"name": "ml100k", "source": {"kind": "bundled", "base_url": None, "md5": None}, "k_core": 5, "duplicates": "keep_all", "tie_order": "file",
+                       "tie_seed": 0, "batch_size": 1024, **data}, "model": {"_target_": target}}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps({"config": config}))
+    return run
+
+
+RATING_BASE_CASES = {
+    "ranking task": (lambda d: _rating_base_run(d, "ss4rec.models.mf.MF"), ["task=ranking"],
+                     r"model\.rating_base='.*base': expected null with task=ranking"),
+    "no such folder": (lambda d: d / "nope", ["task=rating"], r"model\.rating_base='.*nope': no such file or run folder"),
+    "no checkpoint": (lambda d: (d / "empty").mkdir() or d / "empty", ["task=rating"], r"no checkpoints/best-\*\.ckpt in the folder"),
+    "not an MF run": (lambda d: _rating_base_run(d, "ss4rec.models.sasrec.SASRec"), ["task=rating"],
+                      r"expected an mf run \(model=mf task=rating\); .* trained ss4rec\.models\.sasrec\.SASRec"),
+    "another split": (lambda d: _rating_base_run(d, "ss4rec.models.mf.MF", tie_order="shuffle"), ["task=joint"],
+                      r"was trained on another split:\n  data\.tie_order: 'shuffle' in the MF run, 'file' here"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(RATING_BASE_CASES))
+def test_train_rejects_a_rating_base_that_does_not_fit(train_cli, tmp_path, case):
+    make, overrides, pattern = RATING_BASE_CASES[case]
+    _expect(train_cli(*overrides, f"model.rating_base={make(tmp_path)}"), pattern)

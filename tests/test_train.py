@@ -10,7 +10,9 @@ import torch
 
 from composing import compose_train, config_names
 from popularity import popularity_metrics
+from ss4rec.errors import UserError
 from ss4rec.lightning_module import RecModule
+from ss4rec.serve import load_core
 from ss4rec.training import build_datamodule, train
 
 SMALL = ["data.max_len=20", "data.batch_size=128", "data.eval_batch_size=512", "logger=none"]
@@ -191,3 +193,23 @@ def test_wandb_logger_runs_offline_and_finishes(tmp_path, monkeypatch):
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1  # an offline run was written into the run folder
     assert wandb.run is None  # and finished, so the next multirun job starts its own
+
+
+def test_a_rating_base_run_starts_from_the_mf_runs_predictions(tmp_path):
+    """SS4Rec on a frozen MF (model.rating_base) with a learning rate too small to move its zero-started
+    correction scores the MF run's validation and test RMSE: the MF run's tables, read by user and item index
+    on the same split, and nothing else; the checkpoint, not the MF run, then serves the test."""
+    mf_cfg = compose_train(["model=mf", "task=rating", "debug=limit", *SMALL], tmp_path / "mf")
+    mf = train(mf_cfg)
+    cfg = compose_train(["model=ss4rec", "task=rating", "model.use_ratings=true", f"model.rating_base={tmp_path / 'mf'}",
+                         "optimizer.lr=1e-12", "debug=limit", *SMALL], tmp_path / "ss4rec")  # fmt: skip
+    summary = train(cfg)
+    assert summary["status"] == "finished"
+    for row in summary["history"]:
+        assert row["val/rmse"] == pytest.approx(mf["best_val"]["val/rmse"], abs=1e-5)
+    assert summary["test"]["test/rmse"] == pytest.approx(mf["test"]["test/rmse"], abs=1e-5)
+    with pytest.raises(UserError, match="trained with model.rating_base: .* serve a run trained without it"):
+        load_core(tmp_path / "ss4rec")  # served users have no MF factors
+    assert summary["test"]["test/rmse"] != pytest.approx(train(compose_train(
+        ["model=ss4rec", "task=rating", "model.use_ratings=true", "debug=limit", *SMALL], tmp_path / "plain"
+    ))["test"]["test/rmse"], abs=1e-3)  # fmt: skip - without the base the same run predicts otherwise

@@ -144,6 +144,7 @@ MODEL_RULES: dict[str, Rule] = {
     "target_time": one_of("known", "unknown"),
     "blocks": one_of("both", "s5_only", "mamba_only"),
     "init": one_of("official", "mamba"),
+    "rating_base": STRING_OR_NULL,
     "mlp_hidden": (lambda v: isinstance(v, list) and v and all(_int(x) and x >= 1 for x in v),
                    "a non-empty list of positive integers"),  # fmt: skip
 }
@@ -219,6 +220,63 @@ def check_positions(problems: Problems, data: Mapping, model: Mapping, model_cls
     if _int(window) and _int(positions) and window > positions:
         problems.add("model.max_len", positions,
                      f"at least data.train_max_len={window} (the model learns one embedding per position)")
+
+
+#: data options that only change how batches are cut, not which ratings are trained, validated and tested
+LOADER_ONLY_DATA = frozenset({
+    "_target_", "_convert_", "max_len", "batch_size", "eval_batch_size", "num_workers", "pin_memory",
+    "persistent_workers", "train_max_len", "train_stride", "train_windows", "fixed_length", "length_pool",
+    "seed", "data_dir",
+})  # fmt: skip
+
+
+def _split_options(data: Mapping) -> dict:
+    """The data options that decide the split: all but ``LOADER_ONLY_DATA`` and a download's progress bar."""
+    out = {key: value for key, value in data.items() if key not in LOADER_ONLY_DATA}
+    if isinstance(out.get("source"), Mapping):
+        out["source"] = {key: value for key, value in out["source"].items() if key != "progress"}
+    return out
+
+
+def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
+    """``model.rating_base``: an ``mf`` run (or checkpoint) trained on the same split, used by a rating task.
+    Not read when resuming (``ckpt_path``): the checkpoint holds the MF tables."""
+    path = _get(cfg.model, "rating_base")
+    if path is None:
+        return
+    if not _get(cfg.task, "rating_weight", 0.0):
+        problems.add("model.rating_base", path, "null with task=ranking (the base only changes predicted ratings)")
+        return
+    if _get(cfg, "ckpt_path"):
+        return
+    from ss4rec.models.rating_base import RatingBaseError, mf_checkpoint
+
+    try:
+        checkpoint = mf_checkpoint(path)
+    except RatingBaseError as err:
+        problems.append(str(err))
+        return
+    run = checkpoint.parent.parent
+    saved = None
+    if (run / "metrics.json").is_file() or (run / ".hydra" / "config.yaml").is_file():
+        from ss4rec.serve.loading import run_config
+
+        saved = run_config(run)
+    if not saved:
+        problems.append(f"model.rating_base={path!r}: no run config (metrics.json or .hydra/config.yaml) in {run}, "
+                        "so its data split cannot be checked; pass the MF run's folder")  # fmt: skip
+        return
+    if (saved.get("model") or {}).get("_target_") != "ss4rec.models.mf.MF":
+        problems.add("model.rating_base", path, f"an mf run (model=mf task=rating); {run} trained "
+                     f"{(saved.get('model') or {}).get('_target_')}")  # fmt: skip
+        return
+    ours, theirs = (_split_options(data) for data in (_plain(cfg.data), saved.get("data") or {}))
+    added = _constructor_defaults(_get(cfg.data, "_target_"))  # options added since the MF run, at their defaults
+    differ = [f"data.{key}: {show(theirs.get(key))} in the MF run, {show(ours.get(key))} here"
+              for key in sorted(set(ours) | set(theirs)) if ours.get(key) != theirs.get(key)
+              and not (key not in theirs and key in added and ours.get(key) == added[key])]  # fmt: skip
+    if differ:
+        problems.append(f"model.rating_base={path!r} was trained on another split:\n  " + "\n  ".join(differ))
 
 
 def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> None:
@@ -369,6 +427,8 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     check_trainer(problems, cfg.trainer)
     check_callbacks(problems, _get(cfg, "callbacks"))
     check_optimisation(problems, cfg)
+    problems.raise_if_any()
+    check_rating_base(problems, cfg)
     problems.raise_if_any()
     if ckpt and check_checkpoint:
         from ss4rec.checkpoints import read_checkpoint

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ss4rec.batch import SEQUENCE, Batch, gather_last
+from ss4rec.models.rating_base import FrozenMF
 
 #: a recurrent model's inference state: named tensors, batch first (see ``SequentialRecommender.step``)
 State = dict[str, torch.Tensor]
@@ -95,10 +96,13 @@ class RatingHead(nn.Module):
         )
         self.register_buffer("rating_mean", torch.tensor(float(rating_mean)))
 
+    def residual(self, query: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+        """The MLP's part alone, without ``mean``: (...,)"""
+        return self.mlp(torch.cat([query, item_vectors, query * item_vectors], dim=-1)).squeeze(-1)
+
     def forward(self, query: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
         """query (..., D), item_vectors (..., D) -> (...,)"""
-        x = torch.cat([query, item_vectors, query * item_vectors], dim=-1)
-        return self.rating_mean + self.mlp(x).squeeze(-1)
+        return self.rating_mean + self.residual(query, item_vectors)
 
 
 class SequentialRecommender(Recommender):
@@ -106,17 +110,32 @@ class SequentialRecommender(Recommender):
 
     Subclasses implement ``encode_sequence`` and own an ``item_embedding`` (N + 1, D) used both as input
     and, tied, as the output scoring table. The rating head predicts ratings from the same queries.
+
+    With ``rating_base`` (an ``mf`` run, ``ss4rec.models.rating_base``) the head corrects a frozen MF's
+    ratings instead of predicting from the training mean: a query is then ``[h, p_u, b_u]`` (D + K + 1),
+    the hidden state and the user's MF part; ranking scores read ``h`` only.
     """
 
     train_format: ClassVar[str] = SEQUENCE
 
     def __init__(
-        self, n_items: int, n_users: int, hidden: int, rating_dropout: float = 0.0, rating_item_bias: bool = False
+        self,
+        n_items: int,
+        n_users: int,
+        hidden: int,
+        rating_dropout: float = 0.0,
+        rating_item_bias: bool = False,
+        rating_base: str | None = None,
     ):
         super().__init__(n_items, n_users)
         self.hidden = hidden
         self.item_embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.rating_head = RatingHead(hidden, dropout=rating_dropout)
+        # empty tables until the trainer fills them from the MF run, or a checkpoint restores them
+        self.rating_base = FrozenMF(n_users, n_items, rating_base) if rating_base is not None else None
+        if self.rating_base is not None:  # the correction starts at zero: the model starts as the MF run
+            nn.init.zeros_(self.rating_head.mlp[-1].weight)
+            nn.init.zeros_(self.rating_head.mlp[-1].bias)
         # a learned offset per item added to every predicted rating (the b_i of biased MF and SVD++),
         # zero at the start; its own table, so ranking scores never see it
         self.item_rating_bias = nn.Embedding(n_items + 1, 1, padding_idx=0) if rating_item_bias else None
@@ -144,19 +163,31 @@ class SequentialRecommender(Recommender):
         """
         raise NotImplementedError(f"{type(self).__name__} has no recurrent step; recompute its window")
 
+    def with_user(self, query: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
+        """``query`` (..., D) with the users' MF part appended when there is a rating base (..., D + K + 1)."""
+        if self.rating_base is None:
+            return query
+        return torch.cat([query, self.rating_base.user_part(users).to(query.dtype)], dim=-1)
+
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden = self.encode_sequence(batch)  # (B, L, D)
         mask = batch["target_items"] > 0  # (B, L)
-        return hidden[mask], batch["target_items"][mask], batch["target_ratings"][mask]
+        users = batch["users"][:, None].expand_as(mask)[mask] if self.rating_base is not None else None
+        return self.with_user(hidden[mask], users), batch["target_items"][mask], batch["target_ratings"][mask]
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
-        return gather_last(self.encode_sequence(batch), batch["lengths"])  # (B, D)
+        query = gather_last(self.encode_sequence(batch), batch["lengths"])  # (B, D)
+        return self.with_user(query, batch["users"]) if self.rating_base is not None else query  # (B, Q)
 
     def score(self, query: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        return score_by_dot(query, self.item_embedding.weight, items)
+        return score_by_dot(query[..., : self.hidden], self.item_embedding.weight, items)
 
     def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        rating = self.rating_head(query, self.item_embedding(items))
+        if self.rating_base is not None:
+            hidden, user_part = query[..., : self.hidden], query[..., self.hidden :]
+            rating = self.rating_base(user_part, items) + self.rating_head.residual(hidden, self.item_embedding(items))
+        else:
+            rating = self.rating_head(query, self.item_embedding(items))
         if self.item_rating_bias is not None:
             rating = rating + self.item_rating_bias(items).squeeze(-1)
         return rating

@@ -14,6 +14,7 @@ Options beyond the official model (its defaults reproduce the official one):
 ``use_ratings`` (an embedding of each past rating, in half-star buckets, added to its item's embedding),
 ``rating_profile`` (the mean, over the ratings read so far, of a learned vector per half-star rating, added
 to every output: the user's rating level and spread, which raw-second gaps erase from S5's state),
+``rating_base`` (an ``mf`` run: ratings are its frozen MF's plus the head's correction, ``ss4rec.models.rating_base``),
 ``init`` (``official``: every Linear N(0, 0.02) with zero bias, as RecBole's re-initialisation does to the
 official model, Mamba's ``dt_proj`` bias included; ``mamba``: keep mamba_ssm's own initialisation).
 """
@@ -100,8 +101,12 @@ class SS4Rec(SequentialRecommender):
         rating_dropout: float = 0.0,
         rating_item_bias: bool = False,
         rating_profile: bool = False,
+        rating_base: str | None = None,
     ):
-        super().__init__(n_items, n_users, hidden, rating_dropout=rating_dropout, rating_item_bias=rating_item_bias)
+        super().__init__(
+            n_items, n_users, hidden, rating_dropout=rating_dropout, rating_item_bias=rating_item_bias,
+            rating_base=rating_base,
+        )
         if target_time not in ("known", "unknown"):
             raise ValueError(f"target_time must be 'known' or 'unknown', got {target_time!r}")
         if init not in ("official", "mamba"):

@@ -170,6 +170,12 @@ def load_core(
     run, checkpoint = resolve(path)
     cfg = run_config(run)
     model, hp = load_model(checkpoint)
+    if getattr(model, "rating_base", None) is not None:
+        raise UserError(
+            f"path={str(path)!r} was trained with model.rating_base: its ratings add a frozen MF's factors of "
+            "each training user, which a served user (any id, new users too) does not have; serve a run "
+            "trained without it (its training users are scored by `python -m ss4rec.recommend`)"
+        )
     data = cfg["data"]
     store, _, _ = prepare(
         data["name"], data.get("source"), Options(k_core=int(data.get("k_core", 5)),

@@ -1,0 +1,112 @@
+"""A trained biased-MF model, frozen, as the base a sequence model's rating head corrects.
+
+``model.rating_base=<MF run folder or checkpoint>``: a sequential model then predicts
+``rating = MF(u, i) + head(h_t, e_i)`` instead of ``mean + head(h_t, e_i)``, where MF(u, i) =
+``mean + b_u + b_i + p_u . q_i`` comes from an ``mf`` run trained with ``task=rating`` on the same split.
+The head starts at zero, so training starts from MF's predictions and learns what the user's sequence (its
+order, times and recent ratings) adds to them. The MF tables are buffers: never trained, saved in the
+sequence model's checkpoints. The model is built with empty tables; a new training run fills them from the
+MF checkpoint (``FrozenMF.fill``, called by ``ss4rec.training``), a checkpoint restores them with its own
+state dict (the buffers take the saved shapes), so evaluating or resuming does not need the MF run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ss4rec.errors import UserError
+
+#: the MF checkpoint's state-dict keys (under ``model.``) read into the base, by the base's buffer names
+MF_KEYS = {
+    "user_factors": "user_embedding.weight",
+    "user_bias": "user_bias.weight",
+    "item_factors": "item_embedding.weight",
+    "item_bias": "item_bias.weight",
+    "mean": "rating_head.rating_mean",
+}
+
+
+class RatingBaseError(UserError):
+    """The rating base cannot be read, or does not fit the model's users and items."""
+
+
+def mf_checkpoint(path: str | Path) -> Path:
+    """The checkpoint of an MF run folder (its best, as ``metrics.json`` names it), or ``path`` itself."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise RatingBaseError(f"model.rating_base={str(path)!r}: no such file or run folder")
+    best = sorted((path / "checkpoints").glob("best-*.ckpt"))
+    if not best:
+        raise RatingBaseError(
+            f"model.rating_base={str(path)!r}: no checkpoints/best-*.ckpt in the folder; train one with "
+            f"`python train.py model=mf task=rating hydra.run.dir={path}` on the same data"
+        )
+    return best[-1]
+
+
+class FrozenMF(nn.Module):
+    """``mean + b_u + b_i + p_u . q_i`` from fixed tables: user (U, K), (U,), item (N + 1, K), (N + 1,)."""
+
+    def __init__(self, n_users: int, n_items: int, path: str):
+        super().__init__()
+        self.n_users, self.n_items, self.path = n_users, n_items, path
+        # empty until ``fill`` or a state dict gives them their size
+        self.register_buffer("user_factors", torch.zeros(0, 0))
+        self.register_buffer("user_bias", torch.zeros(0))
+        self.register_buffer("item_factors", torch.zeros(0, 0))
+        self.register_buffer("item_bias", torch.zeros(0))
+        self.register_buffer("mean", torch.tensor(0.0))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in MF_KEYS:  # take the saved shapes, so a checkpoint restores without the MF run
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != getattr(self, name).shape:
+                setattr(self, name, torch.zeros_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def filled(self) -> bool:
+        return self.user_factors.shape[0] == self.n_users and self.item_factors.shape[0] == self.n_items + 1
+
+    @torch.no_grad()
+    def fill(self) -> None:
+        """Read the tables from the ``mf`` checkpoint at ``path``; its users and items must be the model's."""
+        n_users, n_items = self.n_users, self.n_items
+        checkpoint = mf_checkpoint(self.path)
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
+            raise RatingBaseError(f"model.rating_base: cannot read {checkpoint}: {error}") from error
+        tables = {name: state.get(f"model.{key}") for name, key in MF_KEYS.items()}
+        missing = [MF_KEYS[name] for name, value in tables.items() if value is None]
+        if missing:
+            raise RatingBaseError(
+                f"model.rating_base: {checkpoint} is not a biased-MF (model=mf) checkpoint: it has no "
+                f"{', '.join(missing)}"
+            )
+        found = (tables["user_factors"].shape[0], tables["item_factors"].shape[0] - 1)
+        if found != (n_users, n_items):
+            raise RatingBaseError(
+                f"model.rating_base: {checkpoint} has {found[0]} users and {found[1]} items, this run's data "
+                f"has {n_users} and {n_items}: train the MF run on the same data options"
+            )
+        device = self.mean.device
+        self.user_factors = tables["user_factors"].float().to(device)
+        self.item_factors = tables["item_factors"].float().to(device)
+        self.user_bias = tables["user_bias"].float().reshape(-1).to(device)
+        self.item_bias = tables["item_bias"].float().reshape(-1).to(device)
+        self.mean = tables["mean"].float().reshape(()).to(device)
+
+    def user_part(self, users: torch.Tensor) -> torch.Tensor:
+        """``[p_u, b_u]`` (..., K + 1): what a query carries for the base."""
+        return torch.cat([self.user_factors[users], self.user_bias[users].unsqueeze(-1)], dim=-1)
+
+    def forward(self, user_part: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """user_part (M, K + 1) from ``user_part``, items (M,) -> MF's ratings (M,)."""
+        dot = (user_part[..., :-1] * self.item_factors[items]).sum(-1)
+        return self.mean + user_part[..., -1] + self.item_bias[items] + dot

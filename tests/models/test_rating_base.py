@@ -1,0 +1,107 @@
+"""``model.rating_base``: SS4Rec's rating head as a correction of a frozen, trained biased MF."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from batches import N_ITEMS, sequence_batch
+from ss4rec.errors import UserError
+from ss4rec.models.mf import MF
+from ss4rec.models.rating_base import FrozenMF, RatingBaseError, mf_checkpoint
+from ss4rec.models.ss4rec import SS4Rec
+
+N_USERS = 4
+
+
+def mf_run(tmp_path, n_users=N_USERS, n_items=N_ITEMS, seed=3):
+    """A trained-looking MF (random tables) saved as a run folder's best checkpoint; returns (run, MF)."""
+    torch.manual_seed(seed)
+    mf = MF(n_items, n_users, dim=5)
+    with torch.no_grad():
+        for table in (mf.user_embedding, mf.item_embedding, mf.user_bias, mf.item_bias):
+            table.weight.normal_()
+        mf.rating_head.rating_mean.fill_(3.4)
+    (tmp_path / "checkpoints").mkdir(parents=True)
+    state = {f"model.{k}": v for k, v in mf.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "checkpoints" / "best-epoch004.ckpt")
+    return tmp_path, mf
+
+
+def ss4rec(base=None):
+    torch.manual_seed(0)
+    return SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True,
+                  rating_base=None if base is None else str(base)).eval()  # fmt: skip
+
+
+def mf_reference(mf: MF, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``mean + b_u + b_i + p_u . q_i`` in float64 from MF's own tables."""
+    p = mf.user_embedding.weight.double()[users]
+    q = mf.item_embedding.weight.double()[items]
+    bu, bi = mf.user_bias.weight.double()[users, 0], mf.item_bias.weight.double()[items, 0]
+    return float(mf.rating_head.rating_mean) + bu + bi + (p * q).sum(-1)
+
+
+def test_an_untrained_correction_predicts_the_mf_runs_ratings_and_ranks_as_without_a_base(tmp_path):
+    run, mf = mf_run(tmp_path)
+    model = ss4rec(run)
+    model.rating_base.fill()
+    batch = sequence_batch([7, 3, 1, 5], seed=2)
+    batch["users"] = torch.tensor([3, 0, 2, 1])  # not the row order: each row reads its own user's factors
+    with torch.no_grad():
+        query, items, _ = model.train_queries(batch)
+        users = batch["users"][:, None].expand_as(batch["target_items"])[batch["target_items"] > 0]
+        torch.testing.assert_close(model.predict_rating(query, items).double(), mf_reference(mf, users, items))
+        eval_query = model.eval_queries(batch)
+        assert eval_query.shape == (4, 16 + 5 + 1)
+        plain = ss4rec()  # the same seed: the same encoder and item table
+        torch.testing.assert_close(model.score(eval_query), plain.score(plain.eval_queries(batch)), rtol=0, atol=0)
+        torch.testing.assert_close(model.predict_rating(eval_query, torch.tensor([1, 5, 9, N_ITEMS])).double(),
+                                   mf_reference(mf, batch["users"], torch.tensor([1, 5, 9, N_ITEMS])))  # fmt: skip
+
+
+def test_only_the_correction_learns_and_a_checkpoint_restores_without_the_mf_run(tmp_path):
+    run, mf = mf_run(tmp_path)
+    model = ss4rec(run).train()
+    model.rating_base.fill()
+    assert not list(model.rating_base.parameters())  # buffers: no optimizer sees them
+    batch = sequence_batch([6, 4, 2, 1], seed=5)
+    query, items, ratings = model.train_queries(batch)
+    ((model.predict_rating(query, items) - ratings) ** 2).mean().backward()
+    assert model.rating_head.mlp[-1].weight.grad.abs().sum() > 0  # the zero-started correction gets a gradient
+    with torch.no_grad():
+        model.rating_head.mlp[-1].weight.normal_()  # a trained correction: ratings now differ from MF's
+    model.eval()
+    with torch.no_grad():
+        expected = model.predict_rating(model.eval_queries(batch), torch.tensor([2, 3, 4, 5]))
+    state = model.state_dict()
+    for file in (run / "checkpoints").iterdir():
+        file.unlink()  # the MF run is gone
+    restored = ss4rec(run)
+    assert not restored.rating_base.filled
+    restored.load_state_dict(state)
+    assert restored.rating_base.filled
+    with torch.no_grad():
+        got = restored.predict_rating(restored.eval_queries(batch), torch.tensor([2, 3, 4, 5]))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert not torch.allclose(got.double(), mf_reference(mf, batch["users"], torch.tensor([2, 3, 4, 5])))
+
+
+def test_a_base_that_does_not_fit_is_refused_with_its_reason(tmp_path):
+    with pytest.raises(RatingBaseError, match="no such file or run folder"):
+        mf_checkpoint(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RatingBaseError, match=r"no checkpoints/best-\*\.ckpt"):
+        mf_checkpoint(tmp_path / "empty")
+    run, _ = mf_run(tmp_path / "other", n_users=N_USERS + 1)
+    with pytest.raises(RatingBaseError, match=f"has {N_USERS + 1} users and {N_ITEMS} items, this run's data has "
+                       f"{N_USERS} and {N_ITEMS}"):  # fmt: skip
+        FrozenMF(N_USERS, N_ITEMS, str(run)).fill()
+    (tmp_path / "sasrec" / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {"model.item_embedding.weight": torch.zeros(3, 2)}},
+               tmp_path / "sasrec" / "checkpoints" / "best-epoch001.ckpt")  # fmt: skip
+    with pytest.raises(RatingBaseError, match="not a biased-MF .* it has no user_embedding.weight"):
+        FrozenMF(N_USERS, N_ITEMS, str(tmp_path / "sasrec")).fill()
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read"):
+        FrozenMF(N_USERS, N_ITEMS, str(tmp_path / "junk.ckpt")).fill()
