@@ -73,6 +73,7 @@ TRAIN_CASES = [
     (["data.train_stride=500", "data.max_len=50"], r"data\.train_stride=500: expected null or at most data\.max_len=50"),
     (["data.train_stride=500", "data.train_max_len=400"], r"data\.train_stride=500: expected null or at most data\.train_max_len=400"),
     (["data.train_max_len=0"], r"data\.train_max_len=0: expected a positive integer or null"),
+    (["task=rating", "model.rating_base_residuals=true"], r"model\.rating_base_residuals=true: expected false without model\.rating_base"),
     (["model=sasrec", "data.train_max_len=400"], r"model\.max_len=200: expected at least data\.train_max_len=400"),
     (["data.duplicates=sometimes"], r"data\.duplicates='sometimes': expected one of keep_all, keep_first"),
     (["data.k_core=-2"], r"data\.k_core=-2: expected an integer >= 0"),

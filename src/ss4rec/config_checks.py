@@ -137,7 +137,8 @@ MODEL_RULES: dict[str, Rule] = {
     **dict.fromkeys(("dropout", "attention_dropout", "rating_dropout"), PROBABILITY),
     **dict.fromkeys(("s5_dt_min", "s5_dt_max", "min_gap_seconds", "init_std"), POSITIVE_NUMBER),
     **dict.fromkeys(("l2", "anneal_cap"), NON_NEGATIVE_NUMBER),
-    **dict.fromkeys(("use_time", "use_ratings", "single_layer_residual", "rating_item_bias", "rating_profile"), BOOL),
+    **dict.fromkeys(("use_time", "use_ratings", "single_layer_residual", "rating_item_bias", "rating_profile",
+                     "rating_base_residuals"), BOOL),
     "time_unit": one_of("second", "minute", "hour", "day"),
     "time_transform": one_of("raw", "log1p"),
     "zero_gap": one_of("keep", "floor"),
@@ -243,6 +244,8 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
     Not read when resuming (``ckpt_path``): the checkpoint holds the MF tables."""
     path = _get(cfg.model, "rating_base")
     if path is None:
+        if _get(cfg.model, "rating_base_residuals"):
+            problems.add("model.rating_base_residuals", True, "false without model.rating_base (the MF whose errors it reads)")
         return
     if not _get(cfg.task, "rating_weight", 0.0):
         problems.add("model.rating_base", path, "null with task=ranking (the base only changes predicted ratings)")

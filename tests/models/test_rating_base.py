@@ -105,3 +105,35 @@ def test_a_base_that_does_not_fit_is_refused_with_its_reason(tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read"):
         FrozenMF(N_USERS, N_ITEMS, str(tmp_path / "junk.ckpt")).fill()
+
+
+def test_residual_inputs_add_each_past_ratings_mf_error_times_a_learned_vector(tmp_path):
+    """Against float64: the input with ``rating_base_residuals`` minus the input without it is
+    ``(r - MF(u, i)) * v`` at rated positions, 0 at padding and missing ratings; ``v`` gets that gradient."""
+    run, mf = mf_run(tmp_path)
+    torch.manual_seed(0)
+    plain = SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True, rating_base=str(run))
+    torch.manual_seed(0)
+    model = SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True, rating_base=str(run),
+                   rating_base_residuals=True).double()  # fmt: skip
+    plain = plain.double()
+    for m in (plain, model):
+        m.rating_base.fill()
+    batch = sequence_batch([6, 1, 4, 3], seed=7)
+    batch["users"] = torch.tensor([2, 3, 0, 1])
+    batch["ratings"][2, 1] = 0.0  # a missing rating reads nothing
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed(batch), plain.embed(batch), rtol=0, atol=0)  # zero at the start
+        model.residual_input.normal_()
+    vector = model.residual_input.detach().clone().requires_grad_()
+    users = batch["users"][:, None].expand_as(batch["items"])
+    error = torch.where((batch["ratings"] > 0) & (batch["items"] > 0),
+                        batch["ratings"].double() - mf_reference(mf, users, batch["items"]), 0.0)  # fmt: skip
+    expected = error[..., None] * vector
+    torch.testing.assert_close(model.embed(batch) - plain.embed(batch), expected.detach(), rtol=0, atol=1e-12)
+    weights = torch.randn(expected.shape, dtype=torch.float64)
+    (model.embed(batch) * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(model.residual_input.grad, vector.grad, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="rating_base_residuals needs a rating_base"):
+        SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base_residuals=True)

@@ -95,12 +95,12 @@ class FrozenMF(nn.Module):
                 f"model.rating_base: {checkpoint} has {found[0]} users and {found[1]} items, this run's data "
                 f"has {n_users} and {n_items}: train the MF run on the same data options"
             )
-        device = self.mean.device
-        self.user_factors = tables["user_factors"].float().to(device)
-        self.item_factors = tables["item_factors"].float().to(device)
-        self.user_bias = tables["user_bias"].float().reshape(-1).to(device)
-        self.item_bias = tables["item_bias"].float().reshape(-1).to(device)
-        self.mean = tables["mean"].float().reshape(()).to(device)
+        like = {"device": self.mean.device, "dtype": self.mean.dtype}  # the module's, e.g. after .double()
+        self.user_factors = tables["user_factors"].to(**like)
+        self.item_factors = tables["item_factors"].to(**like)
+        self.user_bias = tables["user_bias"].reshape(-1).to(**like)
+        self.item_bias = tables["item_bias"].reshape(-1).to(**like)
+        self.mean = tables["mean"].reshape(()).to(**like)
 
     def user_part(self, users: torch.Tensor) -> torch.Tensor:
         """``[p_u, b_u]`` (..., K + 1): what a query carries for the base."""

@@ -15,6 +15,7 @@ Options beyond the official model (its defaults reproduce the official one):
 ``rating_profile`` (the mean, over the ratings read so far, of a learned vector per half-star rating, added
 to every output: the user's rating level and spread, which raw-second gaps erase from S5's state),
 ``rating_base`` (an ``mf`` run: ratings are its frozen MF's plus the head's correction, ``ss4rec.models.rating_base``),
+``rating_base_residuals`` (each past rating's error under that MF, times a learned vector, added to its input),
 ``init`` (``official``: every Linear N(0, 0.02) with zero bias, as RecBole's re-initialisation does to the
 official model, Mamba's ``dt_proj`` bias included; ``mamba``: keep mamba_ssm's own initialisation).
 """
@@ -102,6 +103,7 @@ class SS4Rec(SequentialRecommender):
         rating_item_bias: bool = False,
         rating_profile: bool = False,
         rating_base: str | None = None,
+        rating_base_residuals: bool = False,
     ):
         super().__init__(
             n_items, n_users, hidden, rating_dropout=rating_dropout, rating_item_bias=rating_item_bias,
@@ -121,6 +123,11 @@ class SS4Rec(SequentialRecommender):
         self.rating_profile = nn.Embedding(11, hidden, padding_idx=0) if rating_profile else None
         if self.rating_profile is not None:
             nn.init.zeros_(self.rating_profile.weight)
+        if rating_base_residuals and rating_base is None:
+            raise ValueError("rating_base_residuals needs a rating_base (the MF whose errors it reads)")
+        # times each past rating's error under the MF base (r - MF(u, i)), added to its item's input: how the
+        # user has lately strayed from the MF profile; zero at the start
+        self.residual_input = nn.Parameter(torch.zeros(hidden)) if rating_base_residuals else None
         self.layers = nn.ModuleList(
             SS4RecLayer(hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks)
             for _ in range(n_layers)
@@ -164,10 +171,17 @@ class SS4Rec(SequentialRecommender):
         return sums / counts[..., None]
 
     def embed(self, batch: Batch) -> torch.Tensor:
-        """Input vectors (B, L, D): item embedding, plus the rating embedding with ``use_ratings``."""
+        """Input vectors (B, L, D): item embedding, plus the rating embedding with ``use_ratings``, plus
+        ``residual_input`` times each rating's error under the MF base with ``rating_base_residuals``."""
         x = self.item_embedding(batch["items"])
         if self.rating_embedding is not None:
             x = x + self.rating_embedding(self.rating_buckets(batch["ratings"]))
+        if self.residual_input is not None:
+            items, ratings = batch["items"], batch["ratings"]
+            users = batch["users"][:, None].expand_as(items)
+            expected = self.rating_base(self.rating_base.user_part(users), items)
+            error = torch.where((ratings > 0) & (items > 0), ratings - expected, 0.0).to(x.dtype)
+            x = x + error[..., None] * self.residual_input
         return x
 
     def encode_sequence(self, batch: Batch) -> torch.Tensor:
@@ -227,6 +241,8 @@ class SS4Rec(SequentialRecommender):
     def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
         dt = self.step_scale(state, event)  # (B,)
         one = {"items": event["items"][:, None], "ratings": event["ratings"][:, None]}
+        if "users" in event:  # rating_base_residuals reads the user's MF part
+            one["users"] = event["users"]
         x = self.embed(one)[:, 0]  # (B, D)
         new: State = {"prev_time": event["times"].clone(), "count": state["count"] + 1}
         for i, layer in enumerate(self.layers):

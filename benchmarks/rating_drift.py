@@ -1,0 +1,79 @@
+"""How much of a trained MF's held-out rating error the user's recent ratings explain.
+
+A sequence model's rating side can only beat MF by what the order of a user's ratings tells beyond MF's
+static user vector. This script measures the simplest such signal: MF's error on each user's validation and
+test rating against MF's mean error on the user's last k training ratings (the user's recent drift from
+their MF profile). For each k it prints the correlation and the RMSE left after the least-squares slope
+(one number for all users, fitted on validation; test uses the validation slope), next to MF's own RMSE.
+
+    python benchmarks/rating_drift.py reports/ml1m/runs/rating/mf_best/0_mf_s0
+    python benchmarks/rating_drift.py RUN --k 1 5 20 100
+
+The RUN is an ``mf`` run folder (``model=mf task=rating``); its split is rebuilt from its config.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from ss4rec.models.rating_base import FrozenMF
+from ss4rec.serve.loading import run_config
+from ss4rec.training import build_datamodule
+
+
+def mf_predictions(base: FrozenMF, user: int, items: np.ndarray) -> np.ndarray:
+    p = base.user_factors[user].double().numpy()
+    q = base.item_factors[np.asarray(items, dtype=np.int64)].double().numpy()
+    return float(base.mean) + float(base.user_bias[user]) + base.item_bias[np.asarray(items, dtype=np.int64)].double().numpy() + q @ p
+
+
+def residuals(run: Path, ks: list[int]) -> dict[str, np.ndarray]:
+    """Per held-out stage: (U,) MF errors and (U, len(ks)) mean MF errors of the last k training ratings."""
+    cfg = OmegaConf.create(run_config(run))
+    cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
+    datamodule = build_datamodule(cfg)
+    store = datamodule._ready()
+    base = FrozenMF(store.n_users, store.n_items, str(run))
+    base.fill()
+    out = {stage: ([], []) for stage in ("val", "test")}
+    for user in range(store.n_users):
+        start, end = store.offsets[user], store.offsets[user + 1]
+        items, ratings = store.items[start:end], store.ratings[start:end].astype(np.float64)
+        error = ratings - mf_predictions(base, user, items)
+        for stage, target in (("val", len(items) - 2), ("test", len(items) - 1)):
+            past = error[: len(items) - 2] if stage == "val" else error[: len(items) - 1]  # test reads validation's
+            out[stage][0].append(error[target])
+            out[stage][1].append([past[-k:].mean() for k in ks])
+    return {stage: (np.array(y), np.array(x)) for stage, (y, x) in out.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="an mf run folder (model=mf task=rating)")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 20, 10_000], help="recent ratings averaged")
+    args = parser.parse_args(argv)
+    data = residuals(args.run, args.k)
+    y_val, x_val = data["val"]
+    print(f"MF run {args.run}: RMSE of MF alone, validation {np.sqrt((y_val**2).mean()):.4f}, "
+          f"test {np.sqrt((data['test'][0] ** 2).mean()):.4f}")  # fmt: skip
+    print("| last k training errors | corr. (val) | corr. (test) | slope (fitted on val) | val RMSE after | test RMSE after |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for j, k in enumerate(args.k):
+        slope = (y_val * x_val[:, j]).sum() / (x_val[:, j] ** 2).sum()
+        row = [f"{k}" if k < 10_000 else "all"]
+        for stage in ("val", "test"):
+            y, x = data[stage]
+            row.append(f"{np.corrcoef(y, x[:, j])[0, 1]:.3f}")
+        row.append(f"{slope:.2f}")
+        for stage in ("val", "test"):
+            y, x = data[stage]
+            row.append(f"{np.sqrt(((y - slope * x[:, j]) ** 2).mean()):.4f}")
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
