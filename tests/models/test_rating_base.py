@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -137,3 +139,16 @@ def test_residual_inputs_add_each_past_ratings_mf_error_times_a_learned_vector(t
     torch.testing.assert_close(model.residual_input.grad, vector.grad, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="rating_base_residuals needs a rating_base"):
         SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base_residuals=True)
+
+
+def test_the_base_checkpoint_is_the_one_the_mf_run_names(tmp_path):
+    run, _ = mf_run(tmp_path)
+    first = run / "checkpoints" / "best-epoch004.ckpt"
+    assert mf_checkpoint(run) == first  # the only one
+    (run / "checkpoints" / "best-epoch011.ckpt").write_bytes(first.read_bytes())
+    with pytest.raises(RatingBaseError, match=r"2 best checkpoints \(best-epoch004.ckpt, best-epoch011.ckpt\) and no "
+                       "metrics.json naming one; pass the checkpoint file"):  # fmt: skip
+        mf_checkpoint(run)
+    (run / "metrics.json").write_text(json.dumps({"checkpoint": "/elsewhere/checkpoints/best-epoch004.ckpt"}))
+    assert mf_checkpoint(run) == first  # by name, not by sort order
+    assert mf_checkpoint(first) == first

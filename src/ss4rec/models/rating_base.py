@@ -12,6 +12,7 @@ state dict (the buffers take the saved shapes), so evaluating or resuming does n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -46,7 +47,17 @@ def mf_checkpoint(path: str | Path) -> Path:
             f"model.rating_base={str(path)!r}: no checkpoints/best-*.ckpt in the folder; train one with "
             f"`python train.py model=mf task=rating hydra.run.dir={path}` on the same data"
         )
-    return best[-1]
+    try:  # the run's own choice, by name (the folder may have moved since it was written)
+        named = Path(json.loads((path / "metrics.json").read_text())["checkpoint"]).name
+    except (OSError, ValueError, KeyError, TypeError):
+        named = None
+    chosen = [ckpt for ckpt in best if ckpt.name == named]
+    if chosen or len(best) == 1:
+        return (chosen or best)[0]
+    raise RatingBaseError(
+        f"model.rating_base={str(path)!r}: {len(best)} best checkpoints ({', '.join(c.name for c in best)}) and "
+        "no metrics.json naming one; pass the checkpoint file"
+    )
 
 
 class FrozenMF(nn.Module):
