@@ -18,17 +18,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 from ss4rec.models.rating_base import FrozenMF
 from ss4rec.serve.loading import run_config
 from ss4rec.training import build_datamodule
-
-
-def mf_predictions(base: FrozenMF, user: int, items: np.ndarray) -> np.ndarray:
-    p = base.user_factors[user].double().numpy()
-    q = base.item_factors[np.asarray(items, dtype=np.int64)].double().numpy()
-    return float(base.mean) + float(base.user_bias[user]) + base.item_bias[np.asarray(items, dtype=np.int64)].double().numpy() + q @ p
 
 
 def residuals(run: Path, ks: list[int]) -> dict[str, np.ndarray]:
@@ -37,15 +32,17 @@ def residuals(run: Path, ks: list[int]) -> dict[str, np.ndarray]:
     cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
     datamodule = build_datamodule(cfg)
     store = datamodule._ready()
-    base = FrozenMF(store.n_users, store.n_items, str(run))
-    base.fill()
+    base = FrozenMF(store.n_users, store.n_items, str(run)).double()
+    base.fill()  # float64 tables: the module's dtype
     out = {stage: ([], []) for stage in ("val", "test")}
     for user in range(store.n_users):
         start, end = store.offsets[user], store.offsets[user + 1]
-        items, ratings = store.items[start:end], store.ratings[start:end].astype(np.float64)
-        error = ratings - mf_predictions(base, user, items)
+        items = torch.from_numpy(store.items[start:end].astype(np.int64))
+        with torch.no_grad():
+            expected = base(base.user_part(torch.full_like(items, user)), items).numpy()
+        error = store.ratings[start:end].astype(np.float64) - expected
         for stage, target in (("val", len(items) - 2), ("test", len(items) - 1)):
-            past = error[: len(items) - 2] if stage == "val" else error[: len(items) - 1]  # test reads validation's
+            past = error[:target]  # what the model has read: the test target comes after the validation one
             out[stage][0].append(error[target])
             out[stage][1].append([past[-k:].mean() for k in ks])
     return {stage: (np.array(y), np.array(x)) for stage, (y, x) in out.items()}

@@ -253,31 +253,28 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
     if _get(cfg, "ckpt_path"):
         return
     from ss4rec.models.rating_base import RatingBaseError, mf_checkpoint
+    from ss4rec.serve.loading import config_problem, run_config
 
     try:
         checkpoint = mf_checkpoint(path)
     except RatingBaseError as err:
         problems.append(str(err))
         return
-    run = checkpoint.parent.parent
-    saved = None
-    if (run / "metrics.json").is_file() or (run / ".hydra" / "config.yaml").is_file():
-        from ss4rec.serve.loading import run_config
-
-        saved = run_config(run)
-    if not saved:
-        problems.append(f"model.rating_base={path!r}: no run config (metrics.json or .hydra/config.yaml) in {run}, "
+    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+    if config_problem(run, checkpoint) is not None:
+        problems.append(f"model.rating_base={path!r}: no run config (metrics.json or .hydra/config.yaml) in "
+                        f"{run or checkpoint.parent}, "
                         "so its data split cannot be checked; pass the MF run's folder")  # fmt: skip
         return
+    saved = run_config(run)
     if (saved.get("model") or {}).get("_target_") != "ss4rec.models.mf.MF":
         problems.add("model.rating_base", path, f"an mf run (model=mf task=rating); {run} trained "
                      f"{(saved.get('model') or {}).get('_target_')}")  # fmt: skip
         return
     ours, theirs = (_split_options(data) for data in (_plain(cfg.data), saved.get("data") or {}))
-    added = _constructor_defaults(_get(cfg.data, "_target_"))  # options added since the MF run, at their defaults
+    added = _constructor_defaults(_get(cfg.data, "_target_"))
     differ = [f"data.{key}: {show(theirs.get(key))} in the MF run, {show(ours.get(key))} here"
-              for key in sorted(set(ours) | set(theirs)) if ours.get(key) != theirs.get(key)
-              and not (key not in theirs and key in added and ours.get(key) == added[key])]  # fmt: skip
+              for key in sorted(set(ours) | set(theirs)) if _differs(key, theirs, ours, added)]  # fmt: skip
     if differ:
         problems.append(f"model.rating_base={path!r} was trained on another split:\n  " + "\n  ".join(differ))
 
@@ -452,9 +449,7 @@ def check_resume_matches(path: str, checkpoint: dict, cfg: DictConfig) -> None:
             continue
         added = _constructor_defaults(now.get("_target_"))
         for key in sorted(set(before) | set(now)):
-            if key not in before and key in added and now.get(key) == added[key]:
-                continue  # an option added since the checkpoint was written, left at its default (the old behaviour)
-            if before.get(key) != now.get(key):
+            if _differs(key, before, now, added):
                 differences.append(f"{group}.{key}: {show(before.get(key))} in the checkpoint, {show(now.get(key))} now")
     scheduler = _plain(cfg.scheduler) if cfg.get("scheduler") else None
     if checkpoint.get("lr_schedulers") and saved.get("scheduler") != scheduler:
@@ -468,6 +463,14 @@ def check_resume_matches(path: str, checkpoint: dict, cfg: DictConfig) -> None:
             f"ckpt_path={path!r} was trained with other options; resume with the overrides of that run:\n  "
             + "\n  ".join(differences)
         )
+
+
+def _differs(key: str, before: Mapping, now: Mapping, added: Mapping) -> bool:
+    """Whether option ``key`` differs between a saved config and today's; an option added since (absent
+    before, at its default ``added[key]`` now: the old behaviour) does not."""
+    if key not in before and key in added and now.get(key) == added[key]:
+        return False
+    return before.get(key) != now.get(key)
 
 
 def _constructor_defaults(target) -> dict:

@@ -241,8 +241,6 @@ class SS4Rec(SequentialRecommender):
     def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
         dt = self.step_scale(state, event)  # (B,)
         one = {"items": event["items"][:, None], "ratings": event["ratings"][:, None]}
-        if "users" in event:  # rating_base_residuals reads the user's MF part
-            one["users"] = event["users"]
         x = self.embed(one)[:, 0]  # (B, D)
         new: State = {"prev_time": event["times"].clone(), "count": state["count"] + 1}
         for i, layer in enumerate(self.layers):
