@@ -1,7 +1,8 @@
-"""Where configs and data live."""
+"""Where configs and data live, and what a run folder says about its files."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,3 +15,24 @@ CONFIG_DIR = Path(os.environ.get("SS4REC_CONFIG_DIR", Path(__file__).resolve().p
 def data_dir() -> Path:
     """Default folder for downloads and prepared caches: $SS4REC_DATA_DIR, else the user's cache dir."""
     return Path(os.environ.get("SS4REC_DATA_DIR") or platformdirs.user_cache_dir("ss4rec"))
+
+
+def run_metrics(run: Path) -> dict:
+    """``run/metrics.json`` as a dict; {} when missing, half-written or not a JSON object."""
+    try:
+        value = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def named_checkpoint(run: Path) -> Path | None:
+    """The best checkpoint ``run/metrics.json`` names: the path it recorded, else the file of that name in
+    ``run/checkpoints/`` (the folder may have moved since); None when it names none or the file is gone."""
+    named = run_metrics(run).get("checkpoint")
+    if not isinstance(named, str) or not named:
+        return None
+    for candidate in (Path(named), run / "checkpoints" / Path(named).name):
+        if candidate.is_file():
+            return candidate
+    return None

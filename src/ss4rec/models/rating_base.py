@@ -12,13 +12,13 @@ state dict (the buffers take the saved shapes), so evaluating or resuming does n
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ss4rec.errors import UserError
+from ss4rec.paths import named_checkpoint
 
 #: the MF checkpoint's state-dict keys (under ``model.``) read into the base, by the base's buffer names
 MF_KEYS = {
@@ -47,13 +47,9 @@ def mf_checkpoint(path: str | Path) -> Path:
             f"model.rating_base={str(path)!r}: no checkpoints/best-*.ckpt in the folder; train one with "
             f"`python train.py model=mf task=rating hydra.run.dir={path}` on the same data"
         )
-    try:  # the run's own choice, by name (the folder may have moved since it was written)
-        named = Path(json.loads((path / "metrics.json").read_text())["checkpoint"]).name
-    except (OSError, ValueError, KeyError, TypeError):
-        named = None
-    chosen = [ckpt for ckpt in best if ckpt.name == named]
-    if chosen or len(best) == 1:
-        return (chosen or best)[0]
+    named = named_checkpoint(path)  # the run's own choice
+    if named is not None or len(best) == 1:
+        return named or best[0]
     raise RatingBaseError(
         f"model.rating_base={str(path)!r}: {len(best)} best checkpoints ({', '.join(c.name for c in best)}) and "
         "no metrics.json naming one; pass the checkpoint file"

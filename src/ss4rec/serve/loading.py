@@ -9,7 +9,6 @@ and its ``model.*`` weights; the data are the run's prepared store (built again 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ss4rec.checkpoints import read_checkpoint
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
 from ss4rec.errors import CheckpointError, UserError
+from ss4rec.paths import named_checkpoint, run_metrics
 from ss4rec.serve.catalogue import Catalogue
 from ss4rec.serve.core import ServeOptions, ServingCore
 from ss4rec.serve.interactions import EventJournal, InteractionLog
@@ -41,15 +41,6 @@ def sha256(path: Path) -> str:
 
 #: what the positional argument of ``python -m ss4rec.serve`` / ``ss4rec.recommend`` may be
 RUN_OR_CHECKPOINT = "a run folder (outputs/runs/..., with checkpoints/) or a checkpoint file inside one"
-
-
-def _metrics(run: Path) -> dict:
-    """``run/metrics.json`` as a dict; {} when missing, half-written or not a JSON object."""
-    try:
-        value = json.loads((run / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def path_problem(path: str | Path) -> str | None:
@@ -72,11 +63,9 @@ def path_problem(path: str | Path) -> str | None:
 
 
 def _checkpoint_of(run: Path) -> Path | None:
-    best = _metrics(run).get("checkpoint")
-    if isinstance(best, str) and best and Path(best).is_file():
-        return Path(best)
+    """The checkpoint ``metrics.json`` names, else the latest ``best-*.ckpt``, else ``last.ckpt``."""
     found = sorted((run / "checkpoints").glob("best-*.ckpt")) or sorted((run / "checkpoints").glob("last.ckpt"))
-    return found[-1] if found else None
+    return named_checkpoint(run) or (found[-1] if found else None)
 
 
 def resolve(path: str | Path) -> tuple[Path | None, Path]:
@@ -93,7 +82,7 @@ def resolve(path: str | Path) -> tuple[Path | None, Path]:
 
 def config_problem(run: Path | None, checkpoint: Path) -> str | None:
     """Why no run config can be found for ``checkpoint`` (see :func:`run_config`), or None."""
-    if run is not None and (_metrics(run).get("config") or (run / ".hydra" / "config.yaml").is_file()):
+    if run is not None and (run_metrics(run).get("config") or (run / ".hydra" / "config.yaml").is_file()):
         return None
     where = f"in {run}" if run is not None else f"next to {checkpoint} (it is not inside a run's checkpoints/ folder)"
     return (f"path={str(checkpoint)!r}: no run config (metrics.json or .hydra/config.yaml) {where}; "
@@ -104,7 +93,7 @@ def run_config(run: Path | None) -> dict:
     """The parts of the run's config serving reads (``data``, ``model``), resolved: ``metrics.json``'s
     ``config``, else ``.hydra/config.yaml`` (whose other nodes may hold Hydra-only interpolations)."""
     if run is not None:
-        config = _metrics(run).get("config")
+        config = run_metrics(run).get("config")
         if config:
             return config
         hydra_cfg = run / ".hydra" / "config.yaml"
