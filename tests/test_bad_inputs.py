@@ -89,6 +89,7 @@ TRAIN_CASES = [
     (["task.monitor=val/auc"], r"task\.monitor='val/auc': expected one of val/hr@1, .*val/ndcg@10"),
     (["task=rating", "task.monitor=val/ndcg@10"], r"task\.monitor='val/ndcg@10': expected one of val/rmse, val/mae"),
     (["task.mode=maximise"], r"task\.mode='maximise': expected one of min, max"),
+    (["task.target_weighting=even"], r"task\.target_weighting='even': expected one of batch, uniform"),
     (["task/ranking_loss=bpr", "task.ranking_loss.n_negatives=0"], r"task\.ranking_loss\.n_negatives=0: expected a positive integer"),
     (["trainer.max_epochs=0"], r"trainer\.max_epochs=0: expected a positive integer, -1 or null"),
     (["trainer.precision=8"], r"trainer\.precision=8: expected one of 64-true"),

@@ -281,6 +281,7 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
 
 def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> None:
     problems.check("task.mode", _get(task, "mode"), one_of("min", "max"))
+    problems.check("task.target_weighting", _get(task, "target_weighting", "batch"), one_of("batch", "uniform"))
     weight = _get(task, "rating_weight", 0.0)
     problems.check("task.rating_weight", weight, NON_NEGATIVE_NUMBER)
     ranking = _get(task, "ranking_loss")

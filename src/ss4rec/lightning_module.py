@@ -62,6 +62,7 @@ class RecModule(L.LightningModule):
         item_features_shape: tuple[int, int] | None = None,
         monitor: str = "val/ndcg@10",
         mode: str = "max",
+        target_weighting: str = "batch",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -90,19 +91,32 @@ class RecModule(L.LightningModule):
             raise ValueError(f"{name} does not predict ratings; use task=ranking")
 
     # ----------------------------------------------------------------------------- training
+    def on_train_start(self) -> None:
+        """``target_weighting=uniform``: read the epoch's mean targets per batch from the data module."""
+        self._targets_per_batch = None
+        if self.hparams.get("target_weighting", "batch") == "uniform":
+            datamodule = getattr(self.trainer, "datamodule", None)
+            per_batch = getattr(datamodule, "train_targets_per_batch", lambda: None)()
+            self._targets_per_batch = per_batch or None  # None: one target per example, batch means are uniform
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         query, items, ratings = self.model.train_queries(batch)
         if not self.model.learns_by_gradient:  # e.g. popularity: counting, no loss to minimise
             return None
         parts = self.objective(self.model, query, items, ratings)
+        batch_size = int(items.shape[0])
+        # the objective is a mean over the batch's targets; uniform weighting makes it their sum over the epoch's
+        # mean count, so every target weighs the same whatever its batch holds (logged: the plain mean)
+        per_batch = getattr(self, "_targets_per_batch", None)
+        loss = parts["loss"] * (batch_size / per_batch) if per_batch else parts["loss"]
         extra = self.model.extra_loss(batch)
         if extra is not None:
             parts["extra_loss"] = extra
             parts["loss"] = parts["loss"] + extra
-        batch_size = int(items.shape[0])
+            loss = loss + extra
         for name, value in parts.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size, on_epoch=True, on_step=False)
-        return parts["loss"]
+        return loss
 
     # ----------------------------------------------------------------------------- evaluation
     def _evaluate(self, batch: Batch, stage: str) -> None:

@@ -76,6 +76,7 @@ def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
         item_features_shape=tuple(genres.shape) if genres is not None else None,
         monitor=str(cfg.task.monitor),
         mode=str(cfg.task.mode),
+        target_weighting=str(cfg.task.get("target_weighting", "batch")),
     )
     if genres is not None and hasattr(module.model, "set_item_features"):
         module.model.set_item_features(genres.float())

@@ -319,3 +319,13 @@ def test_datamodule_trains_on_recent_windows_and_refuses_an_unknown_choice(data_
     assert sum(len(b["users"]) for b in dm.train_dataloader()) == dm.n_users
     with pytest.raises(DataError, match="train_windows"):
         module(data_dir, max_len=20, train_windows="newest")
+
+
+@pytest.mark.parametrize("max_len, stride, pool, window", [(200, None, 0, None), (7, 3, 2, None), (7, None, 4, 15)])
+def test_targets_per_batch_is_the_epochs_mean_target_count(data_dir, max_len, stride, pool, window):
+    dm = module(data_dir, max_len=max_len, train_stride=stride, batch_size=16, length_pool=pool, train_max_len=window)
+    counts = [int((batch["target_items"] > 0).sum()) for batch in dm.train_dataloader()]
+    assert len(set(counts)) > 1  # windows of different lengths: the counts vary
+    assert dm.train_targets_per_batch() == pytest.approx(np.mean(counts), rel=1e-12)
+    dm.train_format = "pairs"
+    assert dm.train_targets_per_batch() is None  # one target per example

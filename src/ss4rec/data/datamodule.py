@@ -197,9 +197,7 @@ class SequenceDataModule(L.LightningDataModule):
 
     def stats(self) -> dict:
         out = stats_mod.compute(self._ready(), self.name, self.max_len)
-        out["train_windows"] = len(
-            WindowDataset(self._ready(), self.train_max_len, self.train_stride, which=self.train_windows)
-        )
+        out["train_windows"] = len(self._windows())
         return out
 
     # ---- loaders -------------------------------------------------------------------------------------
@@ -222,17 +220,28 @@ class SequenceDataModule(L.LightningDataModule):
         """``batch_size``, or the default of the current ``train_format`` when it is None."""
         return self.batch_size if self.batch_size is not None else DEFAULT_BATCH_SIZE[self.train_format]
 
+    def _windows(self) -> WindowDataset:
+        return WindowDataset(self._ready(), self.train_max_len, self.train_stride, self.fixed_length, self.train_windows)
+
     def train_dataloader(self) -> DataLoader:
         store = self._ready()
         if self.train_format == PAIRS:
             return self._loader(PairDataset(store), self.train_batch_size, shuffle=True)
         if self.train_format == HISTORY:
             return self._loader(HistoryDataset(store), self.train_batch_size, shuffle=True)
-        dataset = WindowDataset(
-            store, self.train_max_len, self.train_stride, self.fixed_length, self.train_windows
-        )
+        dataset = self._windows()
         lengths = None if self.fixed_length else dataset.windows["length"]  # fixed width: nothing to save
         return self._loader(dataset, self.train_batch_size, shuffle=True, lengths=lengths)
+
+    def train_targets_per_batch(self) -> float | None:
+        """Mean training targets per batch over an epoch, for ``sequence`` batches (their target count varies
+        with the windows' lengths); None for the other layouts (one target per example)."""
+        if self.train_format != SEQUENCE:
+            return None
+        dataset = self._windows()
+        rank, world = _process_group()
+        batches = len(BatchSampler(len(dataset), self.train_batch_size, True, self.seed, rank=rank, world=world))
+        return dataset.n_targets / max(batches * world, 1)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(

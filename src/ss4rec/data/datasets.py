@@ -126,6 +126,11 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows["user"])
 
+    @property
+    def n_targets(self) -> int:
+        """Training targets of an epoch: the owned positions of every window."""
+        return int((self.windows["length"] - self.windows["own_from"]).sum())
+
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
         index = np.asarray(index)
         w = {key: values[index] for key, values in self.windows.items()}
