@@ -357,6 +357,27 @@ def test_resuming_a_scheduled_checkpoint_with_another_scheduler_is_refused():
     check_resume_matches("fork.ckpt", constant, compose_train(["model=sasrec", f"scheduler={plateau % 1}"]))
 
 
+def test_resuming_with_another_target_weighting_is_refused():
+    """The weighting is part of the objective; a checkpoint saved before the option existed was trained with
+    ``batch``."""
+    from omegaconf import OmegaConf
+
+    from composing import compose_train
+    from ss4rec.config_checks import check_resume_matches
+    from ss4rec.errors import CheckpointError
+
+    cfg = compose_train(["model=sasrec"])
+    old = {"model": OmegaConf.to_container(cfg.model, resolve=True),
+           "objective": OmegaConf.to_container(cfg.task.objective, resolve=True)}  # fmt: skip
+    check_resume_matches("old.ckpt", {"hyper_parameters": old}, cfg)
+    uniform = compose_train(["model=sasrec", "task.target_weighting=uniform"])
+    with pytest.raises(CheckpointError, match="task.target_weighting: batch in the checkpoint, uniform now"):
+        check_resume_matches("old.ckpt", {"hyper_parameters": old}, uniform)
+    check_resume_matches("new.ckpt", {"hyper_parameters": {**old, "target_weighting": "uniform"}}, uniform)
+    with pytest.raises(CheckpointError, match="task.target_weighting: uniform in the checkpoint, batch now"):
+        check_resume_matches("new.ckpt", {"hyper_parameters": {**old, "target_weighting": "uniform"}}, cfg)
+
+
 def test_train_rejects_resuming_with_other_model_options(train_cli, tmp_path):
     from omegaconf import OmegaConf
 
