@@ -66,3 +66,23 @@ def test_bad_data_overrides_are_clean_errors(run, capsys):
     folder = str(run[0])
     expect_clean_error(exit_of(main, [folder, "--data", "tie_order"], capsys), "expected KEY=VALUE")
     expect_clean_error(exit_of(main, [folder, "--data", "tie_sed=1"], capsys), "no data option 'tie_sed'")
+
+
+def test_a_checkpoint_replaced_while_being_read_is_a_clean_error(run, tmp_path, capsys, monkeypatch):
+    """A training run deletes its old best when it saves a new one; here right after the file was read."""
+    import shutil
+
+    import ss4rec.evaluate_checkpoint as evaluate
+
+    folder = tmp_path / "run"
+    shutil.copytree(run[0], folder)
+    checkpoint = folder / "checkpoints" / "last.ckpt"
+    real = evaluate.read_model_checkpoint
+
+    def read_then_replace(path):
+        saved = real(path)
+        checkpoint.unlink()
+        return saved
+
+    monkeypatch.setattr(evaluate, "read_model_checkpoint", read_then_replace)
+    expect_clean_error(exit_of(main, [str(checkpoint)], capsys), "disappeared while being read")

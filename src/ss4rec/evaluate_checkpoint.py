@@ -38,7 +38,7 @@ from omegaconf import OmegaConf
 
 from ss4rec.checkpoints import atomic_write_json
 from ss4rec.data import SequenceDataModule
-from ss4rec.errors import ConfigError, UserError, reported_errors
+from ss4rec.errors import CheckpointError, ConfigError, UserError, reported_errors
 from ss4rec.lightning_module import RecModule
 from ss4rec.serve.loading import read_model_checkpoint, resolve, run_config, sha256
 from ss4rec.training import build_datamodule
@@ -74,6 +74,11 @@ def evaluate_checkpoint(path: str | Path, threads: int | None = None, data: Sequ
     for key, value in data.items():
         cfg.data[key] = value
     saved = read_model_checkpoint(checkpoint)
+    try:  # now, not after the minutes of evaluation: a training run may replace its best checkpoint meanwhile
+        digest = sha256(checkpoint)
+    except OSError as err:
+        raise CheckpointError(f"path={str(checkpoint)!r} disappeared while being read ({err.strerror}); a running "
+                              "training replaces its best checkpoint: evaluate the run folder again") from err  # fmt: skip
     if threads is not None:
         torch.set_num_threads(threads)
     started = time.time()
@@ -86,7 +91,7 @@ def evaluate_checkpoint(path: str | Path, threads: int | None = None, data: Sequ
                **trainer.test(module, datamodule=datamodule, verbose=False)[0]}  # fmt: skip
     record = {
         "checkpoint": str(checkpoint.resolve()),
-        "sha256": sha256(checkpoint),
+        "sha256": digest,
         "epoch": int(saved.get("epoch", -1)),
         "global_step": int(saved.get("global_step", -1)),
         "metrics": {name: float(value) for name, value in sorted(metrics.items())},
