@@ -452,9 +452,9 @@ def check_resume_matches(path: str, checkpoint: dict, cfg: DictConfig) -> None:
         for key in sorted(set(before) | set(now)):
             if _differs(key, before, now, added):
                 differences.append(f"{group}.{key}: {show(before.get(key))} in the checkpoint, {show(now.get(key))} now")
-    weighting = str(cfg.task.get("target_weighting", "batch"))
-    if saved and saved.get("target_weighting", "batch") != weighting:  # absent: saved before the option, batch means
-        differences.append(f"task.target_weighting: {saved.get('target_weighting', 'batch')} in the checkpoint, {weighting} now")
+    weighting, trained = str(cfg.task.get("target_weighting", "batch")), saved.get("target_weighting", "batch")
+    if saved and trained != weighting:  # absent: saved before the option, when every run weighed by batch means
+        differences.append(f"task.target_weighting: {trained} in the checkpoint, {weighting} now")
     scheduler = _plain(cfg.scheduler) if cfg.get("scheduler") else None
     if checkpoint.get("lr_schedulers") and saved.get("scheduler") != scheduler:
         # PyTorch restores a scheduler's settings (patience, factor, ...) with its state: the new ones would be ignored

@@ -73,6 +73,7 @@ class RecModule(L.LightningModule):
         if rating_head is not None and hasattr(rating_head, "rating_mean"):
             rating_head.rating_mean.fill_(rating_mean)
         self.objective = hydra.utils.instantiate(objective)
+        self._targets_per_batch: float | None = None  # uniform weighting's divisor, read in on_train_start
         self._check_support()
         self.rate = self.objective.uses_rating
         self.rank = self.objective.uses_ranking
@@ -94,7 +95,7 @@ class RecModule(L.LightningModule):
     def on_train_start(self) -> None:
         """``target_weighting=uniform``: read the epoch's mean targets per batch from the data module."""
         self._targets_per_batch = None
-        if self.hparams.get("target_weighting", "batch") == "uniform":
+        if self.hparams.target_weighting == "uniform":
             datamodule = getattr(self.trainer, "datamodule", None)
             per_batch = getattr(datamodule, "train_targets_per_batch", lambda: None)()
             self._targets_per_batch = per_batch or None  # None: one target per example, batch means are uniform
@@ -107,7 +108,7 @@ class RecModule(L.LightningModule):
         batch_size = int(items.shape[0])
         # the objective is a mean over the batch's targets; uniform weighting makes it their sum over the epoch's
         # mean count, so every target weighs the same whatever its batch holds (logged: the plain mean)
-        per_batch = getattr(self, "_targets_per_batch", None)
+        per_batch = self._targets_per_batch
         loss = parts["loss"] * (batch_size / per_batch) if per_batch else parts["loss"]
         extra = self.model.extra_loss(batch)
         if extra is not None:
