@@ -13,26 +13,12 @@ replayed: a patience longer than the run's own says nothing about the epochs it 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from ss4rec.errors import UserError, reported_errors
-from ss4rec.report.progress import read_progress
+from ss4rec.report.progress import read_curve
 from ss4rec.report.render import write_or_print
-
-
-def read_curve(run: Path) -> dict:
-    """The run's per-epoch rows, monitored metric and direction: from ``last.ckpt``, else ``metrics.json``."""
-    if (run / "checkpoints" / "last.ckpt").is_file() or not (run / "metrics.json").is_file():
-        return read_progress(run)  # a clean error when neither exists
-    try:
-        record = json.loads((run / "metrics.json").read_text())
-        task = record.get("config", {}).get("task", {})
-        return {"run": run.name, "rows": record["history"], "monitor": record["monitor"],
-                "mode": task.get("mode", "max")}  # fmt: skip
-    except (ValueError, KeyError, AttributeError) as e:
-        raise UserError(f"{run / 'metrics.json'}: not a run record with a history and a monitor ({e!r})") from e
 
 
 def replay(curve: list[tuple[int, float]], patience: int, mode: str) -> tuple[int, int, float]:
