@@ -1,4 +1,4 @@
-"""A callback that sends its own process SIGTERM, as a batch scheduler or `kill` does, at a chosen epoch."""
+"""Callbacks that stop their own run at a chosen epoch: SIGTERM (a batch scheduler, `kill`) or Ctrl-C."""
 
 import os
 import signal
@@ -13,3 +13,9 @@ class SigtermAtEpoch(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler turns it into SIGTERMException
+
+
+class CtrlCAtEpoch(SigtermAtEpoch):
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt  # what SIGINT raises in the main thread

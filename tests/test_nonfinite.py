@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,19 @@ def test_a_killed_run_is_stopped_not_failed_and_says_where_it_stood(tmp_path):
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert summary["last_checkpoint"] == str(last) and summary["resume"].endswith(f"ckpt_path={last}")
     assert "test" not in summary
+
+
+def test_ctrl_c_is_a_stop_too(tmp_path):
+    """Lightning turns Ctrl-C into sys.exit(1): the record still says stopped, not failed."""
+    cfg = compose_train([*TINY, "trainer.max_epochs=4", "+callbacks.stop._target_=stoppers.CtrlCAtEpoch",
+                         "+callbacks.stop.epoch=2"], tmp_path)  # fmt: skip
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            train(cfg)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C after the first
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["status"] == "stopped" and summary["reason"] == "KeyboardInterrupt (Ctrl-C)"
+    assert [row["epoch"] for row in summary["history"]] == [0, 1]
+    assert summary["resume"].endswith("ckpt_path=" + str(tmp_path / "checkpoints" / "last.ckpt"))

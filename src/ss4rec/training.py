@@ -190,8 +190,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["status"] = "interrupted" if trainer.interrupted else "finished"
     except BaseException as error:
         # a signal (kill, Ctrl-C, the end of a batch job's time) stops a run; it did not fail
-        summary["status"] = "stopped" if type(error).__name__ in STOP_SIGNALS else "failed"
-        summary["reason"] = str(error) if isinstance(error, TrainingFailed) else f"{type(error).__name__}: {error}"
+        # Lightning answers Ctrl-C with sys.exit(1), raised while it handles the KeyboardInterrupt
+        ctrl_c = isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt)
+        summary["status"] = "stopped" if ctrl_c or type(error).__name__ in STOP_SIGNALS else "failed"
+        summary["reason"] = (str(error) if isinstance(error, TrainingFailed) else
+                             "KeyboardInterrupt (Ctrl-C)" if ctrl_c else f"{type(error).__name__}: {error}")  # fmt: skip
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None:  # the last good weights (the guard never lets bad ones be written)
             summary["checkpoint"] = checkpoint.best_model_path or None
