@@ -12,10 +12,12 @@ class SigtermAtEpoch(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
-            os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler turns it into SIGTERMException
+            self.stop()
+
+    def stop(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler turns it into SIGTERMException
 
 
 class CtrlCAtEpoch(SigtermAtEpoch):
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt  # what SIGINT raises in the main thread
+    def stop(self) -> None:
+        raise KeyboardInterrupt  # what SIGINT raises in the main thread

@@ -162,6 +162,6 @@ def test_ctrl_c_is_a_stop_too(tmp_path):
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C after the first
     summary = json.loads((tmp_path / "metrics.json").read_text())
-    assert summary["status"] == "stopped" and summary["reason"] == "KeyboardInterrupt (Ctrl-C)"
+    assert summary["status"] == "stopped" and summary["reason"] == "KeyboardInterrupt: "
     assert [row["epoch"] for row in summary["history"]] == [0, 1]
     assert summary["resume"].endswith("ckpt_path=" + str(tmp_path / "checkpoints" / "last.ckpt"))

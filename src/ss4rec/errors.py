@@ -54,6 +54,17 @@ class CheckpointError(UserError):
 STOP_SIGNALS = frozenset({"SIGTERMException", "KeyboardInterrupt"})
 
 
+def stop_cause(error: BaseException) -> BaseException | None:
+    """The exception that says a run was told to stop (``error`` or what it was raised from), None for a failure.
+
+    Lightning answers Ctrl-C with ``sys.exit(1)``, raised while it handles the KeyboardInterrupt: the cause is
+    that KeyboardInterrupt.
+    """
+    if isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
+        return error.__context__
+    return error if type(error).__name__ in STOP_SIGNALS else None
+
+
 class TrainingFailed(CompactHydraException):
     """A run that could not finish (its metrics.json has ``status: failed`` and ``reason``).
 

@@ -18,7 +18,7 @@ from ss4rec.allocator import keep_freed_memory
 from ss4rec.callbacks import History, NonFiniteGuard, PlateauResume, RNGState
 from ss4rec.checkpoints import AtomicCheckpointIO, atomic_write_json, remove_stale_temporaries
 from ss4rec.config_checks import check_train_config
-from ss4rec.errors import STOP_SIGNALS, TrainingFailed, reported_errors
+from ss4rec.errors import TrainingFailed, reported_errors, stop_cause
 from ss4rec.lightning_module import RecModule
 from ss4rec.softmax_memory import check_full_softmax, device_bytes
 
@@ -190,11 +190,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["status"] = "interrupted" if trainer.interrupted else "finished"
     except BaseException as error:
         # a signal (kill, Ctrl-C, the end of a batch job's time) stops a run; it did not fail
-        # Lightning answers Ctrl-C with sys.exit(1), raised while it handles the KeyboardInterrupt
-        ctrl_c = isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt)
-        summary["status"] = "stopped" if ctrl_c or type(error).__name__ in STOP_SIGNALS else "failed"
-        summary["reason"] = (str(error) if isinstance(error, TrainingFailed) else
-                             "KeyboardInterrupt (Ctrl-C)" if ctrl_c else f"{type(error).__name__}: {error}")  # fmt: skip
+        cause = stop_cause(error)
+        summary["status"] = "stopped" if cause is not None else "failed"
+        shown = error if cause is None else cause
+        summary["reason"] = str(error) if isinstance(error, TrainingFailed) else f"{type(shown).__name__}: {shown}"
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None:  # the last good weights (the guard never lets bad ones be written)
             summary["checkpoint"] = checkpoint.best_model_path or None
