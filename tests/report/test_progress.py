@@ -8,7 +8,15 @@ import torch
 
 from clean_errors import exit_of, expect_clean_error
 from progress_runs import last_ckpt_run as _run
-from ss4rec.report.progress import main, parse_epochs, read_curve, read_progress, render, side_by_side
+from ss4rec.report.progress import (
+    distinct_names,
+    main,
+    parse_epochs,
+    read_curve,
+    read_progress,
+    render,
+    side_by_side,
+)
 
 ROWS = [
     {"epoch": 0, "val/ndcg@10": 0.10, "val/hr@10": 0.20, "train/loss": 7.0},
@@ -70,6 +78,23 @@ def test_side_by_side_puts_each_run_in_a_column_on_the_epochs_asked_for(tmp_path
     assert "| 4 | 0.0400 | 0.9600 |" in lines and "| 24 | 0.2400 |  |" in lines  # a run that ended: blank
     assert len(side_by_side(runs, "val/ndcg@10").splitlines()) == 2 + 30  # no ranges: every epoch of any run
     assert parse_epochs("7") == [(7, 8, 1)] and parse_epochs("::3") == [(0, None, 3)]
+
+
+def test_runs_of_the_same_name_are_told_apart_by_their_parent_folders(tmp_path):
+    rows = [{"epoch": 0, "val/ndcg@10": 0.1}]
+    (tmp_path / "paper").mkdir(), (tmp_path / "uniform").mkdir()
+    a = _record(tmp_path / "paper", "sasrec_s0", rows)
+    b = _record(tmp_path / "uniform", "sasrec_s0", rows)
+    c = _record(tmp_path / "uniform", "mamba_s0", rows)
+    assert distinct_names([a, b, c]) == ["paper/sasrec_s0", "uniform/sasrec_s0", "uniform/mamba_s0"]
+    assert distinct_names([b, c]) == ["sasrec_s0", "mamba_s0"]  # one folder's runs: their names suffice
+    assert distinct_names([a, c]) == ["paper/sasrec_s0", "uniform/mamba_s0"]  # runs from two folders say which
+    assert distinct_names([a, a]) == [str(a.resolve())] * 2  # the same run twice: no loop, its full path
+    out = tmp_path / "side.md"
+    assert main([str(a), str(b), "--compare", "val/ndcg@10", "--out", str(out)]) == 0
+    assert "| epoch | `paper/sasrec_s0` | `uniform/sasrec_s0` |" in out.read_text()
+    assert main([str(a), str(b), "--out", str(out)]) == 0
+    assert "paper/sasrec_s0" in out.read_text() and "uniform/sasrec_s0" in out.read_text()
 
 
 def test_compare_cli_and_its_bad_options(tmp_path, capsys):

@@ -135,6 +135,19 @@ def side_by_side(runs: list[dict], metric: str, ranges: list[tuple[int, int | No
     return "\n".join(lines) + "\n"
 
 
+def distinct_names(runs: list[Path]) -> list[str]:
+    """Each run's folder name, with its parent folder when the runs come from more than one (``paper/sasrec_s0``,
+    ``uniform/mamba_s0``: the folder says which experiment a run belongs to), and with as many more as it takes
+    to tell apart runs of the same name: a table's columns must say which run they show."""
+    parts = [run.expanduser().resolve().parts for run in runs]
+    first = 1 if len({p[:-1] for p in parts}) == 1 else 2
+    for depth in range(first, max(len(p) for p in parts) + 1):
+        names = [Path(*p[-depth:]).as_posix() for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return names  # the same folder given twice: its full path, twice
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ss4rec.report.progress", description=__doc__)
     parser.add_argument("runs", nargs="+", help="run folders (each with checkpoints/last.ckpt or metrics.json)")
@@ -147,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.epochs and not args.compare:
             raise UserError("--epochs picks the rows of --compare's table: give --compare METRIC too")
         runs = [read_curve(Path(run)) for run in args.runs]
+        for progress, name in zip(runs, distinct_names([Path(run) for run in args.runs]), strict=True):
+            progress["run"] = name
         if args.compare:
             ranges = parse_epochs(args.epochs) if args.epochs else None
             body = side_by_side(runs, args.compare, ranges)
