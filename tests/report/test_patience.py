@@ -58,6 +58,14 @@ def test_cli_table(tmp_path, capsys):
     assert "| run_a | 3 | 5 | 4 | 0.2500 | +0.0% | 6 (100%) |" in text
 
 
+def test_runs_of_the_same_name_from_two_folders_get_their_folder_in_the_table(tmp_path, capsys):
+    rows = [{"epoch": e, "val/ndcg@10": v} for e, v in enumerate([0.1, 0.2, 0.15])]
+    first, second = last_ckpt_run(tmp_path / "paper", rows), last_ckpt_run(tmp_path / "uniform", rows)
+    assert main([str(first), str(second), "--patience", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "| paper/run_a | all |" in text and "| uniform/run_a | all |" in text
+
+
 def test_bad_input_is_a_clean_error(tmp_path, capsys):
     expect_clean_error(exit_of(main, [str(tmp_path / "nothing")], capsys), r"nothing: no checkpoints/last.ckpt")
     run = last_ckpt_run(tmp_path, [{"epoch": 0, "val/hr@10": 0.1}])

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ss4rec.errors import UserError, reported_errors
-from ss4rec.report.progress import read_curve
+from ss4rec.report.progress import read_curves
 from ss4rec.report.render import write_or_print
 
 
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="markdown file to write (default: print)")
     args = parser.parse_args(argv)
     with reported_errors():
-        write_or_print(table([read_curve(Path(run)) for run in args.runs], args.patience), args.out)
+        write_or_print(table(read_curves(args.runs), args.patience), args.out)
     return 0
 
 

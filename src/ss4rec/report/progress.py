@@ -148,6 +148,15 @@ def distinct_names(runs: list[Path]) -> list[str]:
     return names  # the same folder given twice: its full path, twice
 
 
+def read_curves(runs: list[str]) -> list[dict]:
+    """``read_curve`` of each run folder given on a command line, each named by ``distinct_names``."""
+    paths = [Path(run) for run in runs]
+    curves = [read_curve(path) for path in paths]
+    for curve, name in zip(curves, distinct_names(paths), strict=True):
+        curve["run"] = name
+    return curves
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ss4rec.report.progress", description=__doc__)
     parser.add_argument("runs", nargs="+", help="run folders (each with checkpoints/last.ckpt or metrics.json)")
@@ -159,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     with reported_errors():
         if args.epochs and not args.compare:
             raise UserError("--epochs picks the rows of --compare's table: give --compare METRIC too")
-        runs = [read_curve(Path(run)) for run in args.runs]
-        for progress, name in zip(runs, distinct_names([Path(run) for run in args.runs]), strict=True):
-            progress["run"] = name
+        runs = read_curves(args.runs)
         if args.compare:
             ranges = parse_epochs(args.epochs) if args.epochs else None
             body = side_by_side(runs, args.compare, ranges)
