@@ -25,6 +25,8 @@ def s5_reference(layer, u, dt):
     """S5 in complex128, one sequence and one step at a time: u (B, L, H), dt (B, L) -> (B, L, H)."""
     p = layer.seq
     Lambda, C = p.Lambda.to(torch.complex128), p.C.to(torch.complex128)
+    if p.clip_eigs:  # JAX S5's bound: no real part above -1e-4
+        Lambda = torch.complex(Lambda.real.clamp(max=-1e-4), Lambda.imag)
     B_tilde = torch.complex(p.B[..., 0].double(), p.B[..., 1].double())  # (P, H)
     outputs = []
     for b in range(u.shape[0]):
@@ -134,6 +136,63 @@ def test_huge_gaps_erase_the_state_without_nan():
     alone = torch.cat([layer(u[:, t : t + 1], dt[:, t : t + 1]) for t in range(6)], 1)
     assert torch.allclose(out, alone, atol=1e-6)
     assert layer.seq.log_step.grad.abs().max() < 1e-6  # the official model's vanishing step gradient
+
+
+def growing_layer(clip_eigs: bool) -> S5:
+    """A layer whose second eigenvalue has a positive real part, as training left one (+7.8e-4, ML-1M)."""
+    torch.manual_seed(0)
+    layer = S5(6, 4, clip_eigs=clip_eigs)
+    with torch.no_grad():
+        layer.seq.Lambda[1] = torch.complex(torch.tensor(7.8e-4), layer.seq.Lambda[1].imag)
+        layer.seq.log_step.fill_(np.log(0.1))
+    return layer
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_growing_eigenvalue_overflows_over_a_month_unless_clipped(dtype):
+    u = torch.randn(2, 9, 6, dtype=dtype)
+    dt = torch.full((2, 9), 2.7e6, dtype=dtype)  # a month in seconds: step 2.7e5, 7.8e-4 * 2.7e5 > log(max float)
+    assert not torch.isfinite(growing_layer(clip_eigs=False)(u, dt)).all()  # s5-pytorch's and the official behaviour
+    layer = growing_layer(clip_eigs=True)
+    out = layer(u.requires_grad_(), dt)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(u.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+    assert layer.seq.Lambda.grad[1].real == 0  # the clipped real part gets no gradient
+    assert (layer.seq.Lambda.grad.imag != 0).all()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_clipped_layer_matches_float64_reference(parallel):
+    layer = growing_layer(clip_eigs=True)
+    u = torch.randn(2, 11, 6, dtype=torch.float64, requires_grad=True)
+    dt = random_gaps(2, 11, seed=2).requires_grad_()
+    out, ref = layer(u, dt, parallel=parallel), s5_reference(layer, u, dt)
+    assert torch.allclose(out, ref, atol=1e-9 * ref.abs().max().item())
+    w = torch.randn(ref.shape, dtype=torch.float64)
+    params = [u, dt, *layer.parameters()]
+    names = ["u", "dt"] + [n for n, _ in layer.named_parameters()]
+    for name, got, want in zip(names, grads(out, w, params), grads(ref, w, params)):
+        assert torch.allclose(got, want, atol=1e-8 * want.abs().max().clamp_min(1e-6).item()), name
+
+
+def test_clip_changes_nothing_below_the_bound():
+    torch.manual_seed(0)
+    free, clipped = S5(6, 4, clip_eigs=False), S5(6, 4)
+    clipped.load_state_dict(free.state_dict())
+    u, dt = torch.randn(2, 9, 6), random_gaps(2, 9, seed=3).float()
+    assert torch.equal(free(u, dt), clipped(u, dt))
+
+
+def test_steps_use_the_clipped_eigenvalues():
+    layer = growing_layer(clip_eigs=True)
+    u, dt = torch.randn(2, 7, 6, dtype=torch.float64), torch.full((2, 7), 2.7e6, dtype=torch.float64)
+    state, outputs = layer.allocate_state(2, torch.float64), []
+    for t in range(7):
+        y, state = layer.step(u[:, t], dt[:, t], state)
+        outputs.append(y)
+    assert torch.isfinite(state).all()
+    assert torch.allclose(torch.stack(outputs, 1), layer(u, dt), atol=1e-10)
 
 
 def test_zero_gap_ignores_the_item_and_carries_the_state():

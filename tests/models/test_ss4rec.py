@@ -290,6 +290,11 @@ def test_layers_and_init():
     assert torch.equal(official.item_embedding.weight[0], torch.zeros(16))
 
 
+def test_s5_clip_eigs_reaches_every_layer():
+    assert all(layer.s5.seq.clip_eigs for layer in model(n_layers=2).layers)  # on by default
+    assert not any(layer.s5.seq.clip_eigs for layer in model(n_layers=2, s5_clip_eigs=False).layers)
+
+
 def test_every_parameter_gets_a_gradient():
     m = model(use_ratings=True, time_unit="day", time_transform="log1p").train()
     batch = make_batch([12, 7, 2], seed=9)

@@ -12,6 +12,12 @@ Parameters carry the names, shapes and dtypes of ``s5-pytorch`` 0.2.1's ``S5`` (
 ``seq.B`` (P, H, 2) float32 = real and imaginary parts of ``B_tilde``, ``seq.C`` (H, P) complex64, ``seq.D`` (H,),
 ``seq.log_step`` (P,)), so state dicts load both ways. Unlike that package, the (B, L, P, H) tensor of per-step
 ``B_bar`` matrices is never built: ``B_tilde u`` is computed once, (B, L, P), then scaled per step.
+
+``clip_eigs`` (the default) keeps the real part of every eigenvalue at most ``MAX_REAL`` (-1e-4), as the JAX S5's
+``clip_eigs`` does; s5-pytorch and the official SS4Rec leave ``Lambda`` free. Training can push a real part
+above zero, and then ``exp(Lambda dt)`` over a gap of weeks in seconds overflows float32 (measured: an ML-1M run
+with ``weight_decay=1e-4`` reached a real part of +7.8e-4 and a NaN loss in its 14th epoch). While every real
+part is at most ``MAX_REAL`` the clip changes nothing, outputs and gradients alike.
 """
 
 from __future__ import annotations
@@ -63,11 +69,16 @@ def lecun_normal(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------
 # The layer
 # ---------------------------------------------------------------------------------------------------------
+#: with ``clip_eigs``, the largest real part an eigenvalue may have (JAX S5's bound): the state never grows
+MAX_REAL = -1e-4
+
+
 class S5SSM(nn.Module):
     """Holds the S5 parameters (named as in s5-pytorch); the computation lives in ``S5.forward``."""
 
-    def __init__(self, width: int, state_width: int, dt_min: float, dt_max: float):
+    def __init__(self, width: int, state_width: int, dt_min: float, dt_max: float, clip_eigs: bool = True):
         super().__init__()
+        self.clip_eigs = clip_eigs
         H, P = width, state_width
         Lambda, V = hippo_diagonal(P)
         B = V.conj().T @ lecun_normal((P, H), fan_in=P).to(torch.complex128)  # B_tilde = V^-1 B, (P, H)
@@ -81,6 +92,13 @@ class S5SSM(nn.Module):
         self.log_step = nn.Parameter(log_step)
         for p in (self.Lambda, self.D, self.log_step):
             p._no_weight_decay = True
+
+    def eigenvalues(self) -> torch.Tensor:
+        """Lambda (P,) as the layer uses it: with ``clip_eigs``, real parts above ``MAX_REAL`` set to it (no
+        gradient flows to a clipped real part, as with JAX S5's clip)."""
+        if not self.clip_eigs:
+            return self.Lambda
+        return torch.complex(self.Lambda.real.clamp(max=MAX_REAL), self.Lambda.imag)
 
 
 class S5(nn.Module):
@@ -96,12 +114,17 @@ class S5(nn.Module):
     """
 
     def __init__(
-        self, width: int, state_width: int | None = None, dt_min: float = 0.001, dt_max: float = 0.1
+        self,
+        width: int,
+        state_width: int | None = None,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        clip_eigs: bool = True,
     ):
         super().__init__()
         self.width = width
         self.state_width = state_width or width
-        self.seq = S5SSM(width, self.state_width, dt_min, dt_max)
+        self.seq = S5SSM(width, self.state_width, dt_min, dt_max, clip_eigs)
 
     def forward(
         self, u: torch.Tensor, step_scale: float | torch.Tensor = 1.0, parallel: bool | None = None
@@ -120,7 +143,7 @@ class S5(nn.Module):
         if step_scale.dim() == 1:
             step_scale = step_scale[:, None]  # one gap per sequence
         step = step_scale.expand(Bt, L)[..., None] * torch.exp(self.seq.log_step.to(u.dtype))  # (B, L, P)
-        Lambda = self.seq.Lambda.to(torch.promote_types(u.dtype, torch.complex64))
+        Lambda = self.seq.eigenvalues().to(torch.promote_types(u.dtype, torch.complex64))
 
         # B_tilde u with real matmuls: (B, L, H) @ (H, P*2) -> (B, L, P, 2) -> complex (B, L, P)
         B_real = self.seq.B.to(u.dtype).permute(1, 0, 2).reshape(H, P * 2)
@@ -167,7 +190,7 @@ class S5(nn.Module):
             C = self.seq.C
             return (
                 torch.exp(self.seq.log_step.to(dtype)),
-                self.seq.Lambda.to(complex_dtype),
+                self.seq.eigenvalues().to(complex_dtype),
                 self.seq.B.to(dtype).permute(1, 0, 2).reshape(H, P * 2),
                 torch.stack([C.real, -C.imag], dim=-1).to(dtype).reshape(H, P * 2).T.contiguous(),
                 self.seq.D.to(dtype),

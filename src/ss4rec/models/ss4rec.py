@@ -16,6 +16,9 @@ Options beyond the official model (its defaults reproduce the official one):
 to every output: the user's rating level and spread, which raw-second gaps erase from S5's state),
 ``rating_base`` (an ``mf`` run: ratings are its frozen MF's plus the head's correction, ``ss4rec.models.rating_base``),
 ``rating_base_residuals`` (each past rating's error under that MF, times a learned vector, added to its input),
+``s5_clip_eigs`` (S5's eigenvalues kept at a real part of at most -1e-4, as the JAX S5 does, so a long gap
+cannot overflow the state; the official code leaves them free, and while they stay below the bound the two
+agree exactly: ``ss4rec.models.s5``),
 ``init`` (``official``: every Linear N(0, 0.02) with zero bias, as RecBole's re-initialisation does to the
 official model, Mamba's ``dt_proj`` bias included; ``mamba``: keep mamba_ssm's own initialisation).
 """
@@ -37,11 +40,13 @@ BLOCKS = ("both", "s5_only", "mamba_only")
 class SS4RecLayer(nn.Module):
     """One layer: (B, L, D) and step scales (B, L) -> (B, L, D). ``blocks`` drops S5 or Mamba entirely."""
 
-    def __init__(self, hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks):
+    def __init__(
+        self, hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs=True
+    ):
         super().__init__()
         if blocks not in BLOCKS:
             raise ValueError(f"blocks must be one of {BLOCKS}, got {blocks!r}")
-        self.s5 = S5(hidden, d_state, s5_dt_min, s5_dt_max) if blocks != "mamba_only" else None
+        self.s5 = S5(hidden, d_state, s5_dt_min, s5_dt_max, s5_clip_eigs) if blocks != "mamba_only" else None
         self.mamba = Mamba(hidden, mamba_d_state, d_conv, expand) if blocks != "s5_only" else None
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden, eps=1e-12)  # shared by both adds, as in the official code
@@ -86,6 +91,7 @@ class SS4Rec(SequentialRecommender):
         dropout: float = 0.2,
         s5_dt_min: float = 0.001,
         s5_dt_max: float = 0.1,
+        s5_clip_eigs: bool = True,
         mamba_d_state: int = 32,
         d_conv: int = 4,
         expand: int = 2,
@@ -129,7 +135,9 @@ class SS4Rec(SequentialRecommender):
         # user has lately strayed from the MF profile; zero at the start
         self.residual_input = nn.Parameter(torch.zeros(hidden)) if rating_base_residuals else None
         self.layers = nn.ModuleList(
-            SS4RecLayer(hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks)
+            SS4RecLayer(
+                hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs
+            )
             for _ in range(n_layers)
         )
         self._init_weights(init)
