@@ -41,7 +41,7 @@ class SS4RecLayer(nn.Module):
     """One layer: (B, L, D) and step scales (B, L) -> (B, L, D). ``blocks`` drops S5 or Mamba entirely."""
 
     def __init__(
-        self, hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs=True
+        self, hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs
     ):
         super().__init__()
         if blocks not in BLOCKS:
