@@ -1,4 +1,4 @@
-"""How much of a trained MF's held-out rating error the user's recent ratings explain.
+"""How much of a trained MF's (or SVD++'s) held-out rating error the user's recent ratings explain.
 
 A sequence model's rating side can only beat MF by what the order of a user's ratings tells beyond MF's
 static user vector. This script measures the simplest such signal: MF's error on each user's validation and
@@ -9,7 +9,8 @@ their MF profile). For each k it prints the correlation and the RMSE left after 
     python benchmarks/rating_drift.py reports/ml1m/runs/rating/mf_best/0_mf_s0
     python benchmarks/rating_drift.py RUN --k 1 5 20 100
 
-The RUN is an ``mf`` run folder (``model=mf task=rating``); its split is rebuilt from its config.
+The RUN is an ``mf`` or ``svdpp`` run folder (``model=mf|svdpp task=rating``); its split is rebuilt from its
+config. An SVD++ run is read as the MF it is on a fixed training part (``ss4rec.models.rating_base``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def residuals(run: Path, ks: list[int]) -> dict[str, np.ndarray]:
     datamodule = build_datamodule(cfg)
     store = datamodule._ready()
     base = FrozenMF(store.n_users, store.n_items, str(run)).double()
-    base.fill()  # float64 tables: the module's dtype
+    base.fill(store)  # float64 tables: the module's dtype; the store gives SVD++ its N(u)
     out = {stage: ([], []) for stage in ("val", "test")}
     for user in range(store.n_users):
         start, end = store.offsets[user], store.offsets[user + 1]
@@ -50,12 +51,12 @@ def residuals(run: Path, ks: list[int]) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="an mf run folder (model=mf task=rating)")
+    parser.add_argument("run", type=Path, help="an mf or svdpp run folder (model=mf|svdpp task=rating)")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 20, 10_000], help="recent ratings averaged")
     args = parser.parse_args(argv)
     data = residuals(args.run, args.k)
     y_val, x_val = data["val"]
-    print(f"MF run {args.run}: RMSE of MF alone, validation {np.sqrt((y_val**2).mean()):.4f}, "
+    print(f"base run {args.run}: RMSE of the base alone, validation {np.sqrt((y_val**2).mean()):.4f}, "
           f"test {np.sqrt((data['test'][0] ** 2).mean()):.4f}")  # fmt: skip
     print("| last k training errors | corr. (val) | corr. (test) | slope (fitted on val) | val RMSE after | test RMSE after |")
     print("|---:|---:|---:|---:|---:|---:|")

@@ -410,9 +410,9 @@ RATING_BASE_CASES = {
     "no such folder": (lambda d: d / "nope", ["task=rating"], r"model\.rating_base='.*nope': no such file or run folder"),
     "no checkpoint": (lambda d: (d / "empty").mkdir() or d / "empty", ["task=rating"], r"no checkpoints/best-\*\.ckpt in the folder"),
     "not an MF run": (lambda d: _rating_base_run(d, "ss4rec.models.sasrec.SASRec"), ["task=rating"],
-                      r"expected an mf run \(model=mf task=rating\); .* trained ss4rec\.models\.sasrec\.SASRec"),
+                      r"expected an mf or svdpp run \(model=mf\|svdpp task=rating\); .* trained ss4rec\.models\.sasrec\.SASRec"),
     "another split": (lambda d: _rating_base_run(d, "ss4rec.models.mf.MF", tie_order="shuffle"), ["task=joint"],
-                      r"was trained on another split:\n  data\.tie_order: 'shuffle' in the MF run, 'file' here"),
+                      r"was trained on another split:\n  data\.tie_order: 'shuffle' in the base run, 'file' here"),
 }  # fmt: skip
 
 

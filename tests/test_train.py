@@ -195,11 +195,13 @@ def test_wandb_logger_runs_offline_and_finishes(tmp_path, monkeypatch):
     assert wandb.run is None  # and finished, so the next multirun job starts its own
 
 
-def test_a_rating_base_run_starts_from_the_mf_runs_predictions(tmp_path):
-    """SS4Rec on a frozen MF (model.rating_base) with a learning rate too small to move its zero-started
-    correction scores the MF run's validation and test RMSE: the MF run's tables, read by user and item index
-    on the same split, and nothing else; the checkpoint, not the MF run, then serves the test."""
-    mf_cfg = compose_train(["model=mf", "task=rating", "debug=limit", *SMALL], tmp_path / "mf")
+@pytest.mark.parametrize("base", ["mf", "svdpp"])
+def test_a_rating_base_run_starts_from_the_base_runs_predictions(tmp_path, base):
+    """SS4Rec on a frozen MF or SVD++ (model.rating_base) with a learning rate too small to move its
+    zero-started correction scores the base run's validation and test RMSE: the base run's tables (SVD++'s
+    user factor over the training part), read by user and item index on the same split, and nothing else;
+    the checkpoint, not the base run, then serves the test."""
+    mf_cfg = compose_train([f"model={base}", "task=rating", "debug=limit", *SMALL], tmp_path / "mf")
     mf = train(mf_cfg)
     cfg = compose_train(["model=ss4rec", "task=rating", "model.use_ratings=true", f"model.rating_base={tmp_path / 'mf'}",
                          "optimizer.lr=1e-12", "debug=limit", *SMALL], tmp_path / "ss4rec")  # fmt: skip

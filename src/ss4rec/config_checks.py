@@ -240,19 +240,19 @@ def _split_options(data: Mapping) -> dict:
 
 
 def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
-    """``model.rating_base``: an ``mf`` run (or checkpoint) trained on the same split, used by a rating task.
+    """``model.rating_base``: an ``mf`` or ``svdpp`` run (or checkpoint) trained on the same split, used by a rating task.
     Not read when resuming (``ckpt_path``): the checkpoint holds the MF tables."""
     path = _get(cfg.model, "rating_base")
     if path is None:
         if _get(cfg.model, "rating_base_residuals"):
-            problems.add("model.rating_base_residuals", True, "false without model.rating_base (the MF whose errors it reads)")
+            problems.add("model.rating_base_residuals", True, "false without model.rating_base (the MF or SVD++ run whose errors it reads)")
         return
     if not _get(cfg.task, "rating_weight", 0.0):
         problems.add("model.rating_base", path, "null with task=ranking (the base only changes predicted ratings)")
         return
     if _get(cfg, "ckpt_path"):
         return
-    from ss4rec.models.rating_base import RatingBaseError, mf_checkpoint
+    from ss4rec.models.rating_base import BASE_TARGETS, RatingBaseError, mf_checkpoint
     from ss4rec.serve.loading import config_problem, run_config
 
     try:
@@ -264,16 +264,16 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
     if config_problem(run, checkpoint) is not None:
         problems.append(f"model.rating_base={path!r}: no run config (metrics.json or .hydra/config.yaml) in "
                         f"{run or checkpoint.parent}, "
-                        "so its data split cannot be checked; pass the MF run's folder")  # fmt: skip
+                        "so its data split cannot be checked; pass the base run's folder")  # fmt: skip
         return
     saved = run_config(run)
-    if (saved.get("model") or {}).get("_target_") != "ss4rec.models.mf.MF":
-        problems.add("model.rating_base", path, f"an mf run (model=mf task=rating); {run} trained "
+    if (saved.get("model") or {}).get("_target_") not in BASE_TARGETS:
+        problems.add("model.rating_base", path, f"an mf or svdpp run (model=mf|svdpp task=rating); {run} trained "
                      f"{(saved.get('model') or {}).get('_target_')}")  # fmt: skip
         return
     ours, theirs = (_split_options(data) for data in (_plain(cfg.data), saved.get("data") or {}))
     added = _constructor_defaults(_get(cfg.data, "_target_"))
-    differ = [f"data.{key}: {show(theirs.get(key))} in the MF run, {show(ours.get(key))} here"
+    differ = [f"data.{key}: {show(theirs.get(key))} in the base run, {show(ours.get(key))} here"
               for key in sorted(set(ours) | set(theirs)) if _differs(key, theirs, ours, added)]  # fmt: skip
     if differ:
         problems.append(f"model.rating_base={path!r} was trained on another split:\n  " + "\n  ".join(differ))

@@ -148,7 +148,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, datamodule)
     base = getattr(module.model, "rating_base", None)
     if base is not None and not cfg.get("ckpt_path"):
-        base.fill()  # a new run reads the MF run's tables; a resumed one gets them from its checkpoint
+        base.fill(datamodule.store)  # a new run reads the base run's tables; a resumed one gets them from its checkpoint
     loggers = build_loggers(cfg)
     history = History(started)
     callbacks = [*build_callbacks(cfg, has_logger=bool(loggers)), history]

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
+import polars as pl
 import pytest
 import torch
 
 from batches import N_ITEMS, sequence_batch
+from ss4rec.data import collate
+from ss4rec.data.preprocess import Options, build_store
+from ss4rec.data.sources import Raw
 from ss4rec.errors import UserError
 from ss4rec.models.mf import MF
-from ss4rec.models.rating_base import FrozenMF, RatingBaseError, mf_checkpoint
+from ss4rec.models.rating_base import FrozenMF, RatingBaseError, mf_checkpoint, svdpp_user_factors
 from ss4rec.models.ss4rec import SS4Rec
+from ss4rec.models.svdpp import SVDpp
 
 N_USERS = 4
 
@@ -102,7 +109,7 @@ def test_a_base_that_does_not_fit_is_refused_with_its_reason(tmp_path):
     (tmp_path / "sasrec" / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": {"model.item_embedding.weight": torch.zeros(3, 2)}},
                tmp_path / "sasrec" / "checkpoints" / "best-epoch001.ckpt")  # fmt: skip
-    with pytest.raises(RatingBaseError, match="not a biased-MF .* it has no user_embedding.weight"):
+    with pytest.raises(RatingBaseError, match=r"not a biased-MF \(model=mf\) or SVD\+\+ \(model=svdpp\) checkpoint: it has no user_embedding.weight"):
         FrozenMF(N_USERS, N_ITEMS, str(tmp_path / "sasrec")).fill()
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read"):
@@ -152,3 +159,72 @@ def test_the_base_checkpoint_is_the_one_the_mf_run_names(tmp_path):
     (run / "metrics.json").write_text(json.dumps({"checkpoint": "/elsewhere/checkpoints/best-epoch004.ckpt"}))
     assert mf_checkpoint(run) == first  # by name, not by sort order
     assert mf_checkpoint(first) == first
+
+
+def varied_store():
+    """Users with 3 to 10 ratings (training parts of 1 to 8 items), every item distinct within a user."""
+    rng = np.random.default_rng(5)
+    rows = [(u, int(i), float(rng.integers(1, 6)), 1000 + 10 * k)
+            for u, n in enumerate([3, 10, 4, 7, 3, 9], start=1)
+            for k, i in enumerate(rng.choice(np.arange(1, 16), n, replace=False))]  # fmt: skip
+    frame = pl.DataFrame(rows, schema={"user": pl.Int64, "item": pl.Int64, "rating": pl.Float32,
+                                       "timestamp": pl.Int64}, orient="row")  # fmt: skip
+    return build_store(Raw(frame), Options(k_core=0), None)
+
+
+def svdpp_run(tmp_path, store):
+    """An SVD++ with random tables (non-zero biases) saved as a run folder's best checkpoint; returns (run, model)."""
+    torch.manual_seed(4)
+    model = SVDpp(store.n_items, store.n_users, dim=5, init_std=0.5)
+    with torch.no_grad():
+        model.user_bias.weight.normal_()
+        model.item_bias.weight[1:].normal_()
+        model.rating_head.rating_mean.fill_(3.3)
+    (tmp_path / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
+               tmp_path / "checkpoints" / "best-epoch007.ckpt")  # fmt: skip
+    return tmp_path, model
+
+
+def svdpp_reference(model: SVDpp, store, user: int, item: int) -> float:
+    """``mu + b_u + b_i + q_i . (p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j)``, N(u) the training part, float64, one by one."""
+    w = {name: p.detach().double() for name, p in model.named_parameters()}
+    n_u = store.items[store.offsets[user] : store.offsets[user + 1] - 2].tolist()
+    z = w["user_embedding.weight"][user].clone()
+    for j in n_u:
+        z += w["implicit_embedding.weight"][j] / math.sqrt(len(n_u))
+    bias = w["user_bias.weight"][user, 0] + w["item_bias.weight"][item, 0]
+    return float(model.rating_head.rating_mean.double() + bias + w["item_embedding.weight"][item] @ z)
+
+
+def test_an_svdpp_base_predicts_the_svdpp_runs_ratings(tmp_path):
+    """Against float64, every user and item; and the SVD++ model's own validation and test predictions."""
+    store = varied_store()
+    run, model = svdpp_run(tmp_path, store)
+    base = FrozenMF(store.n_users, store.n_items, str(run)).double()
+    with pytest.raises(RatingBaseError, match="is an SVD\\+\\+ checkpoint; filling it needs the data"):
+        base.fill()
+    base.fill(store)
+    users, items = torch.meshgrid(torch.arange(store.n_users), torch.arange(1, store.n_items + 1), indexing="ij")
+    users, items = users.reshape(-1), items.reshape(-1)
+    expected = torch.tensor([svdpp_reference(model, store, int(u), int(i)) for u, i in zip(users, items)],
+                            dtype=torch.float64)  # fmt: skip
+    torch.testing.assert_close(base(base.user_part(users), items), expected, rtol=0, atol=1e-12)
+    model.eval()
+    for stage in ("val", "test"):
+        batch = collate.eval_batch(store, np.arange(store.n_users), stage, max_len=4)  # inputs cut, N(u) not
+        every = torch.arange(store.n_users)
+        targets = batch["target_items"][every, batch["lengths"] - 1]  # the held-out item of each user
+        assert (targets > 0).all()
+        with torch.no_grad():
+            own = model.predict_rating(model.eval_queries(batch), targets)
+        torch.testing.assert_close(base(base.user_part(every), targets).float(), own)
+
+
+def test_the_svdpp_user_factor_does_not_depend_on_the_chunk_size(tmp_path):
+    store = varied_store()
+    _, model = svdpp_run(tmp_path, store)
+    p, y = model.user_embedding.weight.detach().double(), model.implicit_embedding.weight.detach().double()
+    whole = svdpp_user_factors(store, p, y)
+    torch.testing.assert_close(svdpp_user_factors(store, p, y, chunk=3), whole, rtol=0, atol=1e-14)
+    assert not torch.allclose(whole, p)  # the implicit term is there
