@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ss4rec.data.collate import history_batch
 from ss4rec.errors import UserError
 from ss4rec.paths import named_checkpoint
 
@@ -69,22 +70,22 @@ def mf_checkpoint(path: str | Path) -> Path:
 
 
 def svdpp_user_factors(
-    store: SequenceStore, user_factors: torch.Tensor, implicit: torch.Tensor, chunk: int = 1 << 16
+    store: SequenceStore, user_factors: torch.Tensor, implicit: torch.Tensor, chunk: int = 256
 ) -> torch.Tensor:
     """SVD++'s user factor with N(u) = the user's training part: ``p_u + |N(u)|^(-1/2) sum y_j``, (U, K).
 
-    ``user_factors`` p (U, K), ``implicit`` y (N + 1, K); sums over the training rows in chunks of ``chunk``
-    rows, in the tables' dtype, so memory stays O(U K + chunk K).
+    ``user_factors`` p (U, K), ``implicit`` y (N + 1, K) with a zero padding row 0. The implicit term is
+    SVD++'s own (``implicit_feedback`` over the ``history`` rows it trains on), ``chunk`` users at a time, so
+    memory stays O(U K + chunk x longest training part x K).
     """
-    rows = store.train_rows()  # (T',) every training row, users in order
-    users = torch.from_numpy(store.users_of_rows()[rows])
-    items = torch.from_numpy(np.asarray(store.items)[rows].astype(np.int64))
-    total = torch.zeros_like(user_factors)
-    for start in range(0, len(rows), chunk):
-        part = slice(start, start + chunk)
-        total.index_add_(0, users[part], implicit[items[part]])
-    counts = torch.from_numpy(np.asarray(store.train_ends - store.offsets[:-1])).to(total.dtype)
-    return user_factors + total * counts.clamp_min(1).rsqrt()[:, None]
+    from ss4rec.models.svdpp import implicit_feedback  # here: svdpp -> base -> this module at import time
+
+    table = nn.Embedding.from_pretrained(implicit, freeze=True, padding_idx=0)
+    out = user_factors.clone()
+    for start in range(0, store.n_users, chunk):
+        users = np.arange(start, min(start + chunk, store.n_users))
+        out[users] += implicit_feedback(history_batch(store, users)["history"], table)
+    return out
 
 
 class FrozenMF(nn.Module):
@@ -130,8 +131,7 @@ class FrozenMF(nn.Module):
         if missing:
             raise RatingBaseError(
                 f"model.rating_base: {checkpoint} is not a biased-MF (model=mf) or SVD++ (model=svdpp) checkpoint: "
-                "it has no "
-                f"{', '.join(missing)}"
+                f"it has no {', '.join(missing)}"
             )
         found = (tables["user_factors"].shape[0], tables["item_factors"].shape[0] - 1)
         if found != (n_users, n_items):
