@@ -10,7 +10,11 @@ their MF profile). For each k it prints the correlation and the RMSE left after 
     python benchmarks/rating_drift.py RUN --k 1 5 20 100
 
 The RUN is an ``mf`` or ``svdpp`` run folder (``model=mf|svdpp task=rating``); its split is rebuilt from its
-config. An SVD++ run is read as the MF it is on a fixed training part (``ss4rec.models.rating_base``).
+config. An SVD++ run is read as the MF it is on a fixed training part (``ss4rec.models.rating_base``). A quoted
+glob naming the K runs of a cross-fitting (``data.holdout_folds``) reads each training rating's error under the
+run that left it out (out of sample, as a held-out rating's) and the held-out ratings under the runs' mean:
+
+    python benchmarks/rating_drift.py 'reports/ml1m/runs/rating/svdpp_oof_s0/*_svdpp_s0'
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ss4rec.models.rating_base import FrozenMF
+from ss4rec.models.rating_base import FrozenMF, cross_fitting, run_folder
 from ss4rec.serve.loading import run_config
 from ss4rec.training import build_datamodule
 
 
-def residuals(run: Path, ks: list[int]) -> dict[str, np.ndarray]:
+def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
     """Per held-out stage: (U,) MF errors and (U, len(ks)) mean MF errors of the last k training ratings."""
-    cfg = OmegaConf.create(run_config(run))
+    cfg = OmegaConf.create(run_config(run_folder(cross_fitting(run)[0])))
     cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
     datamodule = build_datamodule(cfg)
     store = datamodule._ready()
@@ -39,19 +43,20 @@ def residuals(run: Path, ks: list[int]) -> dict[str, np.ndarray]:
     for user in range(store.n_users):
         start, end = store.offsets[user], store.offsets[user + 1]
         items = torch.from_numpy(store.items[start:end].astype(np.int64))
-        with torch.no_grad():
-            expected = base(base.user_part(torch.full_like(items, user)), items).numpy()
-        error = store.ratings[start:end].astype(np.float64) - expected
+        users = torch.full_like(items, user)
+        with torch.no_grad():  # a past rating under the run that left its fold out, a held-out one the mean
+            out_of_fold, mean = (base(base.user_part(users, each), items).numpy() for each in (items, None))
+        ratings = store.ratings[start:end].astype(np.float64)
         for stage, target in (("val", len(items) - 2), ("test", len(items) - 1)):
-            past = error[:target]  # what the model has read: the test target comes after the validation one
-            out[stage][0].append(error[target])
+            past = (ratings - out_of_fold)[:target]  # what the model has read: the test target comes after the validation one
+            out[stage][0].append(ratings[target] - mean[target])
             out[stage][1].append([past[-k:].mean() for k in ks])
     return {stage: (np.array(y), np.array(x)) for stage, (y, x) in out.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="an mf or svdpp run folder (model=mf|svdpp task=rating)")
+    parser.add_argument("run", help="an mf or svdpp run folder (model=mf|svdpp task=rating), or a glob of the K runs of a cross-fitting")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 20, 10_000], help="recent ratings averaged")
     args = parser.parse_args(argv)
     data = residuals(args.run, args.k)

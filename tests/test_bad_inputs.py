@@ -77,6 +77,8 @@ TRAIN_CASES = [
     (["model=sasrec", "data.train_max_len=400"], r"model\.max_len=200: expected at least data\.train_max_len=400"),
     (["data.duplicates=sometimes"], r"data\.duplicates='sometimes': expected one of keep_all, keep_first"),
     (["data.k_core=-2"], r"data\.k_core=-2: expected an integer >= 0"),
+    (["data.holdout_folds=5"], r"data\.holdout_folds=5: expected 0 with model ss4rec\.models\.ss4rec\.SS4Rec \(a held-out fold is for the mf and svdpp runs"),
+    (["model=mf", "task=rating", "data.holdout_folds=3", "data.holdout_fold=3"], r"data\.holdout_fold=3: expected a fold in 0\.\.2 \(data\.holdout_folds=3\)"),
     (["data.source.kind=ftp"], r"data\.source: unknown data source kind 'ftp'; known: " + ", ".join(sorted(KINDS))),
     (["data=path", "data.source.path=/no/such/ratings.csv"], r"data\.source\.path='/no/such/ratings\.csv': expected an existing ratings file"),
     (["model.hidden=0"], r"model\.hidden=0: expected a positive integer"),
@@ -404,6 +406,15 @@ def _rating_base_run(tmp_path: Path, target: str, **data) -> Path:
     return run
 
 
+def _fold_runs(tmp_path: Path, folds: list[tuple[int, int]]) -> str:
+    """Runs of a cross-fitting (``(holdout_folds, holdout_fold)`` each) under one folder; the glob naming them."""
+    (tmp_path / "folds").mkdir()
+    for i, (k, fold) in enumerate(folds):
+        run = _rating_base_run(tmp_path / f"f{i}", "ss4rec.models.svdpp.SVDpp", holdout_folds=k, holdout_fold=fold)
+        run.rename(tmp_path / "folds" / f"run{i}")
+    return str(tmp_path / "folds" / "run*")
+
+
 RATING_BASE_CASES = {
     "ranking task": (lambda d: _rating_base_run(d, "ss4rec.models.mf.MF"), ["task=ranking"],
                      r"model\.rating_base='.*base': expected null with task=ranking"),
@@ -413,6 +424,11 @@ RATING_BASE_CASES = {
                       r"expected an mf or svdpp run \(model=mf\|svdpp task=rating\); .* trained ss4rec\.models\.sasrec\.SASRec"),
     "another split": (lambda d: _rating_base_run(d, "ss4rec.models.mf.MF", tie_order="shuffle"), ["task=joint"],
                       r"was trained on another split:\n  data\.tie_order: 'shuffle' in the base run, 'file' here"),
+    "a fold missing": (lambda d: _fold_runs(d, [(3, 0), (3, 2)]), ["task=rating"],
+                       r"a cross-fitted base is K runs with data\.holdout_folds=K and data\.holdout_fold 0\.\.K-1 once each .*found .*run0 \(fold 0 of 3\), .*run1 \(fold 2 of 3\)"),
+    "a fold alone": (lambda d: _rating_base_run(d, "ss4rec.models.svdpp.SVDpp", holdout_folds=5, holdout_fold=1), ["task=rating"],
+                     r"a cross-fitted base is K runs .*found .*base \(fold 1 of 5\)"),
+    "a glob of nothing": (lambda d: str(d / "nothing*"), ["task=rating"], r"nothing\*': the pattern matches no run folder or \.ckpt file"),
 }  # fmt: skip
 
 

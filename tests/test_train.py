@@ -215,3 +215,35 @@ def test_a_rating_base_run_starts_from_the_base_runs_predictions(tmp_path, base)
     assert summary["test"]["test/rmse"] != pytest.approx(train(compose_train(
         ["model=ss4rec", "task=rating", "model.use_ratings=true", "debug=limit", *SMALL], tmp_path / "plain"
     ))["test"]["test/rmse"], abs=1e-3)  # fmt: skip - without the base the same run predicts otherwise
+
+
+def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path):
+    """The K runs of a cross-fitting (data.holdout_folds) given as a glob: each is trained without its fold, and
+    an SS4Rec on them whose correction cannot move (lr 1e-12) scores validation and test on the runs' mean."""
+    import numpy as np
+
+    from ss4rec.models.rating_base import FrozenMF
+
+    folds = [train(compose_train(["model=svdpp", "task=rating", "debug=limit", "optimizer.lr=0.05", "data.holdout_folds=2",
+                                  f"data.holdout_fold={k}", *SMALL], tmp_path / "folds" / f"run{k}")) for k in (0, 1)]  # fmt: skip
+    assert folds[0]["best_val"]["val/rmse"] != pytest.approx(folds[1]["best_val"]["val/rmse"], abs=1e-3)
+    pattern = str(tmp_path / "folds" / "run*")
+    cfg = compose_train(["model=ss4rec", "task=rating", "model.use_ratings=true", f"model.rating_base='{pattern}'",
+                         "model.rating_base_residuals=true", "optimizer.lr=1e-12", "debug=limit", *SMALL], tmp_path / "ss4rec")  # fmt: skip
+    summary = train(cfg)
+    assert summary["status"] == "finished"
+    datamodule = build_datamodule(cfg)
+    store = datamodule._ready()
+    base = FrozenMF(store.n_users, store.n_items, pattern).double()
+    base.fill(store)
+    users = torch.arange(store.n_users)
+    for stage, offset in (("val", 2), ("test", 1)):
+        rows = store.offsets[1:] - offset  # each user's held-out rating
+        items = torch.from_numpy(store.items[rows].astype(np.int64))
+        with torch.no_grad():
+            predicted = base(base.user_part(users), items).clamp(*datamodule.rating_range)  # as scored
+            error = torch.from_numpy(store.ratings[rows].astype(np.float64)) - predicted
+        expected = float(error.pow(2).mean().sqrt())
+        got = summary["history"][0]["val/rmse"] if stage == "val" else summary["test"]["test/rmse"]
+        assert got == pytest.approx(expected, abs=1e-5)
+        assert expected != pytest.approx(folds[0][stage == "val" and "best_val" or "test"][f"{stage}/rmse"], abs=1e-3)

@@ -179,6 +179,8 @@ DATA_RULES: dict[str, Rule] = {
     "train_stride": POSITIVE_INT_OR_NULL,
     "fixed_length": BOOL,
     "length_pool": NON_NEGATIVE_INT,
+    "holdout_folds": NON_NEGATIVE_INT,
+    "holdout_fold": NON_NEGATIVE_INT,
     "seed": SEED,
     "data_dir": STRING_OR_NULL,
 }
@@ -195,6 +197,9 @@ def check_data(problems: Problems, data: Mapping) -> None:
     window = window if window is not None else max_len
     if _int(stride) and _int(window) and stride > window >= 1:
         problems.add("data.train_stride", stride, f"null or at most {window_key}={window}")
+    folds, fold = _get(data, "holdout_folds", 0), _get(data, "holdout_fold", 0)
+    if _int(folds) and folds > 0 and _int(fold) and fold >= folds:
+        problems.add("data.holdout_fold", fold, f"a fold in 0..{folds - 1} (data.holdout_folds={folds})")
     if problems:
         return  # the source check needs a valid name
     from ss4rec.data.errors import DataError
@@ -213,6 +218,16 @@ def check_data(problems: Problems, data: Mapping) -> None:
                          (" (it is a directory)" if path.is_dir() else " (no such file)"))  # fmt: skip
 
 
+def check_holdout(problems: Problems, data: Mapping, model: Mapping) -> None:
+    """``data.holdout_folds`` > 0 trains a cross-fitted rating base: only ``mf`` and ``svdpp`` read it."""
+    from ss4rec.models.rating_base import BASE_TARGETS
+
+    folds = _get(data, "holdout_folds", 0)
+    if _int(folds) and folds > 0 and _get(model, "_target_") not in BASE_TARGETS:
+        problems.add("data.holdout_folds", folds, f"0 with model {_get(model, '_target_')} (a held-out fold is for "
+                     "the mf and svdpp runs of a cross-fitted model.rating_base)")  # fmt: skip
+
+
 def check_positions(problems: Problems, data: Mapping, model: Mapping, model_cls: Any) -> None:
     """A model with one learned embedding per position (SASRec) must cover the training window."""
     if not getattr(model_cls, "learned_positions", False):
@@ -227,7 +242,7 @@ def check_positions(problems: Problems, data: Mapping, model: Mapping, model_cls
 LOADER_ONLY_DATA = frozenset({
     "_target_", "_convert_", "max_len", "batch_size", "eval_batch_size", "num_workers", "pin_memory",
     "persistent_workers", "train_max_len", "train_stride", "train_windows", "fixed_length", "length_pool",
-    "seed", "data_dir",
+    "seed", "data_dir", "holdout_folds", "holdout_fold",  # the held-out fold: which training ratings a run fits
 })  # fmt: skip
 
 
@@ -252,31 +267,45 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
         return
     if _get(cfg, "ckpt_path"):
         return
-    from ss4rec.models.rating_base import BASE_TARGETS, RatingBaseError, mf_checkpoint
+    from ss4rec.models.rating_base import (
+        BASE_TARGETS,
+        RatingBaseError,
+        base_paths,
+        cross_fitting,
+        mf_checkpoint,
+        run_folder,
+    )
     from ss4rec.serve.loading import config_problem, run_config
 
+    configs = []
     try:
-        checkpoint = mf_checkpoint(path)
+        paths = base_paths(path)
+        for each in paths:
+            checkpoint = mf_checkpoint(each)
+            run = run_folder(checkpoint) if checkpoint.parent.name == "checkpoints" else None
+            if config_problem(run, checkpoint) is not None:
+                problems.append(f"model.rating_base={path!r}: no run config (metrics.json or .hydra/config.yaml) in "
+                                f"{run or checkpoint.parent}, "
+                                "so its data split cannot be checked; pass the base run's folder")  # fmt: skip
+                return
+            configs.append(run_config(run))
+        cross_fitting(path, configs)
     except RatingBaseError as err:
         problems.append(str(err))
         return
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
-    if config_problem(run, checkpoint) is not None:
-        problems.append(f"model.rating_base={path!r}: no run config (metrics.json or .hydra/config.yaml) in "
-                        f"{run or checkpoint.parent}, "
-                        "so its data split cannot be checked; pass the base run's folder")  # fmt: skip
-        return
-    saved = run_config(run)
-    if (saved.get("model") or {}).get("_target_") not in BASE_TARGETS:
-        problems.add("model.rating_base", path, f"an mf or svdpp run (model=mf|svdpp task=rating); {run} trained "
-                     f"{(saved.get('model') or {}).get('_target_')}")  # fmt: skip
-        return
-    ours, theirs = (_split_options(data) for data in (_plain(cfg.data), saved.get("data") or {}))
-    added = _constructor_defaults(_get(cfg.data, "_target_"))
-    differ = [f"data.{key}: {show(theirs.get(key))} in the base run, {show(ours.get(key))} here"
-              for key in sorted(set(ours) | set(theirs)) if _differs(key, theirs, ours, added)]  # fmt: skip
-    if differ:
-        problems.append(f"model.rating_base={path!r} was trained on another split:\n  " + "\n  ".join(differ))
+    for each, saved in zip(paths, configs):
+        shown = path if len(paths) == 1 else f"{path} ({each})"
+        if (saved.get("model") or {}).get("_target_") not in BASE_TARGETS:
+            problems.add("model.rating_base", shown, f"an mf or svdpp run (model=mf|svdpp task=rating); {each} "
+                         f"trained {(saved.get('model') or {}).get('_target_')}")  # fmt: skip
+            return
+        ours, theirs = (_split_options(data) for data in (_plain(cfg.data), saved.get("data") or {}))
+        added = _constructor_defaults(_get(cfg.data, "_target_"))
+        differ = [f"data.{key}: {show(theirs.get(key))} in the base run, {show(ours.get(key))} here"
+                  for key in sorted(set(ours) | set(theirs)) if _differs(key, theirs, ours, added)]  # fmt: skip
+        if differ:
+            problems.append(f"model.rating_base={shown!r} was trained on another split:\n  " + "\n  ".join(differ))
+            return
 
 
 def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> None:
@@ -423,6 +452,7 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     check_data(problems, cfg.data)
     model_cls = check_model(problems, cfg.model)
     check_positions(problems, cfg.data, cfg.model, model_cls)
+    check_holdout(problems, cfg.data, cfg.model)
     ks = check_evaluation(problems, cfg.evaluation)
     check_task(problems, cfg.task, model_cls, ks)
     check_trainer(problems, cfg.trainer)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
 from batches import N_ITEMS, sequence_batch
+from rating_fixtures import svdpp_reference, varied_store
 from ss4rec.data import collate
-from ss4rec.data.preprocess import Options, build_store
-from ss4rec.data.sources import Raw
 from ss4rec.errors import UserError
 from ss4rec.models.mf import MF
 from ss4rec.models.rating_base import FrozenMF, RatingBaseError, mf_checkpoint, svdpp_user_factors
@@ -60,13 +57,15 @@ def test_an_untrained_correction_predicts_the_mf_runs_ratings_and_ranks_as_witho
     with torch.no_grad():
         query, items, _ = model.train_queries(batch)
         users = batch["users"][:, None].expand_as(batch["target_items"])[batch["target_items"] > 0]
-        torch.testing.assert_close(model.predict_rating(query, items).double(), mf_reference(mf, users, items))
+        torch.testing.assert_close(model.predict_rating(query, items).double(), mf_reference(mf, users, items),
+                                   rtol=1e-6, atol=1e-6)  # float32 against float64
         eval_query = model.eval_queries(batch)
-        assert eval_query.shape == (4, 16 + 5 + 1)
+        assert eval_query.shape == (4, 16 + 5 + 2)  # [h, p_u, b_u, fold weight 1]
         plain = ss4rec()  # the same seed: the same encoder and item table
         torch.testing.assert_close(model.score(eval_query), plain.score(plain.eval_queries(batch)), rtol=0, atol=0)
         torch.testing.assert_close(model.predict_rating(eval_query, torch.tensor([1, 5, 9, N_ITEMS])).double(),
-                                   mf_reference(mf, batch["users"], torch.tensor([1, 5, 9, N_ITEMS])))  # fmt: skip
+                                   mf_reference(mf, batch["users"], torch.tensor([1, 5, 9, N_ITEMS])),
+                                   rtol=1e-6, atol=1e-6)  # fmt: skip
 
 
 def test_only_the_correction_learns_and_a_checkpoint_restores_without_the_mf_run(tmp_path):
@@ -161,17 +160,6 @@ def test_the_base_checkpoint_is_the_one_the_mf_run_names(tmp_path):
     assert mf_checkpoint(first) == first
 
 
-def varied_store():
-    """Users with 3 to 10 ratings (training parts of 1 to 8 items), every item distinct within a user."""
-    rng = np.random.default_rng(5)
-    rows = [(u, int(i), float(rng.integers(1, 6)), 1000 + 10 * k)
-            for u, n in enumerate([3, 10, 4, 7, 3, 9], start=1)
-            for k, i in enumerate(rng.choice(np.arange(1, 16), n, replace=False))]  # fmt: skip
-    frame = pl.DataFrame(rows, schema={"user": pl.Int64, "item": pl.Int64, "rating": pl.Float32,
-                                       "timestamp": pl.Int64}, orient="row")  # fmt: skip
-    return build_store(Raw(frame), Options(k_core=0), None)
-
-
 def svdpp_run(tmp_path, store):
     """An SVD++ with random tables (non-zero biases) saved as a run folder's best checkpoint; returns (run, model)."""
     torch.manual_seed(4)
@@ -184,17 +172,6 @@ def svdpp_run(tmp_path, store):
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
                tmp_path / "checkpoints" / "best-epoch007.ckpt")  # fmt: skip
     return tmp_path, model
-
-
-def svdpp_reference(model: SVDpp, store, user: int, item: int) -> float:
-    """``mu + b_u + b_i + q_i . (p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j)``, N(u) the training part, float64, one by one."""
-    w = {name: p.detach().double() for name, p in model.named_parameters()}
-    n_u = store.items[store.offsets[user] : store.offsets[user + 1] - 2].tolist()
-    z = w["user_embedding.weight"][user].clone()
-    for j in n_u:
-        z += w["implicit_embedding.weight"][j] / math.sqrt(len(n_u))
-    bias = w["user_bias.weight"][user, 0] + w["item_bias.weight"][item, 0]
-    return float(model.rating_head.rating_mean.double() + bias + w["item_embedding.weight"][item] @ z)
 
 
 def test_an_svdpp_base_predicts_the_svdpp_runs_ratings(tmp_path):

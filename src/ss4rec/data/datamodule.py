@@ -74,6 +74,9 @@ class SequenceDataModule(L.LightningDataModule):
         fixed_length: pad sequence batches to ``max_len`` (training: ``train_max_len``) instead of the longest row.
         length_pool: training windows are sorted by length within pools of this many batches, then the
             batches are shuffled (see ``BatchSampler``): less padding, faster epochs. 0: plain shuffling.
+        holdout_folds / holdout_fold: with ``holdout_folds`` K > 0, ``pairs`` and ``history`` training (``mf``,
+            ``svdpp``) leaves out the training ratings of cross-fitting fold ``holdout_fold`` of K
+            (``ss4rec.data.folds``); the split, validation and test are unchanged. 0: every training rating.
         seed: shuffling seed (the trainer sets it). data_dir: cache folder (None: ``ss4rec.paths.data_dir()``).
     """
 
@@ -97,6 +100,8 @@ class SequenceDataModule(L.LightningDataModule):
         train_windows: str = "all",
         fixed_length: bool = False,
         length_pool: int = 0,
+        holdout_folds: int = 0,
+        holdout_fold: int = 0,
         seed: int = 0,
         data_dir: str | None = None,
         train_format: str = SEQUENCE,
@@ -129,6 +134,12 @@ class SequenceDataModule(L.LightningDataModule):
         self.length_pool = int(length_pool)
         if self.length_pool < 0:
             raise DataError(f"length_pool must be >= 0 (0: off), got {length_pool}")
+        self.holdout_folds, self.holdout_fold = int(holdout_folds), int(holdout_fold)
+        if self.holdout_folds < 0 or (self.holdout_folds and not 0 <= self.holdout_fold < self.holdout_folds):
+            raise DataError(
+                f"holdout_folds must be >= 0 (0: off) and holdout_fold in [0, holdout_folds), got holdout_folds="
+                f"{holdout_folds}, holdout_fold={holdout_fold}"
+            )
         self.seed, self.data_dir = int(seed), data_dir
         self.train_format = train_format
         self.store: SequenceStore | None = None
@@ -225,10 +236,16 @@ class SequenceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         store = self._ready()
+        holdout = (self.holdout_folds, self.holdout_fold) if self.holdout_folds else None
         if self.train_format == PAIRS:
-            return self._loader(PairDataset(store), self.train_batch_size, shuffle=True)
+            return self._loader(PairDataset(store, holdout), self.train_batch_size, shuffle=True)
         if self.train_format == HISTORY:
-            return self._loader(HistoryDataset(store), self.train_batch_size, shuffle=True)
+            return self._loader(HistoryDataset(store, holdout), self.train_batch_size, shuffle=True)
+        if holdout is not None:
+            raise DataError(
+                f"holdout_folds={self.holdout_folds}: a held-out fold is for pairs and history training (model=mf "
+                "or svdpp, the runs a rating_base reads), not sequence windows"
+            )
         dataset = self._windows()
         lengths = None if self.fixed_length else dataset.windows["length"]  # fixed width: nothing to save
         return self._loader(dataset, self.train_batch_size, shuffle=True, lengths=lengths)

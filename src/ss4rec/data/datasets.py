@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ss4rec.data import collate
+from ss4rec.data.folds import rating_fold
 from ss4rec.data.store import SequenceStore
 
 TRAIN_WINDOWS = ("all", "recent")
@@ -157,12 +158,19 @@ class EvalDataset(Dataset):
 
 
 class PairDataset(Dataset):
-    """Training ``pairs`` batches: one example per training interaction."""
+    """Training ``pairs`` batches: one example per training interaction.
 
-    def __init__(self, store: SequenceStore):
+    ``holdout=(K, k)``: only the training interactions outside cross-fitting fold k of K (``ss4rec.data.folds``).
+    """
+
+    def __init__(self, store: SequenceStore, holdout: tuple[int, int] | None = None):
         self.store = store
         self.rows = store.train_rows()
         self.row_users = store.users_of_rows()
+        if holdout is not None:
+            folds, fold = holdout
+            keep = rating_fold(self.row_users[self.rows], store.items[self.rows].astype(np.int64), folds) != fold
+            self.rows = self.rows[keep]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -172,13 +180,23 @@ class PairDataset(Dataset):
 
 
 class HistoryDataset(Dataset):
-    """Training ``history`` batches: one example per user (the whole training part)."""
+    """Training ``history`` batches: one example per user (the whole training part).
 
-    def __init__(self, store: SequenceStore):
+    ``holdout=(K, k)``: the batch also holds ``history_targets`` (B, S), False on the ratings of cross-fitting
+    fold k of K (``ss4rec.data.folds``): still in the history (an SVD++ user's N(u)), no longer a target.
+    """
+
+    def __init__(self, store: SequenceStore, holdout: tuple[int, int] | None = None):
         self.store = store
+        self.holdout = holdout
 
     def __len__(self) -> int:
         return self.store.n_users
 
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        return collate.history_batch(self.store, np.asarray(index, dtype=np.int64))
+        batch = collate.history_batch(self.store, np.asarray(index, dtype=np.int64))
+        if self.holdout is not None:
+            folds, fold = self.holdout
+            history = batch["history"]
+            batch["history_targets"] = (history > 0) & (rating_fold(batch["users"][:, None], history, folds) != fold)
+        return batch

@@ -112,8 +112,8 @@ class SequentialRecommender(Recommender):
     and, tied, as the output scoring table. The rating head predicts ratings from the same queries.
 
     With ``rating_base`` (an ``mf`` run, ``ss4rec.models.rating_base``) the head corrects a frozen MF's
-    ratings instead of predicting from the training mean: a query is then ``[h, p_u, b_u]`` (D + K + 1),
-    the hidden state and the user's MF part; ranking scores read ``h`` only.
+    ratings instead of predicting from the training mean: a query is then ``[h, user part]`` (D + F (K + 2)),
+    the hidden state and the user's MF part (``FrozenMF.user_part``); ranking scores read ``h`` only.
     """
 
     train_format: ClassVar[str] = SEQUENCE
@@ -163,17 +163,21 @@ class SequentialRecommender(Recommender):
         """
         raise NotImplementedError(f"{type(self).__name__} has no recurrent step; recompute its window")
 
-    def with_user(self, query: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
-        """``query`` (..., D) with the users' MF part appended when there is a rating base (..., D + K + 1)."""
+    def with_user(
+        self, query: torch.Tensor, users: torch.Tensor | None, items: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``query`` (..., D) with the users' MF part appended when there is a rating base (..., D + F (K + 2));
+        ``items``: the training ratings the queries predict (each then read from the base that left it out)."""
         if self.rating_base is None:
             return query
-        return torch.cat([query, self.rating_base.user_part(users).to(query.dtype)], dim=-1)
+        return torch.cat([query, self.rating_base.user_part(users, items).to(query.dtype)], dim=-1)
 
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden = self.encode_sequence(batch)  # (B, L, D)
         mask = batch["target_items"] > 0  # (B, L)
+        targets = batch["target_items"][mask]
         users = batch["users"][:, None].expand_as(mask)[mask] if self.rating_base is not None else None
-        return self.with_user(hidden[mask], users), batch["target_items"][mask], batch["target_ratings"][mask]
+        return self.with_user(hidden[mask], users, targets), targets, batch["target_ratings"][mask]
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
         query = gather_last(self.encode_sequence(batch), batch["lengths"])  # (B, D)

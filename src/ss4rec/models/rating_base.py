@@ -11,10 +11,18 @@ order, times and recent ratings) adds to them. The tables are buffers: never tra
 sequence model's checkpoints. The model is built with empty tables; a new training run fills them from the
 base's checkpoint (``FrozenMF.fill``, called by ``ss4rec.training``), a checkpoint restores them with its own
 state dict (the buffers take the saved shapes), so evaluating or resuming does not need the base run.
+
+**Cross-fitted bases.** ``model.rating_base='<folder>/*'`` (a glob) names the K runs of one cross-fitting: the
+same model trained with ``data.holdout_folds=K`` and each ``data.holdout_fold`` 0..K-1 once
+(``ss4rec.data.folds``). The tables then gain a leading fold dimension. A training rating (a target, or a past
+rating read as an input error) is predicted by the run that left its fold out, so the errors the head learns
+from are out of sample, like those of the held-out ratings it is scored on; a held-out rating (validation,
+test) by the mean of the K runs, none of which saw it. A single run is the case K = 1.
 """
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +31,7 @@ import torch
 from torch import nn
 
 from ss4rec.data.collate import history_batch
+from ss4rec.data.folds import rating_fold
 from ss4rec.errors import UserError
 from ss4rec.paths import named_checkpoint
 
@@ -41,6 +50,8 @@ MF_KEYS = {
 IMPLICIT_KEY = "implicit_embedding.weight"
 #: the models a base may come from (``model._target_`` of the run)
 BASE_TARGETS = ("ss4rec.models.mf.MF", "ss4rec.models.svdpp.SVDpp")
+#: the rank of each table with its leading fold dimension (checkpoints from before cross-fitting lack it)
+TABLE_RANKS = {"user_factors": 3, "user_bias": 2, "item_factors": 3, "item_bias": 2, "mean": 1}
 
 
 class RatingBaseError(UserError):
@@ -69,6 +80,52 @@ def mf_checkpoint(path: str | Path) -> Path:
     )
 
 
+def base_paths(path: str | Path) -> list[Path]:
+    """What ``model.rating_base`` names: one run folder or checkpoint, or every match of a glob pattern."""
+    text = str(path)
+    if not any(char in text for char in "*?["):
+        return [Path(text)]
+    found = sorted(match for match in map(Path, glob.glob(text)) if match.is_dir() or match.suffix == ".ckpt")
+    if not found:
+        raise RatingBaseError(f"model.rating_base={text!r}: the pattern matches no run folder or .ckpt file")
+    return found
+
+
+def run_folder(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint inside its ``checkpoints/``, else the checkpoint's folder."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def cross_fitting(path: str | Path, configs: list[dict] | None = None) -> list[Path]:
+    """The base checkpoints ``model.rating_base`` names, in fold order: one run trained on every training
+    rating, or the K runs of one cross-fitting (``data.holdout_folds=K``, folds 0..K-1 each once).
+
+    ``configs``: the runs' configs in ``base_paths`` order (default: read from each run folder).
+    """
+    paths = base_paths(path)
+    checkpoints = [mf_checkpoint(each) for each in paths]
+    if configs is None:
+        from ss4rec.serve.loading import run_config  # here: serving imports the models
+
+        configs = []
+        for checkpoint in checkpoints:
+            try:
+                configs.append(run_config(run_folder(checkpoint)))
+            except UserError:  # a bare checkpoint: a base trained on every rating, unless K of them are given
+                configs.append({})
+    folds = [((config.get("data") or {}).get("holdout_folds") or 0, (config.get("data") or {}).get("holdout_fold") or 0)
+             for config in configs]  # fmt: skip
+    if len(paths) == 1 and folds[0][0] == 0:
+        return checkpoints
+    shown = ", ".join(f"{each} (fold {fold} of {k})" if k else f"{each} (every rating)" for each, (k, fold) in zip(paths, folds))
+    if sorted(folds) != [(len(paths), fold) for fold in range(len(paths))]:
+        raise RatingBaseError(
+            f"model.rating_base={str(path)!r}: a cross-fitted base is K runs with data.holdout_folds=K and "
+            f"data.holdout_fold 0..K-1 once each (a glob matching all of them); found {shown}"
+        )
+    return [checkpoints[folds.index((len(paths), fold))] for fold in range(len(paths))]
+
+
 def svdpp_user_factors(
     store: SequenceStore, user_factors: torch.Tensor, implicit: torch.Tensor, chunk: int = 256
 ) -> torch.Tensor:
@@ -89,7 +146,8 @@ def svdpp_user_factors(
 
 
 class FrozenMF(nn.Module):
-    """``mean + b_u + b_i + p_u . q_i`` from fixed tables: user (U, K), (U,), item (N + 1, K), (N + 1,).
+    """``mean + b_u + b_i + p_u . q_i`` from fixed tables, one set per fold F (1 without cross-fitting):
+    user (F, U, K), (F, U), item (F, N + 1, K), (F, N + 1), mean (F,).
 
     Filled from an ``mf`` run's tables, or from an ``svdpp`` run's with ``p_u`` replaced by SVD++'s user
     factor over the training part (``svdpp_user_factors``): the same predictions as the SVD++ run.
@@ -99,29 +157,39 @@ class FrozenMF(nn.Module):
         super().__init__()
         self.n_users, self.n_items, self.path = n_users, n_items, path
         # empty until ``fill`` or a state dict gives them their size
-        self.register_buffer("user_factors", torch.zeros(0, 0))
-        self.register_buffer("user_bias", torch.zeros(0))
-        self.register_buffer("item_factors", torch.zeros(0, 0))
-        self.register_buffer("item_bias", torch.zeros(0))
-        self.register_buffer("mean", torch.tensor(0.0))
+        for name, rank in TABLE_RANKS.items():
+            self.register_buffer(name, torch.zeros((0,) * rank))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in MF_KEYS:  # take the saved shapes, so a checkpoint restores without the MF run
+        for name, rank in TABLE_RANKS.items():  # take the saved shapes, so a checkpoint restores without the MF run
             saved = state_dict.get(prefix + name)
-            if saved is not None and saved.shape != getattr(self, name).shape:
+            if saved is None:
+                continue
+            if saved.dim() == rank - 1:  # saved before cross-fitting: one base, no fold dimension
+                saved = state_dict[prefix + name] = saved.unsqueeze(0)
+            if saved.shape != getattr(self, name).shape:
                 setattr(self, name, torch.zeros_like(saved, device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
+    def folds(self) -> int:
+        return self.mean.shape[0]
+
+    @property
     def filled(self) -> bool:
-        return self.user_factors.shape[0] == self.n_users and self.item_factors.shape[0] == self.n_items + 1
+        return self.user_factors.shape[1] == self.n_users and self.item_factors.shape[1] == self.n_items + 1
 
     @torch.no_grad()
     def fill(self, store: SequenceStore | None = None) -> None:
-        """Read the tables from the ``mf`` or ``svdpp`` checkpoint at ``path``; its users and items must be the
-        model's. An ``svdpp`` checkpoint needs ``store``, the data the run trains on, for each user's N(u)."""
+        """Read the tables from the ``mf`` or ``svdpp`` checkpoints ``path`` names (``cross_fitting``); their
+        users and items must be the model's. An ``svdpp`` checkpoint needs ``store``, the data the run trains
+        on, for each user's N(u)."""
+        tables = [self._read(checkpoint, store) for checkpoint in cross_fitting(self.path)]
+        for name in TABLE_RANKS:
+            setattr(self, name, torch.stack([table[name] for table in tables]))
+
+    def _read(self, checkpoint: Path, store: SequenceStore | None) -> dict[str, torch.Tensor]:
         n_users, n_items = self.n_users, self.n_items
-        checkpoint = mf_checkpoint(self.path)
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
@@ -148,17 +216,35 @@ class FrozenMF(nn.Module):
                     f"model.rating_base: {checkpoint} is an SVD++ checkpoint; filling it needs the data (fill(store))"
                 )
             user_factors = svdpp_user_factors(store, user_factors, implicit.to(**like))
-        self.user_factors = user_factors
-        self.item_factors = tables["item_factors"].to(**like)
-        self.user_bias = tables["user_bias"].reshape(-1).to(**like)
-        self.item_bias = tables["item_bias"].reshape(-1).to(**like)
-        self.mean = tables["mean"].reshape(()).to(**like)
+        return {
+            "user_factors": user_factors,
+            "item_factors": tables["item_factors"].to(**like),
+            "user_bias": tables["user_bias"].reshape(-1).to(**like),
+            "item_bias": tables["item_bias"].reshape(-1).to(**like),
+            "mean": tables["mean"].reshape(()).to(**like),
+        }
 
-    def user_part(self, users: torch.Tensor) -> torch.Tensor:
-        """``[p_u, b_u]`` (..., K + 1): what a query carries for the base."""
-        return torch.cat([self.user_factors[users], self.user_bias[users].unsqueeze(-1)], dim=-1)
+    def user_part(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """What a query carries for the base, (..., F (K + 2)): per fold ``w [p_u, b_u, 1]``.
+
+        ``items`` (..., like ``users``) given: the users' training ratings of those items, each predicted by
+        the fold that left it out (``w`` one-hot at ``rating_fold``); None: held-out ratings, the mean of the
+        folds (``w = 1/F``).
+        """
+        folds = self.folds
+        parts = torch.cat([self.user_factors[:, users], self.user_bias[:, users].unsqueeze(-1)], dim=-1)  # (F, ..., K + 1)
+        parts = torch.cat([parts, torch.ones_like(parts[..., :1])], dim=-1).movedim(0, -2)  # (..., F, K + 2)
+        if items is None or folds == 1:
+            weights = torch.full(parts.shape[:-1], 1.0 / folds, dtype=parts.dtype, device=parts.device)
+        else:
+            weights = nn.functional.one_hot(rating_fold(users, items, folds), folds).to(parts.dtype)  # (..., F)
+        return (parts * weights.unsqueeze(-1)).flatten(-2)
 
     def forward(self, user_part: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """user_part (M, K + 1) from ``user_part``, items (M,) -> the base's ratings (M,)."""
-        dot = (user_part[..., :-1] * self.item_factors[items]).sum(-1)
-        return self.mean + user_part[..., -1] + self.item_bias[items] + dot
+        """user_part (..., F (K + 2)) from ``user_part``, items (...) -> the base's ratings (...):
+        ``sum_f w_f (mean_f + b_u^f + b_i^f + p_u^f . q_i^f)``."""
+        part = user_part.unflatten(-1, (self.folds, -1))  # (..., F, K + 2)
+        factors, user_bias, weight = part[..., :-2], part[..., -2], part[..., -1]
+        dot = (factors * self.item_factors[:, items].movedim(0, -2)).sum(-1)  # (..., F)
+        item_bias = self.item_bias[:, items].movedim(0, -1)  # (..., F)
+        return (dot + user_bias + weight * (self.mean + item_bias)).sum(-1)

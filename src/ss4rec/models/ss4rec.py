@@ -187,7 +187,7 @@ class SS4Rec(SequentialRecommender):
         if self.residual_input is not None:
             items, ratings = batch["items"], batch["ratings"]
             users = batch["users"][:, None].expand_as(items)
-            expected = self.rating_base(self.rating_base.user_part(users), items)
+            expected = self.rating_base(self.rating_base.user_part(users, items), items)  # training ratings: out of fold
             error = torch.where((ratings > 0) & (items > 0), ratings - expected, 0.0).to(x.dtype)
             x = x + error[..., None] * self.residual_input
         return x

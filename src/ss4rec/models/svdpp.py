@@ -111,16 +111,18 @@ class SVDpp(Recommender):
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         users, history = batch["users"], batch["history"]  # (B,), (B, S)
         query = self.user_query(users, history)  # (B, D + 1)
-        real = history > 0  # (B, S)
-        rows = torch.arange(history.shape[0], device=history.device)[:, None].expand_as(history)[real]  # (M,)
-        items = history[real]  # (M,)
+        real = history > 0  # (B, S): N(u)
+        # the ratings to fit: all of N(u), or those outside a held-out fold (data.holdout_folds)
+        targets = real & batch["history_targets"] if "history_targets" in batch else real
+        rows = torch.arange(history.shape[0], device=history.device)[:, None].expand_as(history)[targets]  # (M,)
+        items = history[targets]  # (M,)
         if self.training and self.l2 > 0:
             user_rows = torch.cat([self.user_embedding(users), self.user_bias(users)], dim=-1)[rows]
             y_norms = self.implicit_embedding(history).pow(2).sum(-1)  # (B, S), 0 on padding
             y_mean = y_norms.sum(-1) / real.sum(-1).clamp_min(1)  # (B,)
             per_rating = user_rows.pow(2).sum(-1) + self._item_rows(items).pow(2).sum(-1)  # (M,)
             self._penalty = self.l2 * (per_rating.mean() + y_mean.mean())
-        return query[rows], items, batch["history_ratings"][real]
+        return query[rows], items, batch["history_ratings"][targets]
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
         return self.user_query(batch["users"], training_part(batch))

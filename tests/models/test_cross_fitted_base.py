@@ -1,0 +1,127 @@
+"""A cross-fitted rating base (``model.rating_base='<runs>/*'``): each training rating from the run that left
+its fold out, each held-out rating from the mean of the runs; against float64 references of SVD++'s formula."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rating_fixtures import svdpp_reference, varied_store
+from ss4rec.data.folds import rating_fold
+from ss4rec.models.rating_base import FrozenMF, RatingBaseError, cross_fitting
+from ss4rec.models.ss4rec import SS4Rec
+from ss4rec.models.svdpp import SVDpp
+
+K = 3
+
+
+def fold_runs(root, store, folds=K, which=None):
+    """SVD++ runs with random tables, one per fold of ``which`` (default all), in folders whose sorted order is
+    not the fold order; returns {fold: model}."""
+    models = {}
+    for fold in range(folds) if which is None else which:
+        torch.manual_seed(10 + fold)
+        model = SVDpp(store.n_items, store.n_users, dim=4, init_std=0.5)
+        with torch.no_grad():
+            model.user_bias.weight.normal_()
+            model.item_bias.weight[1:].normal_()
+            model.rating_head.rating_mean.fill_(3.0 + 0.2 * fold)
+        run = root / f"run{folds - 1 - fold}"  # run0 holds the last fold
+        (run / "checkpoints").mkdir(parents=True)
+        torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
+                   run / "checkpoints" / "best-epoch001.ckpt")  # fmt: skip
+        config = {"data": {"holdout_folds": folds, "holdout_fold": fold}, "model": {"_target_": "ss4rec.models.svdpp.SVDpp"}}
+        (run / "metrics.json").write_text(json.dumps({"config": config}))
+        models[fold] = model
+    return models
+
+
+def grid(store):
+    users, items = torch.meshgrid(torch.arange(store.n_users), torch.arange(1, store.n_items + 1), indexing="ij")
+    return users.reshape(-1), items.reshape(-1)
+
+
+def test_training_ratings_come_from_the_run_that_left_them_out_held_out_ones_from_the_mean(tmp_path):
+    store = varied_store()
+    models = fold_runs(tmp_path, store)
+    base = FrozenMF(store.n_users, store.n_items, str(tmp_path / "run*")).double()
+    base.fill(store)
+    assert base.folds == K
+    users, items = grid(store)
+    folds = rating_fold(users, items, K)
+    assert set(folds.tolist()) == set(range(K))  # every fold is exercised
+    per_fold = torch.tensor([[svdpp_reference(models[f], store, int(u), int(i)) for f in range(K)]
+                             for u, i in zip(users, items)], dtype=torch.float64)  # fmt: skip
+    out_of_fold = per_fold[torch.arange(len(users)), folds]
+    torch.testing.assert_close(base(base.user_part(users, items), items), out_of_fold, rtol=0, atol=1e-12)
+    torch.testing.assert_close(base(base.user_part(users), items), per_fold.mean(1), rtol=0, atol=1e-12)
+    # shapes beyond one dimension, as the residual inputs (B, L) use them
+    square = base(base.user_part(users.reshape(-1, 5), items.reshape(-1, 5)), items.reshape(-1, 5))
+    torch.testing.assert_close(square.reshape(-1), out_of_fold, rtol=0, atol=1e-12)
+
+
+def test_a_sequence_model_reads_targets_and_past_ratings_out_of_fold_and_scores_held_out_ones_on_the_mean(tmp_path):
+    store = varied_store()
+    fold_runs(tmp_path, store)
+    torch.manual_seed(0)
+    model = SS4Rec(store.n_items, store.n_users, hidden=8, d_state=4, mamba_d_state=4, use_ratings=True,
+                   rating_base=str(tmp_path / "run*"), rating_base_residuals=True).eval()  # fmt: skip
+    model.rating_base.fill(store)
+    base = model.rating_base
+    items = torch.tensor([[3, 5, 1, 7], [2, 9, 4, 0]])
+    batch = {"users": torch.tensor([4, 1]), "items": items, "ratings": torch.tensor([[4.0, 2, 5, 3], [1, 3, 5, 0]]),
+             "times": torch.tensor([[1, 2, 3, 4], [1, 1, 2, 0]]) * 1000, "target_items": torch.tensor([[5, 1, 7, 8], [9, 4, 6, 0]]),
+             "target_ratings": torch.tensor([[2.0, 5, 3, 4], [3, 5, 2, 0]]), "target_times": torch.tensor([[2, 3, 4, 5], [1, 2, 3, 0]]) * 1000,
+             "lengths": torch.tensor([4, 3])}  # fmt: skip
+    with torch.no_grad():
+        query, targets, _ = model.train_queries(batch)
+        users = batch["users"][:, None].expand_as(batch["target_items"])[batch["target_items"] > 0]
+        expected = base(base.user_part(users, targets), targets)  # zero correction: the out-of-fold base
+        torch.testing.assert_close(model.predict_rating(query, targets), expected.float())
+        assert not torch.allclose(expected, base(base.user_part(users), targets))  # not the mean
+        eval_query = model.eval_queries(batch)
+        held_out = torch.tensor([6, 8])
+        torch.testing.assert_close(model.predict_rating(eval_query, held_out),
+                                   base(base.user_part(batch["users"]), held_out).float())  # fmt: skip
+    # the past ratings' errors, each under the run that left it out, times residual_input: d(sum embed)/d(residual_input)
+    # is the sum of those errors in every coordinate
+    past_users = batch["users"][:, None].expand_as(items)
+    with torch.no_grad():
+        error = torch.where(items > 0, batch["ratings"] - base(base.user_part(past_users, items), items), 0.0)
+    grad = torch.autograd.grad(model.embed(batch).sum(), model.residual_input)[0]
+    torch.testing.assert_close(grad, torch.full_like(grad, float(error.sum())), rtol=1e-5, atol=1e-4)
+    mean_error = torch.where(items > 0, batch["ratings"] - base(base.user_part(past_users), items), 0.0)
+    assert abs(float(mean_error.sum()) - float(error.sum())) > 1e-3  # the test tells the two apart
+
+
+def test_a_cross_fitting_is_every_fold_once_and_nothing_else(tmp_path):
+    store = varied_store()
+    fold_runs(tmp_path / "two", store, which=[0, 2])
+    with pytest.raises(RatingBaseError, match=r"a cross-fitted base is K runs .* found .*fold 2 of 3.*fold 0 of 3"):
+        cross_fitting(str(tmp_path / "two" / "run*"))
+    fold_runs(tmp_path / "one", store, which=[1])
+    with pytest.raises(RatingBaseError, match=r"fold 1 of 3"):
+        cross_fitting(str(tmp_path / "one" / "run1"))  # one fold alone
+    with pytest.raises(RatingBaseError, match=r"the pattern matches no run folder"):
+        cross_fitting(str(tmp_path / "none*"))
+    fold_runs(tmp_path / "all", store)
+    (tmp_path / "all" / "multirun.yaml").write_text("{}")  # a sweep folder's other files are not runs
+    ordered = cross_fitting(str(tmp_path / "all" / "*"))
+    assert [path.parent.parent.name for path in ordered] == ["run2", "run1", "run0"]  # fold order
+
+
+def test_a_checkpoint_from_before_cross_fitting_restores_as_one_fold(tmp_path):
+    store = varied_store()
+    fold_runs(tmp_path, store, folds=1)
+    filled = FrozenMF(store.n_users, store.n_items, str(tmp_path / "run0")).double()
+    filled.fill(store)
+    old = {name: table[0] for name, table in filled.state_dict().items()}  # the tables without the fold dimension
+    restored = FrozenMF(store.n_users, store.n_items, "unused").double()
+    restored.load_state_dict(old)
+    assert restored.filled and restored.folds == 1
+    users, items = grid(store)
+    torch.testing.assert_close(restored(restored.user_part(users, items), items), filled(filled.user_part(users), items))
+    assert np.isfinite(restored.mean.numpy()).all()
