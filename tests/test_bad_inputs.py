@@ -74,6 +74,7 @@ TRAIN_CASES = [
     (["data.train_stride=500", "data.train_max_len=400"], r"data\.train_stride=500: expected null or at most data\.train_max_len=400"),
     (["data.train_max_len=0"], r"data\.train_max_len=0: expected a positive integer or null"),
     (["task=rating", "model.rating_base_residuals=true"], r"model\.rating_base_residuals=true: expected false without model\.rating_base"),
+    (["task=rating", "model.rating_base_heldout=runs/full"], r"model\.rating_base_heldout='runs/full': expected null without a cross-fitted model\.rating_base"),
     (["model=sasrec", "data.train_max_len=400"], r"model\.max_len=200: expected at least data\.train_max_len=400"),
     (["data.duplicates=sometimes"], r"data\.duplicates='sometimes': expected one of keep_all, keep_first"),
     (["data.k_core=-2"], r"data\.k_core=-2: expected an integer >= 0"),
@@ -429,10 +430,15 @@ RATING_BASE_CASES = {
     "a fold alone": (lambda d: _rating_base_run(d, "ss4rec.models.svdpp.SVDpp", holdout_folds=5, holdout_fold=1), ["task=rating"],
                      r"a cross-fitted base is K runs .*found .*base \(fold 1 of 5\)"),
     "a glob of nothing": (lambda d: str(d / "nothing*"), ["task=rating"], r"nothing\*': the pattern matches no run folder or \.ckpt file"),
+    "held-out run beside one run": (lambda d: _rating_base_run(d, "ss4rec.models.mf.MF"), ["task=rating", "model.rating_base_heldout=x"],
+                                    r"model\.rating_base_heldout='x': expected null with a single model\.rating_base run"),
+    "held-out run is a fold": (lambda d: _fold_runs(d, [(2, 0), (2, 1)]), ["task=rating", "model.rating_base_heldout=" + "{folds}/run1"],
+                               r"model\.rating_base_heldout='.*run1': expected one run trained on every training rating"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(RATING_BASE_CASES))
 def test_train_rejects_a_rating_base_that_does_not_fit(train_cli, tmp_path, case):
     make, overrides, pattern = RATING_BASE_CASES[case]
+    overrides = [each.replace("{folds}", str(tmp_path / "folds")) for each in overrides]
     _expect(train_cli(*overrides, f"model.rating_base={make(tmp_path)}"), pattern)

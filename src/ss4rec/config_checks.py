@@ -146,6 +146,7 @@ MODEL_RULES: dict[str, Rule] = {
     "blocks": one_of("both", "s5_only", "mamba_only"),
     "init": one_of("official", "mamba"),
     "rating_base": STRING_OR_NULL,
+    "rating_base_heldout": STRING_OR_NULL,
     "mlp_hidden": (lambda v: isinstance(v, list) and v and all(_int(x) and x >= 1 for x in v),
                    "a non-empty list of positive integers"),  # fmt: skip
 }
@@ -255,57 +256,79 @@ def _split_options(data: Mapping) -> dict:
 
 
 def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
-    """``model.rating_base``: an ``mf`` or ``svdpp`` run (or checkpoint) trained on the same split, used by a rating task.
-    Not read when resuming (``ckpt_path``): the checkpoint holds the MF tables."""
-    path = _get(cfg.model, "rating_base")
+    """``model.rating_base``: an ``mf`` or ``svdpp`` run (or checkpoint) trained on the same split, or the K runs of
+    a cross-fitting, used by a rating task; ``model.rating_base_heldout``: a run on every training rating beside a
+    cross-fitted base. Not read when resuming (``ckpt_path``): the checkpoint holds the MF tables."""
+    path, heldout = _get(cfg.model, "rating_base"), _get(cfg.model, "rating_base_heldout")
     if path is None:
         if _get(cfg.model, "rating_base_residuals"):
             problems.add("model.rating_base_residuals", True, "false without model.rating_base (the MF or SVD++ run whose errors it reads)")
+        if heldout is not None:
+            problems.add("model.rating_base_heldout", heldout, "null without a cross-fitted model.rating_base (whose runs' mean it replaces)")
         return
     if not _get(cfg.task, "rating_weight", 0.0):
         problems.add("model.rating_base", path, "null with task=ranking (the base only changes predicted ratings)")
         return
     if _get(cfg, "ckpt_path"):
         return
-    from ss4rec.models.rating_base import (
-        BASE_TARGETS,
-        RatingBaseError,
-        base_paths,
-        cross_fitting,
-        mf_checkpoint,
-        run_folder,
-    )
+    from ss4rec.models.rating_base import RatingBaseError, cross_fitting
+
+    runs = _base_runs(problems, cfg, "model.rating_base", path)
+    if runs is None:
+        return
+    if heldout is not None:
+        if len(runs) == 1:
+            problems.add("model.rating_base_heldout", heldout, "null with a single model.rating_base run (it replaces the "
+                         "mean of a cross-fitted base's K runs: data.holdout_folds)")  # fmt: skip
+            return
+        heldout_runs = _base_runs(problems, cfg, "model.rating_base_heldout", heldout)
+        if heldout_runs is None:
+            return
+        if len(heldout_runs) != 1 or (heldout_runs[0][1].get("data") or {}).get("holdout_folds"):
+            problems.add("model.rating_base_heldout", heldout, "one run trained on every training rating "
+                         "(data.holdout_folds=0)")  # fmt: skip
+            return
+    try:
+        cross_fitting(path, [config for _, config in runs])
+    except RatingBaseError as err:
+        problems.append(str(err))
+
+
+def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> list[tuple[Path, dict]] | None:
+    """The run folders ``path`` names, with their configs, each an mf or svdpp run on this run's split; None (with
+    the problem added) when one is not."""
+    from ss4rec.models.rating_base import BASE_TARGETS, RatingBaseError, base_paths, mf_checkpoint, run_folder
     from ss4rec.serve.loading import config_problem, run_config
 
-    configs = []
+    runs = []
     try:
         paths = base_paths(path)
         for each in paths:
             checkpoint = mf_checkpoint(each)
             run = run_folder(checkpoint) if checkpoint.parent.name == "checkpoints" else None
             if config_problem(run, checkpoint) is not None:
-                problems.append(f"model.rating_base={path!r}: no run config (metrics.json or .hydra/config.yaml) in "
+                problems.append(f"{option}={path!r}: no run config (metrics.json or .hydra/config.yaml) in "
                                 f"{run or checkpoint.parent}, "
                                 "so its data split cannot be checked; pass the base run's folder")  # fmt: skip
-                return
-            configs.append(run_config(run))
-        cross_fitting(path, configs)
+                return None
+            runs.append((each, run_config(run)))
     except RatingBaseError as err:
-        problems.append(str(err))
-        return
-    for each, saved in zip(paths, configs):
+        problems.append(str(err).replace("model.rating_base=", f"{option}="))
+        return None
+    for each, saved in runs:
         shown = path if len(paths) == 1 else f"{path} ({each})"
         if (saved.get("model") or {}).get("_target_") not in BASE_TARGETS:
-            problems.add("model.rating_base", shown, f"an mf or svdpp run (model=mf|svdpp task=rating); {each} "
+            problems.add(option, shown, f"an mf or svdpp run (model=mf|svdpp task=rating); {each} "
                          f"trained {(saved.get('model') or {}).get('_target_')}")  # fmt: skip
-            return
+            return None
         ours, theirs = (_split_options(data) for data in (_plain(cfg.data), saved.get("data") or {}))
         added = _constructor_defaults(_get(cfg.data, "_target_"))
         differ = [f"data.{key}: {show(theirs.get(key))} in the base run, {show(ours.get(key))} here"
                   for key in sorted(set(ours) | set(theirs)) if _differs(key, theirs, ours, added)]  # fmt: skip
         if differ:
-            problems.append(f"model.rating_base={shown!r} was trained on another split:\n  " + "\n  ".join(differ))
-            return
+            problems.append(f"{option}={shown!r} was trained on another split:\n  " + "\n  ".join(differ))
+            return None
+    return runs
 
 
 def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> None:

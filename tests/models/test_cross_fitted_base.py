@@ -11,7 +11,7 @@ import torch
 
 from rating_fixtures import svdpp_reference, varied_store
 from ss4rec.data.folds import rating_fold
-from ss4rec.models.rating_base import FrozenMF, RatingBaseError, cross_fitting
+from ss4rec.models.rating_base import TABLE_RANKS, FrozenMF, RatingBaseError, cross_fitting
 from ss4rec.models.ss4rec import SS4Rec
 from ss4rec.models.svdpp import SVDpp
 
@@ -118,10 +118,33 @@ def test_a_checkpoint_from_before_cross_fitting_restores_as_one_fold(tmp_path):
     fold_runs(tmp_path, store, folds=1)
     filled = FrozenMF(store.n_users, store.n_items, str(tmp_path / "run0")).double()
     filled.fill(store)
-    old = {name: table[0] for name, table in filled.state_dict().items()}  # the tables without the fold dimension
+    old = {name: filled.state_dict()[name][0] for name in TABLE_RANKS}  # the tables, no fold dimension, no heldout_table
     restored = FrozenMF(store.n_users, store.n_items, "unused").double()
     restored.load_state_dict(old)
     assert restored.filled and restored.folds == 1
     users, items = grid(store)
     torch.testing.assert_close(restored(restored.user_part(users, items), items), filled(filled.user_part(users), items))
     assert np.isfinite(restored.mean.numpy()).all()
+
+
+def test_a_heldout_run_predicts_held_out_ratings_and_the_folds_keep_the_training_ones(tmp_path):
+    store = varied_store()
+    models = fold_runs(tmp_path / "folds", store)
+    full = fold_runs(tmp_path / "full", store, folds=1)[0]  # a run on every training rating: holdout_folds 1 = one table
+    (tmp_path / "full" / "run0" / "metrics.json").write_text(json.dumps({"config": {"data": {"holdout_folds": 0}}}))
+    base = FrozenMF(store.n_users, store.n_items, str(tmp_path / "folds" / "run*"), str(tmp_path / "full" / "run0")).double()
+    base.fill(store)
+    assert (base.tables, base.folds, bool(base.heldout_table)) == (K + 1, K, True)
+    users, items = grid(store)
+    folds = rating_fold(users, items, K)
+    out_of_fold = torch.tensor([svdpp_reference(models[int(f)], store, int(u), int(i)) for u, i, f in zip(users, items, folds)],
+                               dtype=torch.float64)  # fmt: skip
+    by_full = torch.tensor([svdpp_reference(full, store, int(u), int(i)) for u, i in zip(users, items)], dtype=torch.float64)
+    torch.testing.assert_close(base(base.user_part(users, items), items), out_of_fold, rtol=0, atol=1e-12)
+    torch.testing.assert_close(base(base.user_part(users), items), by_full, rtol=0, atol=1e-12)
+    restored = FrozenMF(store.n_users, store.n_items, "unused").double()
+    restored.load_state_dict(base.state_dict())  # a checkpoint keeps which table serves the held-out ratings
+    torch.testing.assert_close(restored(restored.user_part(users), items), by_full, rtol=0, atol=1e-12)
+    single = FrozenMF(store.n_users, store.n_items, str(tmp_path / "full" / "run0"), str(tmp_path / "full" / "run0"))
+    with pytest.raises(RatingBaseError, match="replaces the mean of a cross-fitted base's runs; .* is one run"):
+        single.fill(store)

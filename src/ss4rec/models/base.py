@@ -126,13 +126,16 @@ class SequentialRecommender(Recommender):
         rating_dropout: float = 0.0,
         rating_item_bias: bool = False,
         rating_base: str | None = None,
+        rating_base_heldout: str | None = None,
     ):
         super().__init__(n_items, n_users)
         self.hidden = hidden
         self.item_embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.rating_head = RatingHead(hidden, dropout=rating_dropout)
         # empty tables until the trainer fills them from the MF run, or a checkpoint restores them
-        self.rating_base = FrozenMF(n_users, n_items, rating_base) if rating_base is not None else None
+        if rating_base_heldout is not None and rating_base is None:
+            raise ValueError("rating_base_heldout needs a cross-fitted rating_base (whose runs' mean it replaces)")
+        self.rating_base = FrozenMF(n_users, n_items, rating_base, rating_base_heldout) if rating_base is not None else None
         if self.rating_base is not None:  # the correction starts at zero: the model starts as the MF run
             nn.init.zeros_(self.rating_head.mlp[-1].weight)
             nn.init.zeros_(self.rating_head.mlp[-1].bias)

@@ -17,7 +17,9 @@ same model trained with ``data.holdout_folds=K`` and each ``data.holdout_fold`` 
 (``ss4rec.data.folds``). The tables then gain a leading fold dimension. A training rating (a target, or a past
 rating read as an input error) is predicted by the run that left its fold out, so the errors the head learns
 from are out of sample, like those of the held-out ratings it is scored on; a held-out rating (validation,
-test) by the mean of the K runs, none of which saw it. A single run is the case K = 1.
+test) by the mean of the K runs, none of which saw it, or, with ``model.rating_base_heldout=<run>``, by that run
+trained on every training rating (stacking's usual last step: the K runs are each fitted on (K-1)/K of the ratings,
+so their mean is a slightly weaker base than the full run). A single run is the case K = 1.
 """
 
 from __future__ import annotations
@@ -153,14 +155,17 @@ class FrozenMF(nn.Module):
     factor over the training part (``svdpp_user_factors``): the same predictions as the SVD++ run.
     """
 
-    def __init__(self, n_users: int, n_items: int, path: str):
+    def __init__(self, n_users: int, n_items: int, path: str, heldout: str | None = None):
         super().__init__()
-        self.n_users, self.n_items, self.path = n_users, n_items, path
+        self.n_users, self.n_items, self.path, self.heldout = n_users, n_items, path, heldout
         # empty until ``fill`` or a state dict gives them their size
         for name, rank in TABLE_RANKS.items():
             self.register_buffer(name, torch.zeros((0,) * rank))
+        # whether the last table is a run on every training rating that predicts the held-out ratings
+        self.register_buffer("heldout_table", torch.tensor(False))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "heldout_table", torch.tensor(False))  # saved before the option: none
         for name, rank in TABLE_RANKS.items():  # take the saved shapes, so a checkpoint restores without the MF run
             saved = state_dict.get(prefix + name)
             if saved is None:
@@ -172,8 +177,13 @@ class FrozenMF(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
-    def folds(self) -> int:
+    def tables(self) -> int:
+        """Sets of tables: the K folds, plus the held-out ratings' run with ``heldout``."""
         return self.mean.shape[0]
+
+    @property
+    def folds(self) -> int:
+        return self.tables - int(self.heldout_table)
 
     @property
     def filled(self) -> bool:
@@ -184,9 +194,18 @@ class FrozenMF(nn.Module):
         """Read the tables from the ``mf`` or ``svdpp`` checkpoints ``path`` names (``cross_fitting``); their
         users and items must be the model's. An ``svdpp`` checkpoint needs ``store``, the data the run trains
         on, for each user's N(u)."""
-        tables = [self._read(checkpoint, store) for checkpoint in cross_fitting(self.path)]
+        checkpoints = cross_fitting(self.path)
+        if self.heldout is not None:
+            if len(checkpoints) == 1:
+                raise RatingBaseError(
+                    f"model.rating_base_heldout={self.heldout!r} replaces the mean of a cross-fitted base's runs; "
+                    f"model.rating_base={self.path!r} is one run"
+                )
+            checkpoints = [*checkpoints, *cross_fitting(self.heldout)]  # a fold run alone is refused there
+        tables = [self._read(checkpoint, store) for checkpoint in checkpoints]
         for name in TABLE_RANKS:
             setattr(self, name, torch.stack([table[name] for table in tables]))
+        self.heldout_table = torch.tensor(self.heldout is not None, device=self.mean.device)
 
     def _read(self, checkpoint: Path, store: SequenceStore | None) -> dict[str, torch.Tensor]:
         n_users, n_items = self.n_users, self.n_items
@@ -225,26 +244,29 @@ class FrozenMF(nn.Module):
         }
 
     def user_part(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """What a query carries for the base, (..., F (K + 2)): per fold ``w [p_u, b_u, 1]``.
+        """What a query carries for the base, (..., T (K + 2)) over its T sets of tables: per set ``w [p_u, b_u, 1]``.
 
         ``items`` (..., like ``users``) given: the users' training ratings of those items, each predicted by
-        the fold that left it out (``w`` one-hot at ``rating_fold``); None: held-out ratings, the mean of the
-        folds (``w = 1/F``).
+        the fold that left it out (``w`` one-hot at ``rating_fold``); None: held-out ratings, by the ``heldout``
+        run when there is one, else the mean of the folds (``w = 1/F``).
         """
-        folds = self.folds
-        parts = torch.cat([self.user_factors[:, users], self.user_bias[:, users].unsqueeze(-1)], dim=-1)  # (F, ..., K + 1)
-        parts = torch.cat([parts, torch.ones_like(parts[..., :1])], dim=-1).movedim(0, -2)  # (..., F, K + 2)
-        if items is None or folds == 1:
-            weights = torch.full(parts.shape[:-1], 1.0 / folds, dtype=parts.dtype, device=parts.device)
+        folds, tables = self.folds, self.tables
+        parts = torch.cat([self.user_factors[:, users], self.user_bias[:, users].unsqueeze(-1)], dim=-1)  # (T, ..., K + 1)
+        parts = torch.cat([parts, torch.ones_like(parts[..., :1])], dim=-1).movedim(0, -2)  # (..., T, K + 2)
+        if items is not None:
+            fold = rating_fold(users, items, folds) if folds > 1 else torch.zeros_like(users)
+            weights = nn.functional.one_hot(fold, tables).to(parts.dtype)  # (..., T)
+        elif bool(self.heldout_table):
+            weights = nn.functional.one_hot(torch.full_like(users, folds), tables).to(parts.dtype)
         else:
-            weights = nn.functional.one_hot(rating_fold(users, items, folds), folds).to(parts.dtype)  # (..., F)
+            weights = torch.full(parts.shape[:-1], 1.0 / folds, dtype=parts.dtype, device=parts.device)
         return (parts * weights.unsqueeze(-1)).flatten(-2)
 
     def forward(self, user_part: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """user_part (..., F (K + 2)) from ``user_part``, items (...) -> the base's ratings (...):
-        ``sum_f w_f (mean_f + b_u^f + b_i^f + p_u^f . q_i^f)``."""
-        part = user_part.unflatten(-1, (self.folds, -1))  # (..., F, K + 2)
+        """user_part (..., T (K + 2)) from ``user_part``, items (...) -> the base's ratings (...):
+        ``sum_t w_t (mean_t + b_u^t + b_i^t + p_u^t . q_i^t)``."""
+        part = user_part.unflatten(-1, (self.tables, -1))  # (..., T, K + 2)
         factors, user_bias, weight = part[..., :-2], part[..., -2], part[..., -1]
-        dot = (factors * self.item_factors[:, items].movedim(0, -2)).sum(-1)  # (..., F)
-        item_bias = self.item_bias[:, items].movedim(0, -1)  # (..., F)
+        dot = (factors * self.item_factors[:, items].movedim(0, -2)).sum(-1)  # (..., T)
+        item_bias = self.item_bias[:, items].movedim(0, -1)  # (..., T)
         return (dot + user_bias + weight * (self.mean + item_bias)).sum(-1)

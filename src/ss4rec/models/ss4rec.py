@@ -16,6 +16,7 @@ Options beyond the official model (its defaults reproduce the official one):
 to every output: the user's rating level and spread, which raw-second gaps erase from S5's state),
 ``rating_base`` (an ``mf`` run: ratings are its frozen MF's plus the head's correction, ``ss4rec.models.rating_base``),
 ``rating_base_residuals`` (each past rating's error under that MF, times a learned vector, added to its input),
+``rating_base_heldout`` (with a cross-fitted base: the run on every training rating that predicts held-out ratings),
 ``s5_clip_eigs`` (S5's eigenvalues kept at a real part of at most -1e-4, as the JAX S5 does, so a long gap
 cannot overflow the state; the official code leaves them free, and while they stay below the bound the two
 agree exactly: ``ss4rec.models.s5``),
@@ -110,10 +111,11 @@ class SS4Rec(SequentialRecommender):
         rating_profile: bool = False,
         rating_base: str | None = None,
         rating_base_residuals: bool = False,
+        rating_base_heldout: str | None = None,
     ):
         super().__init__(
             n_items, n_users, hidden, rating_dropout=rating_dropout, rating_item_bias=rating_item_bias,
-            rating_base=rating_base,
+            rating_base=rating_base, rating_base_heldout=rating_base_heldout,
         )
         if target_time not in ("known", "unknown"):
             raise ValueError(f"target_time must be 'known' or 'unknown', got {target_time!r}")
