@@ -26,14 +26,15 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ss4rec.models.rating_base import FrozenMF, cross_fitting, run_folder
+from ss4rec.models.rating_base import FrozenMF, cross_fitting
+from ss4rec.paths import checkpoint_run
 from ss4rec.serve.loading import run_config
 from ss4rec.training import build_datamodule
 
 
 def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
     """Per held-out stage: (U,) MF errors and (U, len(ks)) mean MF errors of the last k training ratings."""
-    cfg = OmegaConf.create(run_config(run_folder(cross_fitting(run)[0])))
+    cfg = OmegaConf.create(run_config(checkpoint_run(cross_fitting(run)[0])))
     cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
     datamodule = build_datamodule(cfg)
     store = datamodule._ready()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import hydra
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from composing import compose_train, config_names
 from popularity import popularity_metrics
 from ss4rec.errors import UserError
 from ss4rec.lightning_module import RecModule
+from ss4rec.models.rating_base import FrozenMF
 from ss4rec.serve import load_core
 from ss4rec.training import build_datamodule, train
 
@@ -220,10 +222,6 @@ def test_a_rating_base_run_starts_from_the_base_runs_predictions(tmp_path, base)
 def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path):
     """The K runs of a cross-fitting (data.holdout_folds) given as a glob: each is trained without its fold, and
     an SS4Rec on them whose correction cannot move (lr 1e-12) scores validation and test on the runs' mean."""
-    import numpy as np
-
-    from ss4rec.models.rating_base import FrozenMF
-
     folds = [train(compose_train(["model=svdpp", "task=rating", "debug=limit", "optimizer.lr=0.05", "data.holdout_folds=2",
                                   f"data.holdout_fold={k}", *SMALL], tmp_path / "folds" / f"run{k}")) for k in (0, 1)]  # fmt: skip
     assert folds[0]["best_val"]["val/rmse"] != pytest.approx(folds[1]["best_val"]["val/rmse"], abs=1e-3)
@@ -246,4 +244,5 @@ def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_r
         expected = float(error.pow(2).mean().sqrt())
         got = summary["history"][0]["val/rmse"] if stage == "val" else summary["test"]["test/rmse"]
         assert got == pytest.approx(expected, abs=1e-5)
-        assert expected != pytest.approx(folds[0][stage == "val" and "best_val" or "test"][f"{stage}/rmse"], abs=1e-3)
+        fold_record = folds[0]["best_val" if stage == "val" else "test"]
+        assert expected != pytest.approx(fold_record[f"{stage}/rmse"], abs=1e-3)

@@ -297,7 +297,8 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
 def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> list[tuple[Path, dict]] | None:
     """The run folders ``path`` names, with their configs, each an mf or svdpp run on this run's split; None (with
     the problem added) when one is not."""
-    from ss4rec.models.rating_base import BASE_TARGETS, RatingBaseError, base_paths, mf_checkpoint, run_folder
+    from ss4rec.models.rating_base import BASE_TARGETS, RatingBaseError, base_paths, mf_checkpoint
+    from ss4rec.paths import checkpoint_run
     from ss4rec.serve.loading import config_problem, run_config
 
     runs = []
@@ -305,7 +306,7 @@ def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> l
         paths = base_paths(path)
         for each in paths:
             checkpoint = mf_checkpoint(each)
-            run = run_folder(checkpoint) if checkpoint.parent.name == "checkpoints" else None
+            run = checkpoint_run(checkpoint)
             if config_problem(run, checkpoint) is not None:
                 problems.append(f"{option}={path!r}: no run config (metrics.json or .hydra/config.yaml) in "
                                 f"{run or checkpoint.parent}, "

@@ -26,6 +26,11 @@ def run_metrics(run: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def checkpoint_run(checkpoint: Path) -> Path | None:
+    """The run folder of a checkpoint inside its ``checkpoints/`` folder; None for a checkpoint anywhere else."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+
+
 def named_checkpoint(run: Path) -> Path | None:
     """The best checkpoint ``run/metrics.json`` names: the path it recorded, else the file of that name in
     ``run/checkpoints/`` (the folder may have moved since); None when it names none or the file is gone."""

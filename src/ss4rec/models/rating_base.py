@@ -35,7 +35,7 @@ from torch import nn
 from ss4rec.data.collate import history_batch
 from ss4rec.data.folds import rating_fold
 from ss4rec.errors import UserError
-from ss4rec.paths import named_checkpoint
+from ss4rec.paths import checkpoint_run, named_checkpoint
 
 if TYPE_CHECKING:
     from ss4rec.data.store import SequenceStore
@@ -93,11 +93,6 @@ def base_paths(path: str | Path) -> list[Path]:
     return found
 
 
-def run_folder(checkpoint: Path) -> Path:
-    """The run folder of a checkpoint inside its ``checkpoints/``, else the checkpoint's folder."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-
-
 def cross_fitting(path: str | Path, configs: list[dict] | None = None) -> list[Path]:
     """The base checkpoints ``model.rating_base`` names, in fold order: one run trained on every training
     rating, or the K runs of one cross-fitting (``data.holdout_folds=K``, folds 0..K-1 each once).
@@ -112,8 +107,8 @@ def cross_fitting(path: str | Path, configs: list[dict] | None = None) -> list[P
         configs = []
         for checkpoint in checkpoints:
             try:
-                configs.append(run_config(run_folder(checkpoint)))
-            except UserError:  # a bare checkpoint: a base trained on every rating, unless K of them are given
+                configs.append(run_config(checkpoint_run(checkpoint)))
+            except UserError:  # no run config: a base trained on every rating, unless K of them are given
                 configs.append({})
     folds = [((config.get("data") or {}).get("holdout_folds") or 0, (config.get("data") or {}).get("holdout_fold") or 0)
              for config in configs]  # fmt: skip

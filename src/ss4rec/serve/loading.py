@@ -22,7 +22,7 @@ from ss4rec.checkpoints import read_checkpoint
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
 from ss4rec.errors import CheckpointError, UserError
-from ss4rec.paths import named_checkpoint, run_metrics
+from ss4rec.paths import checkpoint_run, named_checkpoint, run_metrics
 from ss4rec.serve.catalogue import Catalogue
 from ss4rec.serve.core import ServeOptions, ServingCore
 from ss4rec.serve.interactions import EventJournal, InteractionLog
@@ -75,8 +75,7 @@ def resolve(path: str | Path) -> tuple[Path | None, Path]:
         raise CheckpointError(problem)
     path = Path(path).expanduser()
     if path.is_file():
-        run = path.parent.parent if path.parent.name == "checkpoints" else None
-        return run, path
+        return checkpoint_run(path), path
     return path, _checkpoint_of(path)
 
 
