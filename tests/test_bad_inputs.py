@@ -74,6 +74,8 @@ TRAIN_CASES = [
     (["data.train_stride=500", "data.train_max_len=400"], r"data\.train_stride=500: expected null or at most data\.train_max_len=400"),
     (["data.train_max_len=0"], r"data\.train_max_len=0: expected a positive integer or null"),
     (["task=rating", "model.rating_base_residuals=true"], r"model\.rating_base_residuals=true: expected false without model\.rating_base"),
+    (["task=rating", "model.rating_base_drift=5"], r"model\.rating_base_drift=5: expected 0 without model\.rating_base"),
+    (["task=rating", "model.rating_base_drift=-1"], r"model\.rating_base_drift=-1: expected an integer >= 0"),
     (["task=rating", "model.rating_base_heldout=runs/full"], r"model\.rating_base_heldout='runs/full': expected null without a cross-fitted model\.rating_base"),
     (["model=sasrec", "data.train_max_len=400"], r"model\.max_len=200: expected at least data\.train_max_len=400"),
     (["data.duplicates=sometimes"], r"data\.duplicates='sometimes': expected one of keep_all, keep_first"),

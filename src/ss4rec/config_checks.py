@@ -134,6 +134,7 @@ MODEL_RULES: dict[str, Rule] = {
                      "dim", "latent", "max_len"), POSITIVE_INT),  # fmt: skip
     "gru_hidden": POSITIVE_INT_OR_NULL,
     "total_anneal_steps": NON_NEGATIVE_INT,
+    "rating_base_drift": NON_NEGATIVE_INT,
     **dict.fromkeys(("dropout", "attention_dropout", "rating_dropout"), PROBABILITY),
     **dict.fromkeys(("s5_dt_min", "s5_dt_max", "min_gap_seconds", "init_std"), POSITIVE_NUMBER),
     **dict.fromkeys(("l2", "anneal_cap"), NON_NEGATIVE_NUMBER),
@@ -265,6 +266,9 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
             problems.add("model.rating_base_residuals", True, "false without model.rating_base (the MF or SVD++ run whose errors it reads)")
         if heldout is not None:
             problems.add("model.rating_base_heldout", heldout, "null without a cross-fitted model.rating_base (whose runs' mean it replaces)")
+        if _get(cfg.model, "rating_base_drift"):
+            problems.add("model.rating_base_drift", _get(cfg.model, "rating_base_drift"),
+                         "0 without model.rating_base (the MF or SVD++ run whose errors it averages)")  # fmt: skip
         return
     if not _get(cfg.task, "rating_weight", 0.0):
         problems.add("model.rating_base", path, "null with task=ranking (the base only changes predicted ratings)")

@@ -147,6 +147,60 @@ def test_residual_inputs_add_each_past_ratings_mf_error_times_a_learned_vector(t
         SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base_residuals=True)
 
 
+def drift_reference(errors: torch.Tensor, rated: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, L) float64, one position at a time: the mean error over the rated positions among t-k+1..t."""
+    out = torch.zeros(errors.shape, dtype=torch.float64)
+    for b in range(errors.shape[0]):
+        for t in range(errors.shape[1]):
+            window = [float(errors[b, j]) for j in range(max(0, t - k + 1), t + 1) if rated[b, j]]
+            out[b, t] = sum(window) / len(window) if window else 0.0
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_drift_adds_a_learned_weight_times_the_mean_mf_error_of_the_last_k_ratings(tmp_path, k):
+    """Against float64: with ``rating_base_drift=k`` every predicted rating (training targets and held-out ones)
+    is the one without it plus ``w`` times the mean MF error of the rated positions among the last k read;
+    ``w`` starts at 0, gets that gradient, and ranking scores never see it."""
+    run, mf = mf_run(tmp_path)
+    models = []
+    for drift in (0, k):
+        torch.manual_seed(0)
+        models.append(SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True,
+                             rating_base=str(run), rating_base_residuals=True, rating_base_drift=drift).double().eval())  # fmt: skip
+        models[-1].rating_base.fill()
+    plain, model = models
+    batch = sequence_batch([7, 2, 5, 4], max_len=8, seed=3)
+    batch["users"] = torch.tensor([1, 3, 0, 2])
+    batch["ratings"][0, 3] = 0.0  # a missing rating: not counted
+    users = batch["users"][:, None].expand_as(batch["items"])
+    rated = (batch["ratings"] > 0) & (batch["items"] > 0)
+    errors = torch.where(rated, batch["ratings"].double() - mf_reference(mf, users, batch["items"]), 0.0).detach()
+    drift = drift_reference(errors, rated, k)
+    mask = batch["target_items"] > 0
+    held_out = torch.tensor([4, 9, 1, N_ITEMS])
+    last = (batch["lengths"] - 1).clamp_min(0)
+
+    def predictions(m):
+        query, items, _ = m.train_queries(batch)
+        return m.predict_rating(query, items), m.predict_rating(m.eval_queries(batch), held_out)
+
+    with torch.no_grad():
+        for got, want in zip(predictions(model), predictions(plain), strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12)  # zero at the start
+        torch.testing.assert_close(model.score(model.eval_queries(batch)), plain.score(plain.eval_queries(batch)))
+        model.drift_weight.fill_(0.7)
+    train_got, eval_got = predictions(model)
+    with torch.no_grad():
+        train_want, eval_want = predictions(plain)
+    torch.testing.assert_close(train_got, train_want + 0.7 * drift[mask], rtol=0, atol=1e-10)
+    torch.testing.assert_close(eval_got, eval_want + 0.7 * drift[torch.arange(4), last], rtol=0, atol=1e-10)
+    (train_got.sum() + eval_got.sum()).backward()
+    torch.testing.assert_close(model.drift_weight.grad, drift[mask].sum() + drift[torch.arange(4), last].sum())
+    with pytest.raises(ValueError, match="rating_base_drift must be 0"):
+        SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base_drift=3)
+
+
 def test_the_base_checkpoint_is_the_one_the_mf_run_names(tmp_path):
     run, _ = mf_run(tmp_path)
     first = run / "checkpoints" / "best-epoch004.ckpt"

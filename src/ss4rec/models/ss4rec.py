@@ -17,6 +17,8 @@ to every output: the user's rating level and spread, which raw-second gaps erase
 ``rating_base`` (an ``mf`` run: ratings are its frozen MF's plus the head's correction, ``ss4rec.models.rating_base``),
 ``rating_base_residuals`` (each past rating's error under that MF, times a learned vector, added to its input),
 ``rating_base_heldout`` (with a cross-fitted base: the run on every training rating that predicts held-out ratings),
+``rating_base_drift`` (k > 0: a learned scalar times the mean error under the base of the last k ratings read, added
+to every predicted rating: the user's recent drift from the base, as a skip past the network),
 ``s5_clip_eigs`` (S5's eigenvalues kept at a real part of at most -1e-4, as the JAX S5 does, so a long gap
 cannot overflow the state; the official code leaves them free, and while they stay below the bound the two
 agree exactly: ``ss4rec.models.s5``),
@@ -29,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ss4rec.batch import Batch
+from ss4rec.batch import Batch, gather_last
 from ss4rec.models.base import SequentialRecommender, State
 from ss4rec.models.mamba import Mamba
 from ss4rec.models.s5 import S5
@@ -112,6 +114,7 @@ class SS4Rec(SequentialRecommender):
         rating_base: str | None = None,
         rating_base_residuals: bool = False,
         rating_base_heldout: str | None = None,
+        rating_base_drift: int = 0,
     ):
         super().__init__(
             n_items, n_users, hidden, rating_dropout=rating_dropout, rating_item_bias=rating_item_bias,
@@ -136,6 +139,11 @@ class SS4Rec(SequentialRecommender):
         # times each past rating's error under the MF base (r - MF(u, i)), added to its item's input: how the
         # user has lately strayed from the MF profile; zero at the start
         self.residual_input = nn.Parameter(torch.zeros(hidden)) if rating_base_residuals else None
+        if rating_base_drift < 0 or (rating_base_drift and rating_base is None):
+            raise ValueError(f"rating_base_drift must be 0 (off) or, with a rating_base, k >= 1; got {rating_base_drift}")
+        # times the mean base error of the last k ratings read, added to the predicted rating; zero at the start
+        self.drift_k = rating_base_drift
+        self.drift_weight = nn.Parameter(torch.zeros(())) if rating_base_drift else None
         self.layers = nn.ModuleList(
             SS4RecLayer(
                 hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs
@@ -187,12 +195,49 @@ class SS4Rec(SequentialRecommender):
         if self.rating_embedding is not None:
             x = x + self.rating_embedding(self.rating_buckets(batch["ratings"]))
         if self.residual_input is not None:
-            items, ratings = batch["items"], batch["ratings"]
-            users = batch["users"][:, None].expand_as(items)
-            expected = self.rating_base(self.rating_base.user_part(users, items), items)  # training ratings: out of fold
-            error = torch.where((ratings > 0) & (items > 0), ratings - expected, 0.0).to(x.dtype)
-            x = x + error[..., None] * self.residual_input
+            x = x + self.base_errors(batch)[0].to(x.dtype)[..., None] * self.residual_input
         return x
+
+    def base_errors(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each input rating's error under the base, ``r - base(u, i)`` (B, L) (0 where there is no rating or
+        no item), and where there is one (B, L) bool. Training ratings are read out of fold (cross-fitting)."""
+        items, ratings = batch["items"], batch["ratings"]
+        users = batch["users"][:, None].expand_as(items)
+        expected = self.rating_base(self.rating_base.user_part(users, items), items)
+        rated = (ratings > 0) & (items > 0)
+        return torch.where(rated, ratings - expected, 0.0), rated
+
+    def drift(self, batch: Batch) -> torch.Tensor:
+        """(B, L): at each position the mean base error of the last ``drift_k`` rated positions <= t in the
+        window (fewer at its start; 0 before the first)."""
+        errors, rated = self.base_errors(batch)
+        sums = nn.functional.pad(errors.double().cumsum(1), (self.drift_k, 0))
+        counts = nn.functional.pad(rated.long().cumsum(1), (self.drift_k, 0))
+        window = sums[:, self.drift_k :] - sums[:, : -self.drift_k]
+        n = counts[:, self.drift_k :] - counts[:, : -self.drift_k]
+        return (window / n.clamp_min(1)).to(errors.dtype)
+
+    # with rating_base_drift a query is [h, drift, the base's user part]: predict_rating splits the drift off
+    def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        query, targets, ratings = super().train_queries(batch)
+        if self.drift_weight is None:
+            return query, targets, ratings
+        return self._insert_drift(query, self.drift(batch)[batch["target_items"] > 0]), targets, ratings
+
+    def eval_queries(self, batch: Batch) -> torch.Tensor:
+        query = super().eval_queries(batch)
+        if self.drift_weight is None:
+            return query
+        return self._insert_drift(query, gather_last(self.drift(batch), batch["lengths"]))
+
+    def _insert_drift(self, query: torch.Tensor, drift: torch.Tensor) -> torch.Tensor:
+        return torch.cat([query[..., : self.hidden], drift[..., None].to(query.dtype), query[..., self.hidden :]], -1)
+
+    def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        if self.drift_weight is None:
+            return super().predict_rating(query, items)
+        rest = torch.cat([query[..., : self.hidden], query[..., self.hidden + 1 :]], -1)
+        return super().predict_rating(rest, items) + self.drift_weight * query[..., self.hidden]
 
     def encode_sequence(self, batch: Batch) -> torch.Tensor:
         """Hidden state after each position (B, L, D).

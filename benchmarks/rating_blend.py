@@ -1,0 +1,188 @@
+"""How far a linear blend of trained rating models gets below its best member, and what each member adds.
+
+The issue's rating target asks SS4Rec for a test RMSE 5% below SVD++'s. SS4Rec's best rating model already
+stacks (it corrects a frozen SVD++). This script measures the head-room left in the models at hand: it
+predicts every validation and test rating with each named run's best checkpoint (the evaluation loop's own
+predictions, clamped to the rating range), fits least-squares weights plus an intercept on validation, and
+scores the blend on test. Validation is also scored by 10-fold cross-validation over users (weights fitted
+on nine tenths, scored on the rest), so the validation number is not the one the weights were fitted to.
+Each member is then dropped in turn to show what it adds.
+
+    python benchmarks/rating_blend.py svdpp=reports/ml1m/runs/rating/svdpp_tuned/0_svdpp_s0 \\
+        mf=reports/ml1m/runs/rating/mf_best/0_mf_s0 ss4rec=reports/ml1m/runs/rating/ss4rec_on_svdpp_oof_full_s0
+
+``--drift RUN`` adds one more column, not a prediction: the user's recent drift, the mean error of the last
+``--drift-k`` (5) training ratings under an ``mf``/``svdpp`` run (or a cross-fitting's glob), as
+``benchmarks/rating_drift.py`` computes it. A blend of SS4Rec and that column is SS4Rec followed by a linear
+second stage fitted on validation (stacking on a held-out set, as Netflix Prize blends were fitted on the probe set).
+
+Every run must be a ``task=rating`` (or ``joint``) run on the same split: the script refuses runs whose
+held-out users, items or ratings differ. ``--threads`` sets torch's threads (default 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from ss4rec.batch import eval_targets
+from ss4rec.errors import reported_errors
+from ss4rec.lightning_module import RecModule
+from ss4rec.serve.loading import read_model_checkpoint, resolve, run_config
+from ss4rec.training import build_datamodule
+
+STAGES = ("val", "test")
+
+
+def predictions(run: str | Path) -> tuple[dict[str, np.ndarray], tuple[float, float]]:
+    """``{stage: (U, 4) float64}`` of user, target item, true rating and predicted rating, sorted by user;
+    and the rating range the predictions are clamped to."""
+    folder, checkpoint = resolve(run)
+    if folder is None:
+        raise SystemExit(f"error: {run!r} is not a run folder (nor a checkpoint inside one's checkpoints/)")
+    datamodule = build_datamodule(OmegaConf.create(run_config(folder)))
+    saved = read_model_checkpoint(checkpoint)
+    module = RecModule(**saved["hyper_parameters"])
+    module.load_state_dict(saved["state_dict"])
+    module.eval()
+    if not module.rate:
+        raise SystemExit(f"error: {run!r} was trained for ranking only and predicts no rating; give task=rating or joint runs")
+    low, high = module.hparams.rating_range
+    out = {}
+    for stage in STAGES:
+        datamodule.setup("validate" if stage == "val" else "test")
+        rows = []
+        loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
+        with torch.no_grad():
+            for batch in loader:
+                targets, _, ratings = eval_targets(batch)
+                predicted = module.model.predict_rating(module.model.eval_queries(batch), targets).clamp(low, high)
+                rows.append(torch.stack([batch["users"].double(), targets.double(), ratings.double(), predicted.double()], 1))
+        table = torch.cat(rows).numpy()
+        out[stage] = table[np.argsort(table[:, 0], kind="stable")]
+    return out, (float(low), float(high))
+
+
+def rmse(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.sqrt(((y - p) ** 2).mean()))
+
+
+def fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares weights of ``[1, x]`` for ``y``."""
+    design = np.column_stack([np.ones(len(x)), x])
+    return np.linalg.lstsq(design, y, rcond=None)[0]
+
+
+def apply(weights: np.ndarray, x: np.ndarray, low: float, high: float) -> np.ndarray:
+    return np.clip(weights[0] + x @ weights[1:], low, high)
+
+
+def cross_validated(x: np.ndarray, y: np.ndarray, low: float, high: float, folds: int = 10) -> float:
+    """RMSE over ``y`` of blends each fitted on the other folds (a fixed random split of the rows)."""
+    fold = np.random.default_rng(0).permutation(len(y)) % folds
+    out = np.empty_like(y)
+    for k in range(folds):
+        out[fold == k] = apply(fit(x[fold != k], y[fold != k]), x[fold == k], low, high)
+    return rmse(y, out)
+
+
+def blend_rows(
+    names: list[str], data: dict[str, dict[str, np.ndarray]], low: float, high: float, features: int = 0
+) -> list[str]:
+    """Markdown rows: each member alone, the blend of all, and the blend without each member. The last
+    ``features`` names are columns that are not predictions (``--drift``): blended, never shown alone."""
+    y = {stage: data[names[0]][stage][:, 2] for stage in STAGES}
+    x = {stage: np.column_stack([data[name][stage][:, 3] for name in names]) for stage in STAGES}
+    rows = [f"| {name} alone | | {rmse(y['val'], x['val'][:, j]):.4f} | {rmse(y['test'], x['test'][:, j]):.4f} |"
+            for j, name in enumerate(names[: len(names) - features])]  # fmt: skip
+    subsets = [("blend of all", list(range(len(names))))]
+    if len(names) > 2:
+        subsets += [(f"blend without {name}", [k for k in range(len(names)) if k != j]) for j, name in enumerate(names)]
+    for label, keep in subsets:
+        weights = fit(x["val"][:, keep], y["val"])
+        shown = ", ".join(f"{names[k]} {w:+.3f}" for k, w in zip(keep, weights[1:], strict=True))
+        rows.append(f"| {label} | {shown}, intercept {weights[0]:+.3f} | "
+                    f"{cross_validated(x['val'][:, keep], y['val'], low, high):.4f} (10-fold) | "
+                    f"{rmse(y['test'], apply(weights, x['test'][:, keep], low, high)):.4f} |")  # fmt: skip
+    return rows
+
+
+def check_same_split(data: dict[str, dict[str, np.ndarray]]) -> None:
+    """Every run must hold out the same users, items and ratings."""
+    first, *others = data
+    for name in others:
+        for stage in STAGES:
+            a, b = data[first][stage], data[name][stage]
+            if a.shape != b.shape or not np.array_equal(a[:, :3], b[:, :3]):
+                raise SystemExit(f"error: {name!r} and {first!r} hold out different {stage} ratings; blend runs of one split")
+
+
+def drift_column(run: str, k: int, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``predictions``' layout for the drift feature: ``like``'s user, item and rating columns, then the mean
+    error of each user's last ``k`` training ratings under ``run`` (``benchmarks/rating_drift.py``)."""
+    spec = importlib.util.spec_from_file_location("rating_drift", Path(__file__).with_name("rating_drift.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    drift = module.residuals(run, [k])
+    out = {}
+    for stage in STAGES:
+        users = like[stage][:, 0]
+        if not np.array_equal(users, np.arange(len(drift[stage][1]))):
+            raise SystemExit(f"error: --drift {run!r} and the members hold out different {stage} users")
+        out[stage] = np.column_stack([like[stage][:, :3], drift[stage][1][:, 0]])
+    return out
+
+
+def parse_member(text: str) -> tuple[str, str]:
+    name, sep, run = text.partition("=")
+    if not sep or not name or not run:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=RUN (e.g. svdpp=reports/ml1m/runs/rating/svdpp_tuned/0_svdpp_s0)")
+    return name, run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("members", nargs="+", type=parse_member, help="NAME=RUN, two or more rating runs of one split")
+    parser.add_argument("--drift", metavar="RUN", help="an mf or svdpp run (or a cross-fitting's glob): blend "
+                        "the mean error of each user's last --drift-k training ratings under it")  # fmt: skip
+    parser.add_argument("--drift-k", type=int, default=5, help="training ratings averaged by --drift (default 5)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    names = [name for name, _ in args.members]
+    if len(names) + bool(args.drift) < 2 or len(set(names)) != len(names):
+        parser.error("give two or more members with distinct names (or one and --drift)")
+    if args.drift_k < 1:
+        parser.error(f"--drift-k={args.drift_k}: expected a positive number of ratings")
+    if args.drift and f"drift{args.drift_k}" in names:
+        parser.error(f"drift{args.drift_k} names the --drift column; give the member another name")
+    torch.set_num_threads(args.threads)
+    with reported_errors():  # a missing run or checkpoint: one error line, not a traceback
+        blend(names, [run for _, run in args.members], args.drift, args.drift_k)
+
+
+def blend(names: list[str], runs: list[str], drift: str | None = None, k: int = 5) -> None:
+    data, ranges = {}, set()
+    for name, run in zip(names, runs, strict=True):
+        data[name], bounds = predictions(run)
+        ranges.add(bounds)
+        print(f"{name}: {run}", file=sys.stderr)
+    check_same_split(data)
+    if len(ranges) != 1:
+        raise SystemExit(f"error: the runs clamp to different rating ranges {sorted(ranges)}")
+    low, high = ranges.pop()
+    if drift is not None:
+        data[f"drift{k}"] = drift_column(drift, k, data[names[0]])
+        print(f"drift{k}: the mean error of the last {k} training ratings under {drift}", file=sys.stderr)
+    print("| predictions | weights (fitted on validation) | validation RMSE | test RMSE |")
+    print("|---|---|---:|---:|")
+    print("\n".join(blend_rows(list(data), data, low, high, features=int(drift is not None))))
+
+
+if __name__ == "__main__":
+    main()

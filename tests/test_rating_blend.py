@@ -1,0 +1,82 @@
+"""benchmarks/rating_blend.py: the blend's least squares and cross-validation, and that each member's
+predictions are the evaluation loop's (its "alone" RMSE is its run record's)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from composing import compose_train
+from ss4rec.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = ["data.max_len=20", "data.batch_size=128", "data.eval_batch_size=512", "logger=none", "debug=limit"]
+
+
+def load_blend():
+    spec = importlib.util.spec_from_file_location("rating_blend", ROOT / "benchmarks" / "rating_blend.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+blend = load_blend()
+
+
+def cells(row: str) -> list[str]:
+    """A markdown row's cells: label, weights, validation RMSE, test RMSE."""
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
+def test_the_fit_recovers_linear_weights_and_cross_validation_scores_held_out_rows():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 5, size=(301, 3))
+    y = 0.2 + x @ np.array([0.5, -0.25, 0.75])
+    np.testing.assert_allclose(blend.fit(x, y), [0.2, 0.5, -0.25, 0.75], atol=1e-10)
+    assert blend.cross_validated(x, y, -100, 100) < 1e-10  # a noise-free line: every fold predicts its rows exactly
+    noisy = y + rng.normal(0, 0.5, size=len(y))
+    in_sample = blend.rmse(noisy, blend.apply(blend.fit(x, noisy), x, -100, 100))
+    assert blend.cross_validated(x, noisy, -100, 100) > in_sample  # scored on rows its weights never saw
+    assert blend.apply(np.array([10.0, 0, 0, 0]), x, 1, 5).max() == 5  # clamped to the rating range
+
+
+def test_blend_rows_show_every_member_alone_and_the_blend_never_worse_on_validation():
+    rng = np.random.default_rng(1)
+    y = rng.integers(1, 6, size=200).astype(float)
+    stage = lambda p: np.column_stack([np.arange(200), np.ones(200), y, p])  # noqa: E731
+    data = {name: {s: stage(np.clip(y + rng.normal(0, sd, 200), 1, 5)) for s in blend.STAGES}
+            for name, sd in (("a", 0.6), ("b", 0.9), ("c", 1.2))}  # fmt: skip
+    rows = blend.blend_rows(["a", "b", "c"], data, 1.0, 5.0)
+    assert [cells(row)[0] for row in rows] == ["a alone", "b alone", "c alone", "blend of all",
+                                               "blend without a", "blend without b", "blend without c"]  # fmt: skip
+    alone = float(cells(rows[0])[2])
+    assert alone == pytest.approx(blend.rmse(y, data["a"]["val"][:, 3]), abs=1e-4)
+    x = np.column_stack([data[n]["val"][:, 3] for n in "abc"])
+    assert blend.rmse(y, blend.apply(blend.fit(x, y), x, 1, 5)) < alone  # least squares includes "a alone"
+
+
+def test_runs_of_different_splits_are_refused():
+    table = np.column_stack([np.arange(5), np.ones(5), np.full(5, 4.0), np.full(5, 3.5)])
+    other = table.copy()
+    other[2, 2] = 1.0  # another held-out rating for user 2
+    blend.check_same_split({"a": {"val": table, "test": table}, "b": {"val": table, "test": table}})
+    with pytest.raises(SystemExit, match="'b' and 'a' hold out different test ratings"):
+        blend.check_same_split({"a": {"val": table, "test": table}, "b": {"val": table, "test": other}})
+
+
+def test_each_members_predictions_are_its_runs_evaluation(tmp_path, capsys):
+    """Two small rating runs on ML-100K: the script's "alone" rows give each run's recorded validation and test
+    RMSE (so it predicts what the evaluation loop predicts, on the same users), and a ranking run is refused."""
+    records = {name: train(compose_train([f"model={name}", "task=rating", *SMALL], tmp_path / name)) for name in ("mf", "svdpp")}
+    blend.main([f"mf={tmp_path / 'mf'}", f"svdpp={tmp_path / 'svdpp'}"])
+    rows = {cells(row)[0]: cells(row) for row in capsys.readouterr().out.splitlines()}
+    for name, record in records.items():
+        assert float(rows[f"{name} alone"][2]) == pytest.approx(record["best_val"]["val/rmse"], abs=1e-4)
+        assert float(rows[f"{name} alone"][3]) == pytest.approx(record["test"]["test/rmse"], abs=1e-4)
+    train(compose_train(["model=pop", *SMALL], tmp_path / "pop"))
+    with pytest.raises(SystemExit, match="predicts no rating"):
+        blend.main([f"mf={tmp_path / 'mf'}", f"pop={tmp_path / 'pop'}"])
