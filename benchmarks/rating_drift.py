@@ -15,6 +15,10 @@ glob naming the K runs of a cross-fitting (``data.holdout_folds``) reads each tr
 run that left it out (out of sample, as a held-out rating's) and the held-out ratings under the runs' mean:
 
     python benchmarks/rating_drift.py 'reports/ml1m/runs/rating/svdpp_oof_s0/*_svdpp_s0'
+
+The last column asks the same of the training ratings a sequence model learns from: over every training rating
+after the user's first, the correlation of its error with the mean error of the k training ratings before it (out
+of fold with a cross-fitting's glob; in sample, so shrunken, with one run).
 """
 
 from __future__ import annotations
@@ -32,15 +36,24 @@ from ss4rec.serve.loading import run_config
 from ss4rec.training import build_datamodule
 
 
+def previous_means(errors: np.ndarray, k: int) -> np.ndarray:
+    """(n - 1,): for t = 1..n-1 the mean of ``errors[max(0, t - k):t]``."""
+    sums = np.concatenate([[0.0], np.cumsum(errors)])
+    t = np.arange(1, len(errors))
+    start = np.maximum(0, t - k)
+    return (sums[t] - sums[start]) / (t - start)
+
+
 def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
-    """Per held-out stage: (U,) MF errors and (U, len(ks)) mean MF errors of the last k training ratings."""
+    """Per held-out stage: (U,) MF errors and (U, len(ks)) mean MF errors of the last k training ratings; under
+    ``train``, every training rating after a user's first: (R,) errors and (R, len(ks)) means of the k before it."""
     cfg = OmegaConf.create(run_config(checkpoint_run(cross_fitting(run)[0])))
     cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
     datamodule = build_datamodule(cfg)
     store = datamodule._ready()
     base = FrozenMF(store.n_users, store.n_items, str(run)).double()
     base.fill(store)  # float64 tables: the module's dtype; the store gives SVD++ its N(u)
-    out = {stage: ([], []) for stage in ("val", "test")}
+    out = {stage: ([], []) for stage in ("val", "test", "train")}
     for user in range(store.n_users):
         start, end = store.offsets[user], store.offsets[user + 1]
         items = torch.from_numpy(store.items[start:end].astype(np.int64))
@@ -48,11 +61,18 @@ def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
         with torch.no_grad():  # a past rating under the run that left its fold out, a held-out one the mean
             out_of_fold, mean = (base(base.user_part(users, each), items).numpy() for each in (items, None))
         ratings = store.ratings[start:end].astype(np.float64)
+        train = (ratings - out_of_fold)[: len(items) - 2]
+        if len(train) > 1:
+            out["train"][0].append(train[1:])
+            out["train"][1].append(np.column_stack([previous_means(train, k) for k in ks]))
         for stage, target in (("val", len(items) - 2), ("test", len(items) - 1)):
             past = (ratings - out_of_fold)[:target]  # what the model has read: the test target comes after the validation one
             out[stage][0].append(ratings[target] - mean[target])
             out[stage][1].append([past[-k:].mean() for k in ks])
-    return {stage: (np.array(y), np.array(x)) for stage, (y, x) in out.items()}
+    train = out.pop("train")
+    return {stage: (np.array(y), np.array(x)) for stage, (y, x) in out.items()} | {
+        "train": (np.concatenate(train[0]), np.concatenate(train[1]))
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     y_val, x_val = data["val"]
     print(f"base run {args.run}: RMSE of the base alone, validation {np.sqrt((y_val**2).mean()):.4f}, "
           f"test {np.sqrt((data['test'][0] ** 2).mean()):.4f}")  # fmt: skip
-    print("| last k training errors | corr. (val) | corr. (test) | slope (fitted on val) | val RMSE after | test RMSE after |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| last k training errors | corr. (val) | corr. (test) | slope (fitted on val) | val RMSE after | test RMSE after | corr. (training ratings) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for j, k in enumerate(args.k):
         slope = (y_val * x_val[:, j]).sum() / (x_val[:, j] ** 2).sum()
         row = [f"{k}" if k < 10_000 else "all"]
@@ -76,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         for stage in ("val", "test"):
             y, x = data[stage]
             row.append(f"{np.sqrt(((y - slope * x[:, j]) ** 2).mean()):.4f}")
+        y, x = data["train"]
+        row.append(f"{np.corrcoef(y, x[:, j])[0, 1]:.3f}")
         print("| " + " | ".join(row) + " |")
 
 
