@@ -18,7 +18,8 @@ run that left it out (out of sample, as a held-out rating's) and the held-out ra
 
 The last column asks the same of the training ratings a sequence model learns from: over every training rating
 after the user's first, the correlation of its error with the mean error of the k training ratings before it (out
-of fold with a cross-fitting's glob; in sample, so shrunken, with one run).
+of fold with a cross-fitting's glob; in sample, so shrunken, with one run). A second table splits that column, for
+the first k, by how far each training rating lies from the end of the user's training part.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from ss4rec.paths import checkpoint_run
 from ss4rec.serve.loading import run_config
 from ss4rec.training import build_datamodule
 
+FROM_END = ((1, 1), (2, 5), (6, 20), (21, 100), (101, 10**9))
+
 
 def previous_means(errors: np.ndarray, k: int) -> np.ndarray:
     """(n - 1,): for t = 1..n-1 the mean of ``errors[max(0, t - k):t]``."""
@@ -46,7 +49,8 @@ def previous_means(errors: np.ndarray, k: int) -> np.ndarray:
 
 def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
     """Per held-out stage: (U,) MF errors and (U, len(ks)) mean MF errors of the last k training ratings; under
-    ``train``, every training rating after a user's first: (R,) errors and (R, len(ks)) means of the k before it."""
+    ``train``, every training rating after a user's first: (R,) errors and (R, len(ks)) means of the k before it;
+    ``from_end``: (R,) each one's place counted from the end of its user's training part (1 = the last)."""
     cfg = OmegaConf.create(run_config(checkpoint_run(cross_fitting(run)[0])))
     cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
     datamodule = build_datamodule(cfg)
@@ -54,6 +58,7 @@ def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
     base = FrozenMF(store.n_users, store.n_items, str(run)).double()
     base.fill(store)  # float64 tables: the module's dtype; the store gives SVD++ its N(u)
     out = {stage: ([], []) for stage in ("val", "test", "train")}
+    from_end = []
     for user in range(store.n_users):
         start, end = store.offsets[user], store.offsets[user + 1]
         items = torch.from_numpy(store.items[start:end].astype(np.int64))
@@ -65,13 +70,15 @@ def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
         if len(train) > 1:
             out["train"][0].append(train[1:])
             out["train"][1].append(np.column_stack([previous_means(train, k) for k in ks]))
+            from_end.append(np.arange(len(train) - 1, 0, -1))
         for stage, target in (("val", len(items) - 2), ("test", len(items) - 1)):
             past = (ratings - out_of_fold)[:target]  # what the model has read: the test target comes after the validation one
             out[stage][0].append(ratings[target] - mean[target])
             out[stage][1].append([past[-k:].mean() for k in ks])
     train = out.pop("train")
     return {stage: (np.array(y), np.array(x)) for stage, (y, x) in out.items()} | {
-        "train": (np.concatenate(train[0]), np.concatenate(train[1]))
+        "train": (np.concatenate(train[0]), np.concatenate(train[1])),
+        "from_end": np.concatenate(from_end),
     }
 
 
@@ -99,6 +106,14 @@ def main(argv: list[str] | None = None) -> None:
         y, x = data["train"]
         row.append(f"{np.corrcoef(y, x[:, j])[0, 1]:.3f}")
         print("| " + " | ".join(row) + " |")
+    y, x = data["train"]
+    print(f"\n| training ratings, place from the end of the training part | ratings | corr. with the mean of the {args.k[0]} before |")
+    print("|---|---:|---:|")
+    for low, high in FROM_END:
+        rows = (data["from_end"] >= low) & (data["from_end"] <= high)
+        place = f"{low}" if low == high else f"{low}-{high}" if high < 10**9 else f"{low} and more"
+        corr = f"{np.corrcoef(y[rows], x[rows, 0])[0, 1]:.3f}" if rows.sum() > 2 else "-"
+        print(f"| {place} | {rows.sum()} | {corr} |")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def test_residuals_are_the_mf_runs_errors_on_held_out_and_training_ratings(tmp_p
     store = build_datamodule(compose_train(["model=mf", "task=rating", *SMALL]))._ready()
     tables = {k.removeprefix("model."): v.double() for k, v in torch.load(record["checkpoint"], weights_only=False)["state_dict"].items()}
     want = {stage: ([], []) for stage in ("val", "test", "train")}
+    from_end = []
     for user in range(store.n_users):
         start, end = store.offsets[user], store.offsets[user + 1]
         items = torch.from_numpy(store.items[start:end].astype(np.int64))
@@ -53,6 +54,8 @@ def test_residuals_are_the_mf_runs_errors_on_held_out_and_training_ratings(tmp_p
         for t in range(1, n - 2):  # training ratings after the first, each against the k training ratings before it
             want["train"][0].append(errors[t])
             want["train"][1].append([errors[max(0, t - k) : t].mean() for k in ks])
+            from_end.append(n - 2 - t)  # the training part is errors[: n - 2]; its last rating is 1 from the end
     for stage in ("val", "test", "train"):
         np.testing.assert_allclose(got[stage][0], want[stage][0], rtol=0, atol=1e-9)
         np.testing.assert_allclose(got[stage][1], want[stage][1], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(got["from_end"], from_end)
