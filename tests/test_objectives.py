@@ -74,6 +74,27 @@ def test_objective_combines_parts(setup):
         Objective(ranking=None, rating_weight=0.0)
 
 
+def test_recent_targets_weigh_more_in_the_rating_loss(setup):
+    """A weighted mean against float64: the targets within ``rating_recent_targets`` of their user's end weigh
+    ``rating_recent_weight``; a weight of 1 is the plain mean; the places are required when they matter."""
+    model, query, positives = setup
+    ratings = torch.tensor([5.0, 1.0, 3.0, 4.0, 2.0, 5.0])
+    from_end = torch.tensor([1, 2, 3, 7, 1, 40])
+    predicted = model.predict_rating(query, positives).double()
+    weights = torch.tensor([4.0, 4.0, 4.0, 1.0, 4.0, 1.0], dtype=torch.float64)  # places <= 3 weigh 4
+    want = (weights * (predicted - ratings.double()) ** 2).sum() / weights.sum()
+    got = Objective(rating_weight=1.0, rating_recent_targets=3, rating_recent_weight=4.0)(model, query, positives, ratings, from_end)
+    assert got["rating_loss"].item() == pytest.approx(want.item(), rel=1e-6)
+    plain = Objective(rating_weight=1.0)(model, query, positives, ratings)["rating_loss"]
+    assert got["rating_loss"].item() != pytest.approx(plain.item(), rel=1e-3)
+    unit = Objective(rating_weight=1.0, rating_recent_targets=3, rating_recent_weight=1.0)(model, query, positives, ratings)
+    assert unit["rating_loss"].item() == pytest.approx(plain.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="needs each target's place from the end"):
+        Objective(rating_weight=1.0, rating_recent_targets=3, rating_recent_weight=4.0)(model, query, positives, ratings)
+    with pytest.raises(ValueError, match="rating_recent_weight > 0"):
+        Objective(rating_weight=1.0, rating_recent_targets=3, rating_recent_weight=0.0)
+
+
 def test_no_weight_decay_on_norms_biases_and_ssm_parameters():
     model = torch.nn.Module()
     model.linear = torch.nn.Linear(3, 3)

@@ -3,28 +3,16 @@ predictions are the evaluation loop's (its "alone" RMSE is its run record's)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from composing import compose_train
 from ss4rec.training import train
 
-ROOT = Path(__file__).resolve().parents[1]
-
 SMALL = ["data.max_len=20", "data.batch_size=128", "data.eval_batch_size=512", "logger=none", "debug=limit"]
 
-
-def load_blend():
-    spec = importlib.util.spec_from_file_location("rating_blend", ROOT / "benchmarks" / "rating_blend.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-blend = load_blend()
+blend = load_benchmark("rating_blend")
 
 
 def cells(row: str) -> list[str]:

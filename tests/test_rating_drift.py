@@ -3,27 +3,16 @@ mean error of the user's last k training ratings, and the same pairs over every 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
 
+from benchmark_scripts import load_benchmark
 from composing import compose_train
 from ss4rec.training import build_datamodule, train
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["data.max_len=20", "data.batch_size=128", "data.eval_batch_size=512", "logger=none", "debug=limit"]
 
-
-def load_drift():
-    spec = importlib.util.spec_from_file_location("rating_drift", ROOT / "benchmarks" / "rating_drift.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-drift = load_drift()
+drift = load_benchmark("rating_drift")
 
 
 def test_previous_means_average_the_k_errors_before_each_position():

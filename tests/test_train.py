@@ -219,6 +219,18 @@ def test_a_rating_base_run_starts_from_the_base_runs_predictions(tmp_path, base)
     ))["test"]["test/rmse"], abs=1e-3)  # fmt: skip - without the base the same run predicts otherwise
 
 
+def test_recent_targets_reach_the_rating_loss_of_a_training_run(tmp_path):
+    """task.rating_recent_targets end to end: the training batches' places reach the objective (a run that weighs
+    its users' last targets ten times trains to another loss from the same start), and the run finishes."""
+    losses = []
+    for weight in (1.0, 10.0):
+        summary = train(compose_train(["model=ss4rec", "task=rating", "task.rating_recent_targets=3",
+                                       f"task.rating_recent_weight={weight}", "debug=limit", *SMALL], tmp_path / str(weight)))  # fmt: skip
+        assert summary["status"] == "finished"
+        losses.append(summary["history"][0]["train/rating_loss"])
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3)
+
+
 def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path):
     """The K runs of a cross-fitting (data.holdout_folds) given as a glob: each is trained without its fold, and
     an SS4Rec on them whose correction cannot move (lr 1e-12) scores validation and test on the runs' mean."""

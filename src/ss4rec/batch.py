@@ -13,6 +13,10 @@ Batches are plain ``dict[str, Tensor]``. Ids: users are ``0..n_users-1``; items 
     target_times    (B, L)   int64  time of that next item (0 where no target)
     target_ratings  (B, L)   float  rating of that next item (0 where no target)
 
+  Training batches also carry
+    target_from_end (B, L)   long   each target's place from the end of the user's training part (1 = the
+                                    last training rating; 0 where no target): ``task.rating_recent_*``
+
   In training every position with ``target_items > 0`` is a training example (one forward pass trains all
   prefixes); windows of long users mask the targets another window already covers. In evaluation the
   input is the user's most recent ``max_len`` interactions before the held-out target, so the target sits

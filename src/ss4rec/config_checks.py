@@ -346,6 +346,15 @@ def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> N
         if _check_target(problems, "task.ranking_loss", ranking) is not None and "n_negatives" in ranking:
             problems.check("task.ranking_loss.n_negatives", ranking["n_negatives"], POSITIVE_INT)
     uses_rating = _number(weight) and weight > 0
+    recent, recent_weight = _get(task, "rating_recent_targets", 0), _get(task, "rating_recent_weight", 1.0)
+    problems.check("task.rating_recent_targets", recent, NON_NEGATIVE_INT)
+    problems.check("task.rating_recent_weight", recent_weight, POSITIVE_NUMBER)
+    if _int(recent) and recent > 0:
+        if not uses_rating:
+            problems.add("task.rating_recent_targets", recent, "0 without a rating loss (task.rating_weight > 0)")
+        elif model_cls is not None and getattr(model_cls, "train_format", None) != "sequence":
+            problems.add("task.rating_recent_targets", recent, f"0 with {model_cls.__name__}, which trains on "
+                         f"{getattr(model_cls, 'train_format', '?')} batches (only sequence models know each target's place)")  # fmt: skip
     if ranking is None and not uses_rating:
         problems.add("task.rating_weight", weight, "> 0 when task.ranking_loss is null (nothing to train)")
     if model_cls is not None:

@@ -104,7 +104,8 @@ class RecModule(L.LightningModule):
         query, items, ratings = self.model.train_queries(batch)
         if not self.model.learns_by_gradient:  # e.g. popularity: counting, no loss to minimise
             return None
-        parts = self.objective(self.model, query, items, ratings)
+        from_end = batch["target_from_end"][batch["target_items"] > 0] if "target_from_end" in batch else None
+        parts = self.objective(self.model, query, items, ratings, from_end)  # the sequence models' target order
         batch_size = int(items.shape[0])
         # the objective is a mean over the batch's targets; uniform weighting makes it their sum over the epoch's
         # mean count, so every target weighs the same whatever its batch holds (logged: the plain mean)

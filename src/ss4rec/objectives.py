@@ -60,13 +60,28 @@ class SampledSoftmax:
 
 
 class Objective:
-    """``loss = ranking(model, q, pos) + rating_weight * MSE(rating(q, pos), true rating)``."""
+    """``loss = ranking(model, q, pos) + rating_weight * MSE(rating(q, pos), true rating)``.
 
-    def __init__(self, ranking=None, rating_weight: float = 0.0):
+    ``rating_recent_targets=N`` > 0 weighs the squared error of each user's last N training targets
+    ``rating_recent_weight`` times the others' (a weighted mean): held-out ratings are each user's last, and a
+    user's last ratings stray from the rest more than earlier ones do (README, Ratings).
+    """
+
+    def __init__(self, ranking=None, rating_weight: float = 0.0, rating_recent_targets: int = 0,
+                 rating_recent_weight: float = 1.0):  # fmt: skip
         if ranking is None and rating_weight <= 0:
             raise ValueError("an objective needs a ranking loss, a positive rating_weight, or both")
+        if rating_recent_targets < 0 or rating_recent_weight <= 0:
+            raise ValueError("rating_recent_targets must be >= 0 and rating_recent_weight > 0, got "
+                             f"{rating_recent_targets} and {rating_recent_weight}")  # fmt: skip
         self.ranking = ranking
         self.rating_weight = float(rating_weight)
+        self.recent_targets, self.recent_weight = int(rating_recent_targets), float(rating_recent_weight)
+
+    @property
+    def weighs_recent(self) -> bool:
+        """Whether the rating loss needs each target's place from the end (``target_from_end``)."""
+        return self.rating_weight > 0 and self.recent_targets > 0 and self.recent_weight != 1.0
 
     @property
     def uses_rating(self) -> bool:
@@ -77,16 +92,25 @@ class Objective:
         return self.ranking is not None
 
     def __call__(
-        self, model: Recommender, query: torch.Tensor, positives: torch.Tensor, ratings: torch.Tensor
+        self, model: Recommender, query: torch.Tensor, positives: torch.Tensor, ratings: torch.Tensor,
+        from_end: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Returns ``loss`` and its parts (``ranking_loss``, ``rating_loss``) for logging."""
+        """Returns ``loss`` and its parts (``ranking_loss``, ``rating_loss``) for logging; ``from_end`` (M,): each
+        target's place from the end of its user's training part, read when recent targets are weighed."""  # fmt: skip
         parts: dict[str, torch.Tensor] = {}
         loss = query.new_zeros(())
         if self.ranking is not None:
             parts["ranking_loss"] = self.ranking(model, query, positives)
             loss = loss + parts["ranking_loss"]
         if self.rating_weight > 0:
-            parts["rating_loss"] = F.mse_loss(model.predict_rating(query, positives), ratings.float())
+            predicted = model.predict_rating(query, positives)
+            if self.weighs_recent:
+                if from_end is None:
+                    raise ValueError("rating_recent_targets needs each target's place from the end (sequence batches)")
+                weights = torch.where(from_end <= self.recent_targets, self.recent_weight, 1.0).to(predicted.dtype)
+                parts["rating_loss"] = (weights * (predicted - ratings.to(predicted.dtype)) ** 2).sum() / weights.sum()
+            else:
+                parts["rating_loss"] = F.mse_loss(predicted, ratings.float())
             loss = loss + self.rating_weight * parts["rating_loss"]
         parts["loss"] = loss
         return parts

@@ -56,6 +56,27 @@ def test_every_training_target_once_per_epoch(data_dir, ml100k, max_len, stride,
     assert got == expected_targets(ml100k)
 
 
+@pytest.mark.parametrize("max_len, stride, window", [(200, None, None), (7, 3, None), (7, 4, 15), (9, None, 5)])
+def test_each_training_target_knows_its_place_from_the_end_of_its_users_training_part(data_dir, ml100k, max_len, stride, window):
+    """Over an epoch each user's targets carry the places T-1, ..., 1 once each (T: the training part's length), in
+    the order of the history: 1 on the user's last training rating, and 0 wherever there is no target."""
+    dm = module(data_dir, max_len=max_len, train_stride=stride, batch_size=64, train_max_len=window)
+    places = {}
+    for batch in dm.train_dataloader():
+        has = batch["target_items"] > 0
+        assert (batch["target_from_end"][~has] == 0).all()
+        users = batch["users"][:, None].expand_as(has)
+        for user, time, item, place in zip(users[has].tolist(), batch["target_times"][has].tolist(),
+                                           batch["target_items"][has].tolist(), batch["target_from_end"][has].tolist()):  # fmt: skip
+            places.setdefault(user, []).append((place, time, item))
+    for user in range(ml100k.n_users):
+        first, end = ml100k.offsets[user], ml100k.train_ends[user]
+        expected = [(int(end - row), int(ml100k.times[row]), int(ml100k.items[row])) for row in range(first + 1, end)]
+        assert sorted(places.get(user, [])) == sorted(expected)
+        if expected:
+            assert min(places[user])[2] == ml100k.items[end - 1]  # place 1: the last training rating
+
+
 @pytest.mark.parametrize("max_len, window", [(7, 15), (10, 20), (10, 11)])
 def test_longer_training_windows_give_every_target_recbole_context(data_dir, ml100k, max_len, window):
     """train_max_len > max_len: each owned target has at least min(its position + 1, max_len) inputs (a RecBole prefix)."""

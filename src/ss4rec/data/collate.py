@@ -54,6 +54,15 @@ def sequence_batch(store: SequenceStore, users, starts, lengths, target_mask, wi
     }
 
 
+def target_from_end(store: SequenceStore, users, starts, batch: Batch) -> torch.Tensor:
+    """(B, W) long: each training target's place counted from the end of its user's training part (1 = the
+    user's last training rating), 0 where a position has no target; ``batch`` from :func:`sequence_batch`."""
+    width = batch["target_items"].shape[1]
+    rows = np.asarray(starts)[:, None] + 1 + np.arange(width)[None, :]  # the row each position's target sits in
+    place = store.train_ends[np.asarray(users)][:, None] - rows
+    return torch.from_numpy(np.where(batch["target_items"].numpy() > 0, place, 0).astype(np.int64))
+
+
 def eval_batch(store: SequenceStore, users: np.ndarray, stage: str, max_len: int, width=None) -> Batch:
     """Validation (``stage='val'``) or test batch for ``users`` (B,).
 

@@ -137,7 +137,9 @@ class WindowDataset(Dataset):
         w = {key: values[index] for key, values in self.windows.items()}
         width = self.max_len if self.fixed_length else max(int(w["length"].max(initial=0)), 1)
         owned = np.arange(width)[None, :] >= w["own_from"][:, None]
-        return collate.sequence_batch(self.store, w["user"], w["start"], w["length"], owned, width)
+        batch = collate.sequence_batch(self.store, w["user"], w["start"], w["length"], owned, width)
+        batch["target_from_end"] = collate.target_from_end(self.store, w["user"], w["start"], batch)
+        return batch
 
 
 class EvalDataset(Dataset):
