@@ -208,8 +208,8 @@ class SS4Rec(SequentialRecommender):
         return torch.where(rated, ratings - expected, 0.0), rated
 
     def drift(self, batch: Batch) -> torch.Tensor:
-        """(B, L): at each position the mean base error of the last ``drift_k`` rated positions <= t in the
-        window (fewer at its start; 0 before the first)."""
+        """(B, L): at each position t the mean base error over the rated positions among t - drift_k + 1..t of the
+        window (fewer at its start; 0 where none is rated)."""
         errors, rated = self.base_errors(batch)
         sums = nn.functional.pad(errors.double().cumsum(1), (self.drift_k, 0))
         counts = nn.functional.pad(rated.long().cumsum(1), (self.drift_k, 0))
