@@ -66,13 +66,14 @@ def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
         with torch.no_grad():  # a past rating under the run that left its fold out, a held-out one the mean
             out_of_fold, mean = (base(base.user_part(users, each), items).numpy() for each in (items, None))
         ratings = store.ratings[start:end].astype(np.float64)
-        train = (ratings - out_of_fold)[: len(items) - 2]
+        errors = ratings - out_of_fold  # each rating's error under the run that left it out
+        train = errors[: len(items) - 2]
         if len(train) > 1:
             out["train"][0].append(train[1:])
             out["train"][1].append(np.column_stack([previous_means(train, k) for k in ks]))
             from_end.append(np.arange(len(train) - 1, 0, -1))
         for stage, target in (("val", len(items) - 2), ("test", len(items) - 1)):
-            past = (ratings - out_of_fold)[:target]  # what the model has read: the test target comes after the validation one
+            past = errors[:target]  # what the model has read: the test target comes after the validation one
             out[stage][0].append(ratings[target] - mean[target])
             out[stage][1].append([past[-k:].mean() for k in ks])
     train = out.pop("train")

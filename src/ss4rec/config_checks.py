@@ -352,9 +352,9 @@ def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> N
     if _int(recent) and recent > 0:
         if not uses_rating:
             problems.add("task.rating_recent_targets", recent, "0 without a rating loss (task.rating_weight > 0)")
-        elif model_cls is not None and getattr(model_cls, "train_format", None) != "sequence":
+        elif model_cls is not None and (layout := getattr(model_cls, "train_format", None)) != "sequence":  # batch.SEQUENCE
             problems.add("task.rating_recent_targets", recent, f"0 with {model_cls.__name__}, which trains on "
-                         f"{getattr(model_cls, 'train_format', '?')} batches (only sequence models know each target's place)")  # fmt: skip
+                         f"{layout} batches (only sequence models know each target's place)")  # fmt: skip
     if ranking is None and not uses_rating:
         problems.add("task.rating_weight", weight, "> 0 when task.ranking_loss is null (nothing to train)")
     if model_cls is not None:

@@ -104,8 +104,10 @@ class RecModule(L.LightningModule):
         query, items, ratings = self.model.train_queries(batch)
         if not self.model.learns_by_gradient:  # e.g. popularity: counting, no loss to minimise
             return None
-        from_end = batch["target_from_end"][batch["target_items"] > 0] if "target_from_end" in batch else None
-        parts = self.objective(self.model, query, items, ratings, from_end)  # the sequence models' target order
+        from_end = None  # each target's place from its user's end, in the sequence models' target order
+        if self.objective.weighs_recent and "target_from_end" in batch:
+            from_end = batch["target_from_end"][batch["target_items"] > 0]
+        parts = self.objective(self.model, query, items, ratings, from_end)
         batch_size = int(items.shape[0])
         # the objective is a mean over the batch's targets; uniform weighting makes it their sum over the epoch's
         # mean count, so every target weighs the same whatever its batch holds (logged: the plain mean)
