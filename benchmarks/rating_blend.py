@@ -16,6 +16,11 @@ Each member is then dropped in turn to show what it adds.
 ``benchmarks/rating_drift.py`` computes it. A blend of SS4Rec and that column is SS4Rec followed by a linear
 second stage fitted on validation (stacking on a held-out set, as Netflix Prize blends were fitted on the probe set).
 
+``--fit NAME=RUN`` (one per member, and ``--fit-drift RUN`` with ``--drift``) fits the weights on other runs
+instead: the members' twins trained with ``data.holdout_last=1``, whose validation targets are each user's last
+training rating. The blend then uses no held-out rating at all (the validation column becomes a second held-out
+score), and shows what the stage is worth when nothing beyond the training ratings is there to fit it on.
+
 Every run must be a ``task=rating`` (or ``joint``) run on the same split: the script refuses runs whose
 held-out users, items or ratings differ. ``--threads`` sets torch's threads (default 1).
 """
@@ -92,23 +97,36 @@ def cross_validated(x: np.ndarray, y: np.ndarray, low: float, high: float, folds
     return rmse(y, out)
 
 
-def blend_rows(
-    names: list[str], data: dict[str, dict[str, np.ndarray]], low: float, high: float, features: int = 0
-) -> list[str]:
-    """Markdown rows: each member alone, the blend of all, and the blend without each member. The last
-    ``features`` names are columns that are not predictions (``--drift``): blended, never shown alone."""
+def columns(names: list[str], data: dict[str, dict[str, np.ndarray]]) -> tuple[dict, dict]:
+    """Per stage: the true ratings (R,) and the members' predictions (R, len(names))."""
     y = {stage: data[names[0]][stage][:, 2] for stage in STAGES}
     x = {stage: np.column_stack([data[name][stage][:, 3] for name in names]) for stage in STAGES}
+    return y, x
+
+
+def blend_rows(
+    names: list[str], data: dict[str, dict[str, np.ndarray]], low: float, high: float, features: int = 0,
+    fit_on: dict[str, dict[str, np.ndarray]] | None = None,
+) -> list[str]:
+    """Markdown rows: each member alone, the blend of all, and the blend without each member. The last
+    ``features`` names are columns that are not predictions (``--drift``): blended, never shown alone.
+    ``fit_on`` (``data``'s layout, the same names): fit the weights on its validation ratings instead of
+    ``data``'s, whose validation RMSE is then scored as held out."""
+    y, x = columns(names, data)
+    y_fit, x_fit = columns(names, fit_on) if fit_on is not None else (y, x)
     rows = [f"| {name} alone | | {rmse(y['val'], x['val'][:, j]):.4f} | {rmse(y['test'], x['test'][:, j]):.4f} |"
             for j, name in enumerate(names[: len(names) - features])]  # fmt: skip
     subsets = [("blend of all", list(range(len(names))))]
     if len(names) > 2:
         subsets += [(f"blend without {name}", [k for k in range(len(names)) if k != j]) for j, name in enumerate(names)]
     for label, keep in subsets:
-        weights = fit(x["val"][:, keep], y["val"])
+        weights = fit(x_fit["val"][:, keep], y_fit["val"])
         shown = ", ".join(f"{names[k]} {w:+.3f}" for k, w in zip(keep, weights[1:], strict=True))
-        rows.append(f"| {label} | {shown}, intercept {weights[0]:+.3f} | "
-                    f"{cross_validated(x['val'][:, keep], y['val'], low, high):.4f} (10-fold) | "
+        if fit_on is None:
+            val = f"{cross_validated(x['val'][:, keep], y['val'], low, high):.4f} (10-fold)"
+        else:
+            val = f"{rmse(y['val'], apply(weights, x['val'][:, keep], low, high)):.4f}"
+        rows.append(f"| {label} | {shown}, intercept {weights[0]:+.3f} | {val} | "
                     f"{rmse(y['test'], apply(weights, x['test'][:, keep], low, high)):.4f} |")  # fmt: skip
     return rows
 
@@ -152,21 +170,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drift", metavar="RUN", help="an mf or svdpp run (or a cross-fitting's glob): blend "
                         "the mean error of each user's last --drift-k training ratings under it")  # fmt: skip
     parser.add_argument("--drift-k", type=int, default=5, help="training ratings averaged by --drift (default 5)")
+    parser.add_argument("--fit", metavar="NAME=RUN", type=parse_member, action="append", default=[],
+                        help="fit the weights on this run's validation ratings instead of the member NAME's (one per "
+                        "member; e.g. its twin trained with data.holdout_last=1)")  # fmt: skip
+    parser.add_argument("--fit-drift", metavar="RUN", help="with --fit: the --drift column of the runs fitted on")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     names = [name for name, _ in args.members]
     if len(names) + bool(args.drift) < 2 or len(set(names)) != len(names):
         parser.error("give two or more members with distinct names (or one and --drift)")
+    fit_names = [name for name, _ in args.fit]
+    if args.fit and sorted(fit_names) != sorted(names):
+        parser.error(f"--fit names {', '.join(fit_names)}; give one --fit NAME=RUN for each member ({', '.join(names)})")
+    if bool(args.fit) and bool(args.drift) != bool(args.fit_drift):
+        parser.error("with --fit, give --drift and --fit-drift together (or neither)")
+    if args.fit_drift and not args.fit:
+        parser.error("--fit-drift is the drift column of the --fit runs; give them")
     if args.drift_k < 1:
         parser.error(f"--drift-k={args.drift_k}: expected a positive number of ratings")
     if args.drift and f"drift{args.drift_k}" in names:
         parser.error(f"drift{args.drift_k} names the --drift column; give the member another name")
     torch.set_num_threads(args.threads)
     with reported_errors():  # a missing run or checkpoint: one error line, not a traceback
-        blend(names, [run for _, run in args.members], args.drift, args.drift_k)
+        fit_runs = dict(args.fit)
+        blend(names, [run for _, run in args.members], args.drift, args.drift_k,
+              [fit_runs[name] for name in names] if args.fit else None, args.fit_drift)  # fmt: skip
 
 
-def blend(names: list[str], runs: list[str], drift: str | None = None, k: int = 5) -> None:
+def load(names: list[str], runs: list[str], drift: str | None, k: int) -> tuple[dict, float, float]:
+    """Each run's predictions (and the drift column) on one split, and the rating range they share."""
     data, ranges = {}, set()
     for name, run in zip(names, runs, strict=True):
         data[name], bounds = predictions(run)
@@ -179,9 +211,26 @@ def blend(names: list[str], runs: list[str], drift: str | None = None, k: int = 
     if drift is not None:
         data[f"drift{k}"] = drift_column(drift, k, data[names[0]])
         print(f"drift{k}: the mean error of the last {k} training ratings under {drift}", file=sys.stderr)
-    print("| predictions | weights (fitted on validation) | validation RMSE | test RMSE |")
+    return data, low, high
+
+
+def blend(
+    names: list[str], runs: list[str], drift: str | None = None, k: int = 5,
+    fit_runs: list[str] | None = None, fit_drift: str | None = None,
+) -> None:
+    data, low, high = load(names, runs, drift, k)
+    fit_on = None
+    if fit_runs is not None:
+        fit_on, *bounds = load(names, fit_runs, fit_drift, k)
+        if tuple(bounds) != (low, high):
+            raise SystemExit(f"error: the --fit runs clamp to {tuple(bounds)}, the members to {(low, high)}")
+        if np.array_equal(fit_on[names[0]]["val"][:, :3], data[names[0]]["val"][:, :3]):
+            raise SystemExit("error: the --fit runs hold out the members' own validation ratings; train them with "
+                             "data.holdout_last=1 (or more)")  # fmt: skip
+    fitted = "validation" if fit_on is None else "the --fit runs' validation"
+    print(f"| predictions | weights (fitted on {fitted}) | validation RMSE | test RMSE |")
     print("|---|---|---:|---:|")
-    print("\n".join(blend_rows(list(data), data, low, high, features=int(drift is not None))))
+    print("\n".join(blend_rows(list(data), data, low, high, features=int(drift is not None), fit_on=fit_on)))
 
 
 if __name__ == "__main__":

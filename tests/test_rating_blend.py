@@ -3,6 +3,8 @@ predictions are the evaluation loop's (its "alone" RMSE is its run record's)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,40 @@ def test_blend_rows_show_every_member_alone_and_the_blend_never_worse_on_validat
     assert blend.rmse(y, blend.apply(blend.fit(x, y), x, 1, 5)) < alone  # least squares includes "a alone"
 
 
+def test_weights_fitted_on_other_runs_score_both_held_out_stages():
+    """``fit_on``: the weights come from its validation ratings alone; the members' validation is then scored
+    as a second held-out set, not cross-validated."""
+    rng = np.random.default_rng(2)
+
+    def runs(shift):
+        y = rng.integers(1, 6, size=300).astype(float)
+        stage = lambda p: np.column_stack([np.arange(300), np.ones(300), y, p])  # noqa: E731
+        return {"a": {s: stage(np.clip(y + shift + rng.normal(0, 0.5, 300), 1, 5)) for s in blend.STAGES},
+                "b": {s: stage(np.clip(3 + rng.normal(0, 1, 300), 1, 5)) for s in blend.STAGES}}  # fmt: skip
+
+    members, twins = runs(0.0), runs(0.4)  # the twins' "a" is biased: their weights carry a different intercept
+    rows = blend.blend_rows(["a", "b"], members, 1.0, 5.0, fit_on=twins)
+    y_fit, x_fit = blend.columns(["a", "b"], twins)
+    weights = blend.fit(x_fit["val"], y_fit["val"])
+    assert cells(rows[2])[1] == f"a {weights[1]:+.3f}, b {weights[2]:+.3f}, intercept {weights[0]:+.3f}"
+    y, x = blend.columns(["a", "b"], members)
+    for column, stage in ((2, "val"), (3, "test")):
+        assert float(cells(rows[2])[column]) == pytest.approx(blend.rmse(y[stage], blend.apply(weights, x[stage], 1, 5)), abs=1e-4)
+    assert float(cells(rows[2])[2]) > blend.cross_validated(x["val"], y["val"], 1, 5)  # the twins' bias costs the members
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["a=x", "b=y", "--fit=a=z"], r"--fit names a; give one --fit NAME=RUN for each member \(a, b\)"),
+    (["a=x", "b=y", "--fit=a=z", "--fit=c=w"], r"--fit names a, c; give one"),
+    (["a=x", "--drift=d", "--fit=a=z"], r"with --fit, give --drift and --fit-drift together"),
+    (["a=x", "b=y", "--fit-drift=d"], r"--fit-drift is the drift column of the --fit runs"),
+])  # fmt: skip
+def test_fit_options_that_do_not_pair_up_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        blend.main(argv)
+    assert re.search(message, capsys.readouterr().err)
+
+
 def test_runs_of_different_splits_are_refused():
     table = np.column_stack([np.arange(5), np.ones(5), np.full(5, 4.0), np.full(5, 3.5)])
     other = table.copy()
@@ -65,6 +101,23 @@ def test_each_members_predictions_are_its_runs_evaluation(tmp_path, capsys):
     for name, record in records.items():
         assert float(rows[f"{name} alone"][2]) == pytest.approx(record["best_val"]["val/rmse"], abs=1e-4)
         assert float(rows[f"{name} alone"][3]) == pytest.approx(record["test"]["test/rmse"], abs=1e-4)
+    with pytest.raises(SystemExit, match="hold out the members' own validation ratings; train them with data.holdout_last=1"):
+        blend.main([f"mf={tmp_path / 'mf'}", f"svdpp={tmp_path / 'svdpp'}", f"--fit=mf={tmp_path / 'mf'}",
+                    f"--fit=svdpp={tmp_path / 'svdpp'}"])  # fmt: skip
+    for name in ("mf", "svdpp"):
+        train(compose_train([f"model={name}", "task=rating", "data.holdout_last=1", *SMALL], tmp_path / f"{name}_last1"))
+    with pytest.raises(SystemExit, match="'svdpp' and 'mf' hold out different val ratings"):  # a twin of another split
+        blend.main([f"mf={tmp_path / 'mf'}", f"svdpp={tmp_path / 'svdpp'}", f"--fit=mf={tmp_path / 'mf'}",
+                    f"--fit=svdpp={tmp_path / 'svdpp_last1'}"])  # fmt: skip
+    capsys.readouterr()
+    blend.main([f"mf={tmp_path / 'mf'}", f"svdpp={tmp_path / 'svdpp'}", f"--fit=mf={tmp_path / 'mf_last1'}",
+                f"--fit=svdpp={tmp_path / 'svdpp_last1'}"])  # fmt: skip
+    out = capsys.readouterr().out
+    twins = {name: blend.predictions(tmp_path / f"{name}_last1")[0] for name in ("mf", "svdpp")}
+    y_fit, x_fit = blend.columns(["mf", "svdpp"], twins)
+    weights = blend.fit(x_fit["val"], y_fit["val"])
+    assert "fitted on the --fit runs' validation" in out
+    assert f"| blend of all | mf {weights[1]:+.3f}, svdpp {weights[2]:+.3f}, intercept {weights[0]:+.3f} |" in out
     train(compose_train(["model=pop", *SMALL], tmp_path / "pop"))
     with pytest.raises(SystemExit, match="predicts no rating"):
         blend.main([f"mf={tmp_path / 'mf'}", f"pop={tmp_path / 'pop'}"])

@@ -183,6 +183,7 @@ DATA_RULES: dict[str, Rule] = {
     "length_pool": NON_NEGATIVE_INT,
     "holdout_folds": NON_NEGATIVE_INT,
     "holdout_fold": NON_NEGATIVE_INT,
+    "holdout_last": NON_NEGATIVE_INT,
     "seed": SEED,
     "data_dir": STRING_OR_NULL,
 }

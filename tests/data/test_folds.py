@@ -6,19 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from data_modules import ml100k_module as module
 from ss4rec.batch import HISTORY, PAIRS, SEQUENCE
 from ss4rec.data.datamodule import SequenceDataModule
 from ss4rec.data.errors import DataError
 from ss4rec.data.folds import rating_fold
 from ss4rec.models.svdpp import SVDpp
-
-
-def module(data_dir, train_format, **kwargs):
-    dm = SequenceDataModule(name="ml100k", source="bundled", data_dir=str(data_dir), **kwargs)
-    dm.train_format = train_format
-    dm.prepare_data()
-    dm.setup()
-    return dm
 
 
 def test_the_fold_is_the_same_in_numpy_and_torch_and_the_folds_are_even():

@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from data_modules import ml100k_module as module
 from ss4rec.batch import eval_targets
 from ss4rec.data.datamodule import SequenceDataModule
 from ss4rec.data.datasets import training_windows
 from ss4rec.data.errors import DataError
-
-
-def module(data_dir, **kwargs):
-    dm = SequenceDataModule(name="ml100k", source="bundled", data_dir=str(data_dir), **kwargs)
-    dm.prepare_data()
-    dm.setup()
-    return dm
 
 
 def pooled_padding_bound(lengths: np.ndarray, batch_size: int, pool: int) -> int:

@@ -77,6 +77,10 @@ class SequenceDataModule(L.LightningDataModule):
         holdout_folds / holdout_fold: with ``holdout_folds`` K > 0, ``pairs`` and ``history`` training (``mf``,
             ``svdpp``) leaves out the training ratings of cross-fitting fold ``holdout_fold`` of K
             (``ss4rec.data.folds``); the split, validation and test are unchanged. 0: every training rating.
+        holdout_last: leave each user's last ``holdout_last`` ratings out of everything (``SequenceStore.without_last``):
+            validation and test move that many ratings back, into what is otherwise the training part. A
+            pseudo-held-out split, on which a second stage (``benchmarks/rating_blend.py --fit``) can be fitted
+            without the real held-out ratings. 0: off (the protocol).
         seed: shuffling seed (the trainer sets it). data_dir: cache folder (None: ``ss4rec.paths.data_dir()``).
     """
 
@@ -102,6 +106,7 @@ class SequenceDataModule(L.LightningDataModule):
         length_pool: int = 0,
         holdout_folds: int = 0,
         holdout_fold: int = 0,
+        holdout_last: int = 0,
         seed: int = 0,
         data_dir: str | None = None,
         train_format: str = SEQUENCE,
@@ -140,6 +145,9 @@ class SequenceDataModule(L.LightningDataModule):
                 f"holdout_folds must be >= 0 (0: off) and holdout_fold in [0, holdout_folds), got holdout_folds="
                 f"{holdout_folds}, holdout_fold={holdout_fold}"
             )
+        self.holdout_last = int(holdout_last)
+        if self.holdout_last < 0:
+            raise DataError(f"holdout_last must be >= 0 (0: off), got {holdout_last}")
         self.seed, self.data_dir = int(seed), data_dir
         self.train_format = train_format
         self.store: SequenceStore | None = None
@@ -154,7 +162,11 @@ class SequenceDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is None:
-            self.store, self.cache_dir, _ = prepare(self.name, self.source, self.options, self.data_dir)
+            store, self.cache_dir, _ = prepare(self.name, self.source, self.options, self.data_dir)
+            try:
+                self.store = store.without_last(self.holdout_last)
+            except ValueError as error:
+                raise DataError(f"data.{error}") from None
         if self.train_format not in TRAIN_FORMATS:
             raise DataError(f"unknown train_format {self.train_format!r}; known: {', '.join(TRAIN_FORMATS)}")
 

@@ -77,6 +77,29 @@ class SequenceStore:
         starts = self.offsets[:-1]
         return np.repeat(starts - np.cumsum(train_len) + train_len, train_len) + np.arange(train_len.sum())
 
+    def without_last(self, k: int) -> SequenceStore:
+        """The store with each user's last ``k`` interactions left out (in memory; users and items unchanged), so
+        its validation and test targets are each user's (k + 2)-th and (k + 1)-th last interactions. Every user
+        needs ``k + 3`` interactions (two held out and one to train on); ``info["holdout_last"]`` records ``k``."""
+        if k < 0:
+            raise ValueError(f"holdout_last must be >= 0 (0: off), got {k}")
+        if k == 0:
+            return self
+        short = np.flatnonzero(self.lengths < k + 3)
+        if len(short):
+            raise ValueError(
+                f"holdout_last={k} leaves {len(short)} users (e.g. user {self.user_map[short[0]]}, "
+                f"{self.lengths[short[0]]} interactions) with fewer than 3 interactions; every user needs {k + 3}"
+            )
+        keep = np.ones(self.n_interactions, dtype=bool)
+        keep[(self.offsets[1:, None] - np.arange(1, k + 1)).ravel()] = False
+        offsets = np.concatenate([[0], np.cumsum(self.lengths - k)]).astype(self.offsets.dtype)
+        columns = {name: np.asarray(getattr(self, name))[keep] for name in ("items", "times", "ratings")}
+        return SequenceStore(
+            **columns, offsets=offsets, user_map=self.user_map, item_map=self.item_map, item_genres=self.item_genres,
+            item_titles=self.item_titles, info={**self.info, "holdout_last": k},
+        )  # fmt: skip
+
     # ---- disk -------------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
         """Write atomically into ``folder`` (which must not exist yet); return it."""
