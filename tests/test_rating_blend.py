@@ -118,6 +118,12 @@ def test_each_members_predictions_are_its_runs_evaluation(tmp_path, capsys):
     weights = blend.fit(x_fit["val"], y_fit["val"])
     assert "fitted on the --fit runs' validation" in out
     assert f"| blend of all | mf {weights[1]:+.3f}, svdpp {weights[2]:+.3f}, intercept {weights[0]:+.3f} |" in out
+    blend.main([f"mf={tmp_path / 'mf'}", f"--drift={tmp_path / 'svdpp'}", f"--fit=mf={tmp_path / 'mf_last1'}",
+                f"--fit-drift={tmp_path / 'svdpp_last1'}"])  # the drift column of the twins comes from the twin SVD++
+    twins["drift5"] = blend.drift_column(str(tmp_path / "svdpp_last1"), 5, twins["mf"])
+    y_fit, x_fit = blend.columns(["mf", "drift5"], twins)
+    weights = blend.fit(x_fit["val"], y_fit["val"])
+    assert f"| blend of all | mf {weights[1]:+.3f}, drift5 {weights[2]:+.3f}, intercept {weights[0]:+.3f} |" in capsys.readouterr().out
     train(compose_train(["model=pop", *SMALL], tmp_path / "pop"))
     with pytest.raises(SystemExit, match="predicts no rating"):
         blend.main([f"mf={tmp_path / 'mf'}", f"pop={tmp_path / 'pop'}"])
