@@ -31,7 +31,8 @@ Batches are plain ``dict[str, Tensor]``. Ids: users are ``0..n_users-1``; items 
     users (B,) long, items (B,) long, ratings (B,) float, times (B,) int64
 
 ``history`` batches (user models trained on a whole history row: Mult-VAE)
-    users (B,) long, history (B, S) long right-padded with 0, history_ratings (B, S) float
+    users (B,) long, history (B, S) long right-padded with 0, history_ratings (B, S) float,
+    history_times (B, S) int64 (0 on padding)
 """
 
 from __future__ import annotations

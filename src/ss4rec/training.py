@@ -60,8 +60,13 @@ def check_softmax_memory(cfg: DictConfig, datamodule: Any) -> None:
 def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
     """The LightningModule, from resolved plain configs so checkpoints reload with no arguments."""
     genres = getattr(datamodule, "item_genres", None)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    timed = getattr(hydra.utils.get_class(cfg.model._target_), "uses_time_index", False)
+    if timed:  # timeSVD++: a table per user-day of the training part, sized here and filled below
+        users, times = datamodule.training_times()
+        model["n_user_days"] = hydra.utils.get_class(cfg.model._target_).count_user_days(users, times)
     module = RecModule(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
+        model=model,
         objective=OmegaConf.to_container(cfg.task.objective, resolve=True),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
@@ -80,6 +85,8 @@ def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
     )
     if genres is not None and hasattr(module.model, "set_item_features"):
         module.model.set_item_features(genres.float())
+    if timed:
+        module.model.set_time_index(users, times)
     return module
 
 

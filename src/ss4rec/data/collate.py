@@ -99,4 +99,5 @@ def history_batch(store: SequenceStore, users: np.ndarray) -> Batch:
         "users": torch.from_numpy(users.astype(np.int64)),
         "history": _take(store.items, rows, mask, np.int64),
         "history_ratings": _take(store.ratings, rows, mask, np.float32),
+        "history_times": _take(store.times, rows, mask, np.int64),
     }

@@ -189,6 +189,12 @@ class SequenceDataModule(L.LightningDataModule):
         store = self._ready()
         return float(np.asarray(store.ratings)[store.train_rows()].mean(dtype=np.float64))
 
+    def training_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """User index and time of every training interaction, (R,) each (timeSVD++ indexes its user-days by them)."""
+        store = self._ready()
+        rows = store.train_rows()
+        return store.users_of_rows()[rows], np.asarray(store.times)[rows]
+
     @property
     def rating_range(self) -> tuple[float, float]:
         """The declared rating scale (min, max), or the observed one when the source declares none."""

@@ -34,6 +34,13 @@ def implicit_feedback(history: torch.Tensor, implicit: nn.Embedding) -> torch.Te
     return total * counts.clamp_min(1).to(total.dtype).rsqrt()
 
 
+def fitted_ratings(batch: Batch) -> torch.Tensor:
+    """Which entries of a ``history`` batch are ratings to fit, (B, S) bool: every item of N(u), or those
+    outside a held-out fold (``history_targets``, data.holdout_folds). Examples come in row-major order."""
+    real = batch["history"] > 0
+    return real & batch["history_targets"] if "history_targets" in batch else real
+
+
 def training_part(batch: Batch) -> torch.Tensor:
     """N(u) of an evaluation batch: ``seen`` cut to its first ``train_lengths`` entries, (B, S')."""
     if "train_lengths" not in batch:
@@ -112,8 +119,7 @@ class SVDpp(Recommender):
         users, history = batch["users"], batch["history"]  # (B,), (B, S)
         query = self.user_query(users, history)  # (B, D + 1)
         real = history > 0  # (B, S): N(u)
-        # the ratings to fit: all of N(u), or those outside a held-out fold (data.holdout_folds)
-        targets = real & batch["history_targets"] if "history_targets" in batch else real
+        targets = fitted_ratings(batch)
         rows = torch.arange(history.shape[0], device=history.device)[:, None].expand_as(history)[targets]  # (M,)
         items = history[targets]  # (M,)
         if self.training and self.l2 > 0:
