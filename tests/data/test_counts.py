@@ -38,3 +38,21 @@ def test_ids_are_dense_and_padding_free(ml1m):
     assert len(np.unique(items)) == ml1m.n_items
     assert ml1m.item_map[0] == -1 and len(np.unique(ml1m.item_map[1:])) == ml1m.n_items
     assert np.all(np.diff(ml1m.offsets) >= 5)
+
+
+def test_held_out_ratings_on_a_training_day_against_a_per_user_count(ml100k):
+    day = np.asarray(ml100k.times) // 86_400
+    expected = {}
+    for stage, back in (("val", 2), ("test", 1)):
+        hits = [day[ml100k.offsets[u + 1] - back] in set(day[ml100k.offsets[u] : ml100k.offsets[u + 1] - 2])
+                for u in range(ml100k.n_users)]  # fmt: skip
+        expected[f"{stage}_same_day_share"] = np.mean(hits)
+    got = stats.compute(ml100k)
+    assert {k: got[k] for k in expected} == pytest.approx(expected, abs=1e-12)
+    assert 0 < expected["test_same_day_share"] < expected["val_same_day_share"] < 1  # the test rating is later
+
+
+def test_held_out_same_day_shares(ml100k, ml1m):  # the data facts the README states
+    assert stats.compute(ml100k)["test_same_day_share"] == pytest.approx(0.90, abs=0.01)
+    assert stats.compute(ml1m)["test_same_day_share"] == pytest.approx(0.88, abs=0.01)
+    assert stats.compute(ml1m)["val_same_day_share"] == pytest.approx(0.93, abs=0.01)
