@@ -40,9 +40,10 @@ def test_ids_are_dense_and_padding_free(ml1m):
     assert np.all(np.diff(ml1m.offsets) >= 5)
 
 
-def test_held_out_ratings_on_a_training_day_against_a_per_user_count(ml100k):
+def test_training_days_and_held_out_ratings_on_them_against_a_per_user_count(ml100k):
     day = np.asarray(ml100k.times) // 86_400
-    expected = {}
+    train_days = [len(set(day[ml100k.offsets[u] : ml100k.offsets[u + 1] - 2])) for u in range(ml100k.n_users)]
+    expected = {"train_days_per_user_mean": np.mean(train_days), "one_train_day_users_share": np.mean(np.equal(train_days, 1))}
     for stage, back in (("val", 2), ("test", 1)):
         hits = [day[ml100k.offsets[u + 1] - back] in set(day[ml100k.offsets[u] : ml100k.offsets[u + 1] - 2])
                 for u in range(ml100k.n_users)]  # fmt: skip
@@ -56,3 +57,5 @@ def test_held_out_same_day_shares(ml100k, ml1m):  # the data facts the README st
     assert stats.compute(ml100k)["test_same_day_share"] == pytest.approx(0.90, abs=0.01)
     assert stats.compute(ml1m)["test_same_day_share"] == pytest.approx(0.88, abs=0.01)
     assert stats.compute(ml1m)["val_same_day_share"] == pytest.approx(0.93, abs=0.01)
+    assert stats.compute(ml100k)["one_train_day_users_share"] == pytest.approx(0.66, abs=0.01)
+    assert stats.compute(ml1m)["one_train_day_users_share"] == pytest.approx(0.61, abs=0.01)

@@ -33,7 +33,7 @@ def compute(store: SequenceStore, name: str = "", max_len: int | None = None) ->
         "train_interactions": len(train),
         "val_interactions": store.n_users,
         "test_interactions": store.n_users,
-        **held_out_on_a_training_day(store),
+        **training_days(store),
         "first_time": _date(store.times.min()),
         "last_time": _date(store.times.max()),
         "genres": len(store.info.get("genres") or []),
@@ -48,14 +48,20 @@ def compute(store: SequenceStore, name: str = "", max_len: int | None = None) ->
     return stats
 
 
-def held_out_on_a_training_day(store: SequenceStore) -> dict[str, float]:
-    """Share of validation and of test ratings made on a UTC day on which the user also has a training rating
-    (the recency a per-day bias, timeSVD++'s ``b_{u,day}``, can use)."""
+def training_days(store: SequenceStore) -> dict[str, float]:
+    """How users' ratings fall on UTC days: training days per user (mean), the share of users whose training ratings
+    all fall on one day, and the shares of validation and of test ratings made on a day on which the user also has a
+    training rating (the recency a per-day bias, timeSVD++'s ``b_{u,day}``, can use)."""
     users = store.users_of_rows()
     keys = users * (1 << 32) + np.floor_divide(np.asarray(store.times, dtype=np.int64), 86_400)  # (user, day)
-    train_keys = keys[store.train_rows()]
-    return {f"{stage}_same_day_share": float(np.isin(keys[store.offsets[1:] - back], train_keys).mean())
-            for stage, back in (("val", 2), ("test", 1))}  # fmt: skip
+    train_keys = np.unique(keys[store.train_rows()])
+    days_per_user = np.bincount(train_keys >> 32, minlength=store.n_users)
+    return {
+        "train_days_per_user_mean": float(days_per_user.mean()),
+        "one_train_day_users_share": float((days_per_user == 1).mean()),
+        **{f"{stage}_same_day_share": float(np.isin(keys[store.offsets[1:] - back], train_keys).mean())
+           for stage, back in (("val", 2), ("test", 1))},
+    }  # fmt: skip
 
 
 def _key(value) -> str:
@@ -79,7 +85,7 @@ def table(stats: dict, title: str = "dataset"):
         if key == "rating_histogram":
             continue
         if isinstance(value, float):
-            text = f"{value:.4%}" if key in ("density", "zero_gap_share", "val_same_day_share", "test_same_day_share") else f"{value:,.3f}"
+            text = f"{value:.4%}" if key in ("density", "zero_gap_share", "one_train_day_users_share", "val_same_day_share", "test_same_day_share") else f"{value:,.3f}"
         elif isinstance(value, int) and not isinstance(value, bool):
             text = f"{value:,}"
         else:
