@@ -58,9 +58,8 @@ class Reference:
         self.params, self.mean = params, mean
         self.origin, end = int(times.min()), int(times.max())
         self.width = math.ceil((end - self.origin + 1) / BINS)
-        # t_u: the mean training time, rounded to the second (the data's resolution); without training ratings
-        # the start of the training period
-        self.mean_time = {int(u): round(float(np.mean([t for uu, t in zip(users, times) if uu == u]))) for u in set(users)}
+        # t_u: the mean UTC day of the user's training ratings (Koren's mean rating date)
+        self.mean_day = {int(u): np.mean([t // DAY for uu, t in zip(users, times) if uu == u]) for u in set(users)}
         self.days = sorted({(int(u), int(t) // DAY) for u, t in zip(users, times)})  # the table's rows, in key order
 
     def __call__(self, user: int, rated: list[int], item: int, t: int) -> torch.Tensor:
@@ -70,7 +69,7 @@ class Reference:
             implicit = implicit / math.sqrt(len(rated))
         z = p["user_embedding.weight"][user] + implicit
         bin_ = min(max((t - self.origin) // self.width, 0), BINS - 1)
-        delta = (t - self.mean_time.get(user, self.origin)) / DAY
+        delta = t // DAY - self.mean_day.get(user, t // DAY)  # 0 for a user without training ratings
         dev = math.copysign(abs(delta) ** BETA, delta) if delta else 0.0
         day_bias = p["day_bias.weight"][self.days.index((user, t // DAY)), 0] if (user, t // DAY) in self.days else 0.0
         user_bias = p["user_bias.weight"][user, 0] + p["user_drift.weight"][user, 0] * dev + day_bias
@@ -138,7 +137,7 @@ def test_evaluation_uses_the_target_time_new_days_and_times_outside_the_training
         (0, 9, last[0] + 9 * 365 * DAY),  # years later: the last bin
         # before the training period, for the user who rated first: the first bin, no day (not the first one's)
         (int(users[times.argmin()]), 1, int(times.min()) - 3 * DAY),
-        (3, 7, last[1]),  # no training part: t_u the period's start, N(u) empty, no days
+        (3, 7, last[1]),  # no training part: dev_u 0, N(u) empty, no days
         (5, 13, last[5] + 1),
     ]
     width = max(len(items.get(u, [])) for u, _, _ in cases) + 1
@@ -185,9 +184,11 @@ def test_format_and_the_time_index():
     distinct = {(int(u), int(t) // DAY) for u, t in zip(users, times)}
     assert model.n_user_days == len(distinct) == model.day_keys.numel() < len(users)  # ties share a day
     assert model.time_origin == times.min()
+    first_day = times.min() // DAY
     for u in (0, 1, 2, 4, 5):
-        assert abs(model.user_mean_time[u].item() - np.mean(times[users == u])) <= 0.5
-    assert model.user_mean_time[3] == times.min()
+        mean_day = model.user_day_sum[u].item() / model.user_day_count[u].item()
+        assert mean_day == pytest.approx(np.mean(times[users == u] // DAY - first_day))
+    assert model.user_day_count[3] == model.user_day_sum[3] == 0
 
 
 def test_refusals_name_what_was_expected():

@@ -1,10 +1,11 @@
 """timeSVD++ (Koren 2009, "Collaborative filtering with temporal dynamics"): SVD++ whose biases move in time.
 
     r_ui(t) = mu + b_i + b_{i,Bin(t)} + b_u + alpha_u dev_u(t) + b_{u,day(t)} + q_i . (p_u + |N(u)|^(-1/2) sum y_j)
-    dev_u(t) = sign(t - t_u) |t - t_u|^beta        (in days; t_u the mean time of the user's training ratings)
+    dev_u(t) = sign(day(t) - t_u) |day(t) - t_u|^beta   (t_u the mean day of the user's training ratings)
 
 ``Bin(t)``: the training period cut into ``n_bins`` equal bins (times outside it fall in the first or last);
-``day(t)``: the UTC calendar day. ``b_{u,day}`` exists for every day on which the user has a training rating,
+``day(t)``: the UTC calendar day, so, as in Koren's model, ratings of one day share ``dev_u`` (a user whose training
+ratings all fall on one day has ``dev_u = 0`` on that day, and a user without training ratings everywhere). ``b_{u,day}`` exists for every day on which the user has a training rating,
 so a held-out rating made on such a day gets that day's bias and one on a new day gets none. That is the
 recency a leave-last-out split rewards: many MovieLens users rate in sessions, and the held-out ratings often
 share a day with the last training ones. Koren's time-dependent user factors (``p_u(t)``) are left out: in
@@ -82,9 +83,10 @@ class TimeSVDpp(SVDpp):
         self.register_buffer("time_origin", torch.tensor(0, dtype=torch.long))  # first training second
         self.register_buffer("bin_seconds", torch.tensor(1, dtype=torch.long))
         self.register_buffer("first_day", torch.tensor(0, dtype=torch.long))  # UTC day of time_origin
-        # t_u, each user's mean training time rounded to the second (the data's resolution; the start of the
-        # training period for a user without training ratings), int64 so no cast of the model's dtype blurs dev_u
-        self.register_buffer("user_mean_time", torch.zeros(n_users, dtype=torch.long))
+        # t_u = day_sum / day_count over the user's training ratings (days after first_day), kept as two int64
+        # counts so that no cast of the model's dtype blurs dev_u near t_u
+        self.register_buffer("user_day_sum", torch.zeros(n_users, dtype=torch.long))
+        self.register_buffer("user_day_count", torch.zeros(n_users, dtype=torch.long))
         self.register_buffer("day_keys", torch.zeros(n_user_days, dtype=torch.long))  # sorted user-day keys
 
     # ---- the time index ---------------------------------------------------------------------------------
@@ -111,10 +113,11 @@ class TimeSVDpp(SVDpp):
         self.time_origin.fill_(origin)
         self.bin_seconds.fill_(max(1, -(-(int(times.max()) - origin + 1) // self.n_bins)))  # ceil(span / n_bins)
         self.first_day.fill_(origin // SECONDS_PER_DAY)
-        counts = np.bincount(users, minlength=self.n_users)
-        offsets = np.bincount(users, weights=(times - origin).astype(np.float64), minlength=self.n_users)
-        mean = np.divide(offsets, counts, out=np.zeros(self.n_users), where=counts > 0)
-        self.user_mean_time.copy_(torch.from_numpy(origin + np.rint(mean).astype(np.int64)).to(device))
+        days = np.floor_divide(times, SECONDS_PER_DAY) - origin // SECONDS_PER_DAY  # (R,) >= 0
+        sums = np.zeros(self.n_users, dtype=np.int64)
+        np.add.at(sums, users, days)
+        self.user_day_sum.copy_(torch.from_numpy(sums).to(device))
+        self.user_day_count.copy_(torch.from_numpy(np.bincount(users, minlength=self.n_users).astype(np.int64)).to(device))
         keys, _ = user_day_keys(torch.from_numpy(users), torch.from_numpy(times), self.first_day.cpu())
         self.day_keys.copy_(torch.unique(keys).to(device))  # sorted
 
@@ -124,7 +127,10 @@ class TimeSVDpp(SVDpp):
         times = times.to(self.time_origin.device)
         seconds = times - self.time_origin
         bins = torch.div(seconds, self.bin_seconds, rounding_mode="floor").clamp(0, self.n_bins - 1)
-        delta = (times - self.user_mean_time[users]).double() / SECONDS_PER_DAY
+        count = self.user_day_count[users]
+        day = torch.div(times, SECONDS_PER_DAY, rounding_mode="floor") - self.first_day
+        # day - t_u = (day * count - sum) / count, exact in int64; 0 for a user without training ratings
+        delta = (day * count - self.user_day_sum[users]).double() / count.clamp_min(1).double()
         dev = (delta.sign() * delta.abs().pow(self.beta)).to(self.user_drift.weight.dtype)
         keys, valid = user_day_keys(users, times, self.first_day)
         slot = torch.searchsorted(self.day_keys, keys).clamp_max(max(self.n_user_days - 1, 0))
