@@ -170,7 +170,14 @@ def test_the_time_penalty_reaches_every_time_term_and_only_them():
     penalty.backward()
     graded = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert graded == {"user_drift.weight", "day_bias.weight", "item_bin_bias.weight"}
+    for time_l2, drift_l2, expected in ((0.1, 0.0, {"day_bias.weight", "item_bin_bias.weight"}), (0.0, 0.1, {"user_drift.weight"})):
+        model.zero_grad()
+        model.time_l2, model.drift_l2 = time_l2, drift_l2  # drift_l2: alpha_u's own coefficient
+        model.train_queries(batch)
+        model.extra_loss(batch).backward()
+        assert {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0} == expected
     model.zero_grad()
+    model.time_l2 = model.drift_l2 = 0.1
     model.l2 = 0.1  # with SVD++'s own penalty both are summed
     model.train_queries(batch)
     model.extra_loss(batch).backward()
@@ -202,6 +209,9 @@ def test_refusals_name_what_was_expected():
         model.set_time_index(np.append(users, 6), np.append(times, T0))
     with pytest.raises(ValueError, match="expected n_bins >= 1, beta > 0"):
         TimeSVDpp(N_ITEMS, N_USERS, n_bins=0)
+    with pytest.raises(ValueError, match=r"time_l2 and drift_l2 >= 0; got .*, -1\.0$"):
+        TimeSVDpp(N_ITEMS, N_USERS, drift_l2=-1.0)
+    assert TimeSVDpp(N_ITEMS, N_USERS, time_l2=0.3).drift_l2 == 0.3  # None: time_l2's
     batch = {"users": torch.tensor([0]), "history": torch.tensor([[1]]), "history_ratings": torch.tensor([[3.0]])}
     with pytest.raises(KeyError, match="no 'history_times'"):
         model.train_queries(batch)
