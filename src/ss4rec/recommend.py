@@ -5,8 +5,10 @@
 Each user's input is their most recent ``max_len`` events (the run's ``data.max_len``: what evaluation reads,
 and ``--history window`` serving), with the request time ``--at`` (default: now) as the time of the next
 interaction. Rows of the output: ``user_id, rank (1..k), item_id, score`` plus ``rating`` when the model has
-a rating head and ``title`` when the data has titles. Every process (GPU, DDP) writes its batches as part
-files; process 0 joins them into ``--out`` at the end.
+a rating head and ``title`` when the data has titles. Rating-only models (``svdpp``, ``timesvdpp``) rank by
+predicted rating, with every item the user rated as N(u) and, for ``timesvdpp``, ``--at`` as the rating's time
+(a time far past the data extrapolates its drift term: pass an ``--at`` near the data's end). Every process (GPU,
+DDP) writes its batches as part files; process 0 joins them into ``--out`` at the end.
 
 Bad input (a path that is not a run folder or checkpoint, a damaged or foreign checkpoint, ``--k`` outside
 1..catalogue, an ``--out`` that is not a writable ``.parquet`` path, a negative ``--at``, ...) exits with
@@ -91,6 +93,7 @@ def collate(rows: list[dict], at: int) -> dict[str, torch.Tensor]:
         "lengths": torch.from_numpy(lengths.astype(np.int64)),
         "target_times": torch.from_numpy(np.where(mask, next_times, 0)),
         "seen": torch.from_numpy(seen),
+        "train_lengths": torch.from_numpy(seen_len.astype(np.int64)),  # SVD++'s N(u): the whole history
     }
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
+import torch
 
+from composing import compose_train
 from ss4rec.recommend import export, main
 from ss4rec.serve import load_core
+from ss4rec.serve.loading import load_model, resolve
+from ss4rec.training import build_datamodule, train
 
 AT = 10**9
 
@@ -73,3 +78,31 @@ def test_ddp_export_equals_one_process(trained_run, tmp_path):
                        timeout=600, cwd=tmp_path)  # fmt: skip
     one, two = pl.read_parquet(outs["one"]), pl.read_parquet(outs["two"])
     assert two.select("user_id", "rank", "item_id").equals(one.select("user_id", "rank", "item_id"))
+
+
+@pytest.mark.parametrize("name", ["svdpp", "timesvdpp"])
+def test_rating_only_models_export_by_predicted_rating_after_the_whole_history(name, tmp_path):
+    """svdpp and timesvdpp rank by predicted rating: N(u) is every item the user rated and, for timeSVD++, the
+    rating's time is --at. Checked against the model's own prediction from a batch built by hand."""
+    run = tmp_path / "run"
+    summary = train(compose_train([f"model={name}", "task=rating", "debug=limit", "logger=none", "threads=1",
+                                   "trainer.enable_progress_bar=false"], run))  # fmt: skip
+    assert summary["status"] == "finished"
+    at = AT + 123 * 86_400
+    out = tmp_path / "recs.parquet"
+    export(run, out, k=5, at=at, trainer_kwargs={"enable_progress_bar": False})
+    recs = pl.read_parquet(out)
+    store = build_datamodule(compose_train([f"model={name}", "task=rating"]))._ready()  # the run's data, whole
+    model = load_model(resolve(run)[1])[0].eval()
+    item_index = {int(item): i for i, item in enumerate(store.item_map)}
+    for user in (0, 17, store.n_users - 1):
+        seen = torch.from_numpy(np.asarray(store.items[store.offsets[user] : store.offsets[user + 1]], dtype=np.int64))
+        rows = recs.filter(pl.col("user_id") == int(store.user_map[user])).sort("rank")
+        items = torch.tensor([item_index[i] for i in rows["item_id"].to_list()])
+        assert not set(items.tolist()) & set(seen.tolist())
+        batch = {"users": torch.tensor([user]), "seen": seen[None], "train_lengths": torch.tensor([len(seen)]),
+                 "lengths": torch.tensor([1]), "target_times": torch.tensor([[at]])}  # fmt: skip
+        with torch.no_grad():
+            expected = model.predict_rating(model.eval_queries(batch).expand(len(items), -1), items).clamp(1, 5)
+        assert rows["rating"].to_list() == pytest.approx(expected.tolist(), abs=1e-5)
+        assert rows["score"].to_list() == sorted(rows["score"].to_list(), reverse=True)

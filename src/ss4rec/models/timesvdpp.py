@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ss4rec.batch import Batch, eval_targets
+from ss4rec.batch import Batch, gather_last
 from ss4rec.models.svdpp import SVDpp, fitted_ratings
 
 SECONDS_PER_DAY = 86_400
@@ -166,8 +166,8 @@ class TimeSVDpp(SVDpp):
         return self._timed_query(query, drift, day, bins), items, ratings
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
-        users = batch["users"]
-        return self._timed_query(super().eval_queries(batch), *self._time_terms(users, eval_targets(batch)[1]))
+        when = gather_last(batch["target_times"], batch["lengths"])  # the held-out rating's time, (B,)
+        return self._timed_query(super().eval_queries(batch), *self._time_terms(batch["users"], when))
 
     def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         z, user_bias, bins = query[..., : self.dim], query[..., self.dim], query[..., self.dim + 1].long()
