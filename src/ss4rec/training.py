@@ -61,10 +61,11 @@ def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
     """The LightningModule, from resolved plain configs so checkpoints reload with no arguments."""
     genres = getattr(datamodule, "item_genres", None)
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    timed = getattr(hydra.utils.get_class(cfg.model._target_), "uses_time_index", False)
+    model_class = hydra.utils.get_class(cfg.model._target_)
+    timed = getattr(model_class, "uses_time_index", False)
     if timed:  # timeSVD++: a table per user-day of the training part, sized here and filled below
         users, times = datamodule.training_times()
-        model["n_user_days"] = hydra.utils.get_class(cfg.model._target_).count_user_days(users, times)
+        model["n_user_days"] = model_class.count_user_days(users, times)
     module = RecModule(
         model=model,
         objective=OmegaConf.to_container(cfg.task.objective, resolve=True),

@@ -5,13 +5,14 @@
 
 ``Bin(t)``: the training period cut into ``n_bins`` equal bins (times outside it fall in the first or last);
 ``day(t)``: the UTC calendar day, so, as in Koren's model, ratings of one day share ``dev_u`` (a user whose training
-ratings all fall on one day has ``dev_u = 0`` on that day, and a user without training ratings everywhere). ``b_{u,day}`` exists for every day on which the user has a training rating,
-so a held-out rating made on such a day gets that day's bias and one on a new day gets none. That is the
+ratings all fall on one day has ``dev_u = 0`` on that day, and a user without training ratings everywhere).
+``b_{u,day}`` exists for every day on which the user has a training rating, so a held-out rating made on such a
+day gets that day's bias and one on a new day gets none. That is the
 recency a leave-last-out split rewards: many MovieLens users rate in sessions, and the held-out ratings often
 share a day with the last training ones. Koren's time-dependent user factors (``p_u(t)``) are left out: in
 his Netflix results they add far less than the biases, and they would double the user tables.
 
-The time index (training period, each user's mean time, the user-days) comes from the training part of the
+The time index (training period, each user's mean day, the user-days) comes from the training part of the
 data (``set_time_index``, called by the trainer) and lives in buffers, so checkpoints carry it; the number of
 user-days sizes a table, so it is a constructor argument the trainer fills in (``count_user_days``).
 """
@@ -98,8 +99,11 @@ class TimeSVDpp(SVDpp):
     @staticmethod
     def count_user_days(users: np.ndarray, times: np.ndarray) -> int:
         """Distinct (user, UTC day) pairs among training interactions ``users``, ``times`` (R,)."""
-        days = np.floor_divide(np.asarray(times, dtype=np.int64), SECONDS_PER_DAY)
-        return len(np.unique(np.stack([np.asarray(users, dtype=np.int64), days]), axis=1).T) if len(days) else 0
+        times = torch.as_tensor(np.asarray(times, dtype=np.int64))
+        if not len(times):
+            return 0
+        keys, _ = user_day_keys(torch.as_tensor(np.asarray(users, dtype=np.int64)), times, times.min() // SECONDS_PER_DAY)
+        return len(torch.unique(keys))  # the same keys set_time_index stores
 
     def set_time_index(self, users: np.ndarray, times: np.ndarray) -> None:
         """Fill the buffers from the training interactions: user index ``users`` and unix seconds ``times`` (R,)."""
