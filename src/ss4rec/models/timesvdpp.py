@@ -97,13 +97,19 @@ class TimeSVDpp(SVDpp):
 
     # ---- the time index ---------------------------------------------------------------------------------
     @staticmethod
-    def count_user_days(users: np.ndarray, times: np.ndarray) -> int:
-        """Distinct (user, UTC day) pairs among training interactions ``users``, ``times`` (R,)."""
+    def _distinct_user_days(users: np.ndarray, times: np.ndarray) -> torch.Tensor:
+        """Sorted keys of the distinct (user, UTC day) pairs among interactions ``users``, ``times`` (R,), days counted
+        from the first one's."""
         times = torch.as_tensor(np.asarray(times, dtype=np.int64))
         if not len(times):
-            return 0
+            return torch.zeros(0, dtype=torch.long)
         keys, _ = user_day_keys(torch.as_tensor(np.asarray(users, dtype=np.int64)), times, times.min() // SECONDS_PER_DAY)
-        return len(torch.unique(keys))  # the same keys set_time_index stores
+        return torch.unique(keys)
+
+    @staticmethod
+    def count_user_days(users: np.ndarray, times: np.ndarray) -> int:
+        """Distinct (user, UTC day) pairs among training interactions ``users``, ``times`` (R,)."""
+        return len(TimeSVDpp._distinct_user_days(users, times))
 
     def set_time_index(self, users: np.ndarray, times: np.ndarray) -> None:
         """Fill the buffers from the training interactions: user index ``users`` and unix seconds ``times`` (R,)."""
@@ -113,9 +119,9 @@ class TimeSVDpp(SVDpp):
                              f"shapes {users.shape} and {times.shape}")  # fmt: skip
         if users.min() < 0 or users.max() >= self.n_users:
             raise ValueError(f"timesvdpp: user indices must lie in [0, {self.n_users}), got {users.min()}..{users.max()}")
-        found = self.count_user_days(users, times)
-        if found != self.n_user_days:
-            raise ValueError(f"timesvdpp: the training part has {found} user-days but the model was built with "
+        keys = self._distinct_user_days(users, times)  # the first day is the first training day, as stored below
+        if len(keys) != self.n_user_days:
+            raise ValueError(f"timesvdpp: the training part has {len(keys)} user-days but the model was built with "
                              f"n_user_days={self.n_user_days}; build it with count_user_days(users, times)")  # fmt: skip
         origin = int(times.min())
         device = self.time_origin.device
@@ -127,8 +133,7 @@ class TimeSVDpp(SVDpp):
         np.add.at(sums, users, days)
         self.user_day_sum.copy_(torch.from_numpy(sums).to(device))
         self.user_day_count.copy_(torch.from_numpy(np.bincount(users, minlength=self.n_users).astype(np.int64)).to(device))
-        keys, _ = user_day_keys(torch.from_numpy(users), torch.from_numpy(times), self.first_day.cpu())
-        self.day_keys.copy_(torch.unique(keys).to(device))  # sorted
+        self.day_keys.copy_(keys.to(device))  # sorted
 
     # ---- the time terms -----------------------------------------------------------------------------------
     def _time_terms(self, users: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, ...]:
