@@ -32,3 +32,18 @@ def svdpp_reference(model: SVDpp, store, user: int, item: int) -> float:
         z += w["implicit_embedding.weight"][j] / math.sqrt(len(n_u))
     bias = w["user_bias.weight"][user, 0] + w["item_bias.weight"][item, 0]
     return float(model.rating_head.rating_mean.double() + bias + w["item_embedding.weight"][item] @ z)
+
+
+def timed_store():
+    """Users with 3 to 10 ratings spread over days and years: zero gaps (same-second ties), minutes, hours, days,
+    years; odd lengths; each user's first rating on another day."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for u, n in enumerate([3, 10, 4, 7, 5, 9], start=1):
+        gaps = rng.choice([0, 0, 30, 3_600, 5 * 86_400, 800 * 86_400], size=n)
+        times = 1_000_000_000 + int(rng.integers(0, 60 * 86_400)) + np.cumsum(gaps)
+        items = rng.choice(np.arange(1, 16), n, replace=False)
+        rows += [(u, int(i), float(rng.integers(1, 6)), int(t)) for i, t in zip(items, times)]
+    frame = pl.DataFrame(rows, schema={"user": pl.Int64, "item": pl.Int64, "rating": pl.Float32,
+                                       "timestamp": pl.Int64}, orient="row")  # fmt: skip
+    return build_store(Raw(frame), Options(k_core=0), None)

@@ -197,13 +197,14 @@ def test_wandb_logger_runs_offline_and_finishes(tmp_path, monkeypatch):
     assert wandb.run is None  # and finished, so the next multirun job starts its own
 
 
-@pytest.mark.parametrize("base", ["mf", "svdpp"])
+@pytest.mark.parametrize("base", ["mf", "svdpp", "timesvdpp"])
 def test_a_rating_base_run_starts_from_the_base_runs_predictions(tmp_path, base):
-    """SS4Rec on a frozen MF or SVD++ (model.rating_base) with a learning rate too small to move its
+    """SS4Rec on a frozen MF, SVD++ or timeSVD++ (model.rating_base) with a learning rate too small to move its
     zero-started correction scores the base run's validation and test RMSE: the base run's tables (SVD++'s
-    user factor over the training part), read by user and item index on the same split, and nothing else;
-    the checkpoint, not the base run, then serves the test."""
-    mf_cfg = compose_train([f"model={base}", "task=rating", "debug=limit", *SMALL], tmp_path / "mf")
+    user factor over the training part; timeSVD++'s time terms at the held-out rating's time), read by user and
+    item index on the same split, and nothing else; the checkpoint, not the base run, then serves the test."""
+    fast = ["optimizer.lr=0.05"] if base == "timesvdpp" else []  # time terms far from their zero start
+    mf_cfg = compose_train([f"model={base}", "task=rating", "debug=limit", *fast, *SMALL], tmp_path / "mf")
     mf = train(mf_cfg)
     cfg = compose_train(["model=ss4rec", "task=rating", "model.use_ratings=true", f"model.rating_base={tmp_path / 'mf'}",
                          "optimizer.lr=1e-12", "debug=limit", *SMALL], tmp_path / "ss4rec")  # fmt: skip
@@ -231,10 +232,12 @@ def test_recent_targets_reach_the_rating_loss_of_a_training_run(tmp_path):
     assert losses[0] != pytest.approx(losses[1], rel=1e-3)
 
 
-def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path):
+@pytest.mark.parametrize("base", ["svdpp", "timesvdpp"])
+def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path, base):
     """The K runs of a cross-fitting (data.holdout_folds) given as a glob: each is trained without its fold, and
-    an SS4Rec on them whose correction cannot move (lr 1e-12) scores validation and test on the runs' mean."""
-    folds = [train(compose_train(["model=svdpp", "task=rating", "debug=limit", "optimizer.lr=0.05", "data.holdout_folds=2",
+    an SS4Rec on them whose correction cannot move (lr 1e-12) scores validation and test on the runs' mean
+    (timeSVD++'s at the held-out rating's time)."""
+    folds = [train(compose_train([f"model={base}", "task=rating", "debug=limit", "optimizer.lr=0.05", "data.holdout_folds=2",
                                   f"data.holdout_fold={k}", *SMALL], tmp_path / "folds" / f"run{k}")) for k in (0, 1)]  # fmt: skip
     assert folds[0]["best_val"]["val/rmse"] != pytest.approx(folds[1]["best_val"]["val/rmse"], abs=1e-3)
     pattern = str(tmp_path / "folds" / "run*")
@@ -250,8 +253,9 @@ def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_r
     for stage, offset in (("val", 2), ("test", 1)):
         rows = store.offsets[1:] - offset  # each user's held-out rating
         items = torch.from_numpy(store.items[rows].astype(np.int64))
+        times = torch.from_numpy(store.times[rows].astype(np.int64))
         with torch.no_grad():
-            predicted = base(base.user_part(users), items).clamp(*datamodule.rating_range)  # as scored
+            predicted = base(base.user_part(users, times=times), items).clamp(*datamodule.rating_range)  # as scored
             error = torch.from_numpy(store.ratings[rows].astype(np.float64)) - predicted
         expected = float(error.pow(2).mean().sqrt())
         got = summary["history"][0]["val/rmse"] if stage == "val" else summary["test"]["test/rmse"]

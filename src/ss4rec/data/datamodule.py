@@ -75,7 +75,7 @@ class SequenceDataModule(L.LightningDataModule):
         length_pool: training windows are sorted by length within pools of this many batches, then the
             batches are shuffled (see ``BatchSampler``): less padding, faster epochs. 0: plain shuffling.
         holdout_folds / holdout_fold: with ``holdout_folds`` K > 0, ``pairs`` and ``history`` training (``mf``,
-            ``svdpp``) leaves out the training ratings of cross-fitting fold ``holdout_fold`` of K
+            ``svdpp``, ``timesvdpp``) leaves out the training ratings of cross-fitting fold ``holdout_fold`` of K
             (``ss4rec.data.folds``); the split, validation and test are unchanged. 0: every training rating.
         holdout_last: leave each user's last ``holdout_last`` ratings out of everything (``SequenceStore.without_last``):
             validation and test move that many ratings back, into what is otherwise the training part. A

@@ -1,6 +1,6 @@
 """Cross-fitting folds of the training ratings: which fold each (user, item) rating falls in.
 
-``data.holdout_folds=K data.holdout_fold=k`` trains an ``mf`` or ``svdpp`` run on the training ratings outside
+``data.holdout_folds=K data.holdout_fold=k`` trains an ``mf``, ``svdpp`` or ``timesvdpp`` run on the training ratings outside
 fold k (the split, validation and test are unchanged). The K runs of one such cross-fitting, given together as a
 sequence model's ``model.rating_base``, give every training rating a prediction from the run that never saw it
 (``ss4rec.models.rating_base``): the errors a correcting model learns from are then out of sample, as they are

@@ -111,8 +111,9 @@ class SequentialRecommender(Recommender):
     Subclasses implement ``encode_sequence`` and own an ``item_embedding`` (N + 1, D) used both as input
     and, tied, as the output scoring table. The rating head predicts ratings from the same queries.
 
-    With ``rating_base`` (an ``mf`` run, ``ss4rec.models.rating_base``) the head corrects a frozen MF's
-    ratings instead of predicting from the training mean: a query is then ``[h, user part]`` (D + F (K + 2)),
+    With ``rating_base`` (an ``mf``, ``svdpp`` or ``timesvdpp`` run, ``ss4rec.models.rating_base``) the head
+    corrects a frozen MF's ratings instead of predicting from the training mean: a query is then ``[h, user part]``
+    (D + F (K + 2); F (K + 3) for timeSVD++),
     the hidden state and the user's MF part (``FrozenMF.user_part``); ranking scores read ``h`` only.
     """
 
@@ -167,24 +168,35 @@ class SequentialRecommender(Recommender):
         raise NotImplementedError(f"{type(self).__name__} has no recurrent step; recompute its window")
 
     def with_user(
-        self, query: torch.Tensor, users: torch.Tensor | None, items: torch.Tensor | None = None
+        self,
+        query: torch.Tensor,
+        users: torch.Tensor | None,
+        items: torch.Tensor | None = None,
+        times: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``query`` (..., D) with the users' MF part appended when there is a rating base (..., D + F (K + 2));
-        ``items``: the training ratings the queries predict (each then read from the base that left it out)."""
+        ``items``: the training ratings the queries predict (each then read from the base that left it out);
+        ``times``: when those ratings were made (a timeSVD++ base reads them)."""
         if self.rating_base is None:
             return query
-        return torch.cat([query, self.rating_base.user_part(users, items).to(query.dtype)], dim=-1)
+        return torch.cat([query, self.rating_base.user_part(users, items, times).to(query.dtype)], dim=-1)
 
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden = self.encode_sequence(batch)  # (B, L, D)
         mask = batch["target_items"] > 0  # (B, L)
         targets = batch["target_items"][mask]
-        users = batch["users"][:, None].expand_as(mask)[mask] if self.rating_base is not None else None
-        return self.with_user(hidden[mask], users, targets), targets, batch["target_ratings"][mask]
+        if self.rating_base is None:
+            return hidden[mask], targets, batch["target_ratings"][mask]
+        users = batch["users"][:, None].expand_as(mask)[mask]
+        times = batch["target_times"][mask] if self.rating_base.timed else None
+        return self.with_user(hidden[mask], users, targets, times), targets, batch["target_ratings"][mask]
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
         query = gather_last(self.encode_sequence(batch), batch["lengths"])  # (B, D)
-        return self.with_user(query, batch["users"]) if self.rating_base is not None else query  # (B, Q)
+        if self.rating_base is None:
+            return query
+        times = gather_last(batch["target_times"], batch["lengths"]) if self.rating_base.timed else None
+        return self.with_user(query, batch["users"], times=times)  # (B, Q)
 
     def score(self, query: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return score_by_dot(query[..., : self.hidden], self.item_embedding.weight, items)

@@ -1,11 +1,14 @@
-"""A trained biased-MF or SVD++ model, frozen, as the base a sequence model's rating head corrects.
+"""A trained biased-MF, SVD++ or timeSVD++ model, frozen, as the base a sequence model's rating head corrects.
 
-``model.rating_base=<MF or SVD++ run folder or checkpoint>``: a sequential model then predicts
+``model.rating_base=<MF, SVD++ or timeSVD++ run folder or checkpoint>``: a sequential model then predicts
 ``rating = base(u, i) + head(h_t, e_i)`` instead of ``mean + head(h_t, e_i)``, where base(u, i) =
 ``mean + b_u + b_i + p_u . q_i`` comes from an ``mf`` run trained with ``task=rating`` on the same split. An
 ``svdpp`` run is the same formula with ``p_u + |N(u)|^(-1/2) sum_{j in N(u)} y_j`` as the user's factor: N(u) is
 the user's training part in training, validation and test alike (``ss4rec.models.svdpp``), so that factor is one
-fixed vector per user, computed once from the data when the base is filled.
+fixed vector per user, computed once from the data when the base is filled. A ``timesvdpp`` run adds its time
+terms: ``b_{i,Bin(t)}``, ``alpha_u dev_u(t)`` and ``b_{u,day(t)}`` at the time t of the rating predicted (a
+training target's, a past rating's, or the held-out rating's, known as for ``model=timesvdpp``), from the run's
+own time index (``ss4rec.models.time_bias``), so the base predicts what the timeSVD++ run predicts.
 The head starts at zero, so training starts from the base's predictions and learns what the user's sequence (its
 order, times and recent ratings) adds to them. The tables are buffers: never trained, saved in the
 sequence model's checkpoints. The model is built with empty tables; a new training run fills them from the
@@ -35,6 +38,7 @@ from torch import nn
 from ss4rec.data.collate import history_batch
 from ss4rec.data.folds import rating_fold
 from ss4rec.errors import UserError
+from ss4rec.models.time_bias import drift_deviation, find_keys, time_bins, user_day_keys
 from ss4rec.paths import checkpoint_run, named_checkpoint
 
 if TYPE_CHECKING:
@@ -51,9 +55,26 @@ MF_KEYS = {
 #: what an ``svdpp`` checkpoint has beyond MF's keys: the implicit factors y_j
 IMPLICIT_KEY = "implicit_embedding.weight"
 #: the models a base may come from (``model._target_`` of the run)
-BASE_TARGETS = ("ss4rec.models.mf.MF", "ss4rec.models.svdpp.SVDpp")
+BASE_TARGETS = ("ss4rec.models.mf.MF", "ss4rec.models.svdpp.SVDpp", "ss4rec.models.timesvdpp.TimeSVDpp")
 #: the rank of each table with its leading fold dimension (checkpoints from before cross-fitting lack it)
 TABLE_RANKS = {"user_factors": 3, "user_bias": 2, "item_factors": 3, "item_bias": 2, "mean": 1}
+#: a ``timesvdpp`` checkpoint's time terms and time index (under ``model.``), by the base's buffer names
+TIME_KEYS = {
+    "user_drift": "user_drift.weight",  # alpha_u (U, 1)
+    "item_bin_bias": "item_bin_bias.weight",  # (N + 1, bins)
+    "time_origin": "time_origin",
+    "bin_seconds": "bin_seconds",
+    "first_day": "first_day",
+    "user_day_sum": "user_day_sum",
+    "user_day_count": "user_day_count",
+}
+#: the base's time buffers with their leading run dimension (empty without a timeSVD++ base): ``day_keys`` and
+#: ``day_bias`` hold every run's user-days in one sorted table (each key offset by its run, ``RUN_BITS``)
+TIME_RANKS = {"user_drift": 2, "item_bin_bias": 3, "time_origin": 1, "bin_seconds": 1, "first_day": 1,
+              "user_day_sum": 2, "user_day_count": 2, "n_bins": 1, "beta": 1, "day_keys": 1, "day_bias": 1}  # fmt: skip
+#: the integer buffers among them (the rest follow the module's float dtype)
+TIME_INTEGERS = {"time_origin", "bin_seconds", "first_day", "user_day_sum", "user_day_count", "n_bins", "day_keys"}
+RUN_BITS = 56  # a run's user-day key: run << 56 | user << 32 | day (users below 2^24)
 
 
 class RatingBaseError(UserError):
@@ -61,7 +82,7 @@ class RatingBaseError(UserError):
 
 
 def mf_checkpoint(path: str | Path) -> Path:
-    """The checkpoint of an MF or SVD++ run folder (its best, as ``metrics.json`` names it), or ``path`` itself."""
+    """The checkpoint of an MF, SVD++ or timeSVD++ run folder (its best, as ``metrics.json`` names it), or ``path`` itself."""
     path = Path(path)
     if path.is_file():
         return path
@@ -71,7 +92,7 @@ def mf_checkpoint(path: str | Path) -> Path:
     if not best:
         raise RatingBaseError(
             f"model.rating_base={str(path)!r}: no checkpoints/best-*.ckpt in the folder; train one with "
-            f"`python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp) on the same data"
+            f"`python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp, timesvdpp) on the same data"
         )
     named = named_checkpoint(path)  # the run's own choice
     if named is not None or len(best) == 1:
@@ -147,7 +168,9 @@ class FrozenMF(nn.Module):
     user (F, U, K), (F, U), item (F, N + 1, K), (F, N + 1), mean (F,).
 
     Filled from an ``mf`` run's tables, or from an ``svdpp`` run's with ``p_u`` replaced by SVD++'s user
-    factor over the training part (``svdpp_user_factors``): the same predictions as the SVD++ run.
+    factor over the training part (``svdpp_user_factors``): the same predictions as the SVD++ run. A
+    ``timesvdpp`` run also fills the time buffers (``TIME_RANKS``; empty otherwise): its predictions then need
+    the time of each rating (``user_part(..., times=)``).
     """
 
     def __init__(self, n_users: int, n_items: int, path: str, heldout: str | None = None):
@@ -158,10 +181,19 @@ class FrozenMF(nn.Module):
             self.register_buffer(name, torch.zeros((0,) * rank))
         # whether the last table is a run on every training rating that predicts the held-out ratings
         self.register_buffer("heldout_table", torch.tensor(False))
+        for name, rank in TIME_RANKS.items():  # a timeSVD++ base's time terms and index; empty for the others
+            self.register_buffer(name, self._empty_time_buffer(name, rank))
+
+    @staticmethod
+    def _empty_time_buffer(name: str, rank: int) -> torch.Tensor:
+        return torch.zeros((0,) * rank, dtype=torch.long if name in TIME_INTEGERS else torch.get_default_dtype())
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         state_dict.setdefault(prefix + "heldout_table", torch.tensor(False))  # saved before the option: none
-        for name, rank in TABLE_RANKS.items():  # take the saved shapes, so a checkpoint restores without the MF run
+        for name, rank in TIME_RANKS.items():  # saved before timeSVD++ bases: none
+            state_dict.setdefault(prefix + name, self._empty_time_buffer(name, rank))
+        # take the saved shapes, so a checkpoint restores without the base run
+        for name, rank in {**TABLE_RANKS, **TIME_RANKS}.items():
             saved = state_dict.get(prefix + name)
             if saved is None:
                 continue
@@ -181,6 +213,11 @@ class FrozenMF(nn.Module):
         return self.tables - int(self.heldout_table)
 
     @property
+    def timed(self) -> bool:
+        """Whether the base is a timeSVD++ run's (its ratings depend on their time)."""
+        return self.n_bins.numel() > 0
+
+    @property
     def filled(self) -> bool:
         return self.user_factors.shape[1] == self.n_users and self.item_factors.shape[1] == self.n_items + 1
 
@@ -198,21 +235,45 @@ class FrozenMF(nn.Module):
                 )
             checkpoints = [*checkpoints, *cross_fitting(self.heldout)]  # a fold run alone is refused there
         tables = [self._read(checkpoint, store) for checkpoint in checkpoints]
+        timed = ["time" in table for table in tables]
+        if any(timed) and not all(timed):
+            shown = ", ".join(f"{checkpoint} ({'timeSVD++' if flag else 'no time terms'})" for checkpoint, flag in zip(checkpoints, timed))
+            raise RatingBaseError(f"model.rating_base: the runs of one base must all be timeSVD++ runs or none; got {shown}")
         for name in TABLE_RANKS:
             setattr(self, name, torch.stack([table[name] for table in tables]))
         self.heldout_table = torch.tensor(self.heldout is not None, device=self.mean.device)
+        for name, rank in TIME_RANKS.items():  # empty unless timed
+            setattr(self, name, self._empty_time_buffer(name, rank).to(self.mean.device))
+        if all(timed):
+            self._fill_time([table["time"] for table in tables])
+
+    def _fill_time(self, runs: list[dict[str, torch.Tensor]]) -> None:
+        """Stack the runs' time terms and indexes (``_read_time``): item-bin tables padded to the most bins, the
+        user-days of every run in one sorted key table."""
+        if self.n_users >= 2 ** (RUN_BITS - 32):
+            raise RatingBaseError(f"model.rating_base: a timeSVD++ base holds at most {2 ** (RUN_BITS - 32) - 1} users, "
+                                  f"this data has {self.n_users}")  # fmt: skip
+        most = max(int(run["n_bins"]) for run in runs)
+        for run in runs:
+            run["item_bin_bias"] = nn.functional.pad(run["item_bin_bias"], (0, most - run["item_bin_bias"].shape[-1]))
+        for name in TIME_RANKS:
+            if name != "day_keys" and name != "day_bias":
+                setattr(self, name, torch.stack([torch.as_tensor(run[name]) for run in runs]))
+        self.day_keys = torch.cat([run["day_keys"] + index * 2**RUN_BITS for index, run in enumerate(runs)])
+        self.day_bias = torch.cat([run["day_bias"] for run in runs])
 
     def _read(self, checkpoint: Path, store: SequenceStore | None) -> dict[str, torch.Tensor]:
         n_users, n_items = self.n_users, self.n_items
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            state = saved["state_dict"]
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
             raise RatingBaseError(f"model.rating_base: cannot read {checkpoint}: {error}") from error
         tables = {name: state.get(f"model.{key}") for name, key in MF_KEYS.items()}
         missing = [MF_KEYS[name] for name, value in tables.items() if value is None]
         if missing:
             raise RatingBaseError(
-                f"model.rating_base: {checkpoint} is not a biased-MF (model=mf) or SVD++ (model=svdpp) checkpoint: "
+                f"model.rating_base: {checkpoint} is not a biased-MF (model=mf), SVD++ (svdpp) or timeSVD++ (timesvdpp) checkpoint: "
                 f"it has no {', '.join(missing)}"
             )
         found = (tables["user_factors"].shape[0], tables["item_factors"].shape[0] - 1)
@@ -230,23 +291,60 @@ class FrozenMF(nn.Module):
                     f"model.rating_base: {checkpoint} is an SVD++ checkpoint; filling it needs the data (fill(store))"
                 )
             user_factors = svdpp_user_factors(store, user_factors, implicit.to(**like))
-        return {
+        out = {
             "user_factors": user_factors,
             "item_factors": tables["item_factors"].to(**like),
             "user_bias": tables["user_bias"].reshape(-1).to(**like),
             "item_bias": tables["item_bias"].reshape(-1).to(**like),
             "mean": tables["mean"].reshape(()).to(**like),
         }
+        if f"model.{TIME_KEYS['user_drift']}" in state:
+            out["time"] = self._read_time(checkpoint, state, saved.get("hyper_parameters") or {}, like)
+        return out
 
-    def user_part(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """What a query carries for the base, (..., T (K + 2)) over its T sets of tables: per set ``w [p_u, b_u, 1]``.
+    @staticmethod
+    def _read_time(checkpoint: Path, state: dict, hyper: dict, like: dict) -> dict[str, torch.Tensor]:
+        """A timeSVD++ checkpoint's time terms and index, each without the run dimension; ``beta`` from its
+        hyperparameters (it is not a tensor of the model)."""
+        found = {name: state.get(f"model.{key}") for name, key in {**TIME_KEYS, "day_bias": "day_bias.weight", "day_keys": "day_keys"}.items()}
+        missing = [name for name, value in found.items() if value is None]
+        beta = (hyper.get("model") or {}).get("beta")
+        if missing or beta is None:
+            raise RatingBaseError(
+                f"model.rating_base: {checkpoint} is a timeSVD++ checkpoint without "
+                f"{', '.join(missing + ([] if beta is not None else ['model.beta in its hyper_parameters']))}"
+            )
+        device = like["device"]
+        out = {name: found[name].to(device) for name in TIME_KEYS if name in TIME_INTEGERS}
+        out.update(
+            user_drift=found["user_drift"].reshape(-1).to(**like),
+            item_bin_bias=found["item_bin_bias"].to(**like),
+            n_bins=torch.tensor(found["item_bin_bias"].shape[-1], device=device),
+            beta=torch.tensor(float(beta), **like),
+            day_keys=found["day_keys"].to(device),
+            day_bias=found["day_bias"].reshape(-1)[:-1].to(**like),  # its last row is the "no day" zero
+        )
+        return out
+
+    def user_part(
+        self, users: torch.Tensor, items: torch.Tensor | None = None, times: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What a query carries for the base, (..., T (K + 2)) over its T sets of tables: per set ``w [p_u, b_u, 1]``;
+        a timeSVD++ base (``timed``) carries ``w [z_u, b_u(t), 1]`` and the time bin, (..., T (K + 3)).
 
         ``items`` (..., like ``users``) given: the users' training ratings of those items, each predicted by
         the fold that left it out (``w`` one-hot at ``rating_fold``); None: held-out ratings, by the ``heldout``
-        run when there is one, else the mean of the folds (``w = 1/F``).
+        run when there is one, else the mean of the folds (``w = 1/F``). ``times`` (like ``users``, unix
+        seconds): when the ratings were made; a timeSVD++ base needs them, the others ignore them.
         """
         folds, tables = self.folds, self.tables
-        parts = torch.cat([self.user_factors[:, users], self.user_bias[:, users].unsqueeze(-1)], dim=-1)  # (T, ..., K + 1)
+        user_bias = self.user_bias[:, users]  # (T, ...)
+        if self.timed:
+            if times is None:
+                raise ValueError("a timeSVD++ rating base predicts a rating at its time: user_part needs times")
+            shift, bins = self._time_terms(users, times)
+            user_bias = user_bias + shift
+        parts = torch.cat([self.user_factors[:, users], user_bias.unsqueeze(-1)], dim=-1)  # (T, ..., K + 1)
         parts = torch.cat([parts, torch.ones_like(parts[..., :1])], dim=-1).movedim(0, -2)  # (..., T, K + 2)
         if items is not None:
             fold = rating_fold(users, items, folds) if folds > 1 else torch.zeros_like(users)
@@ -255,13 +353,37 @@ class FrozenMF(nn.Module):
             weights = nn.functional.one_hot(torch.full_like(users, folds), tables).to(parts.dtype)
         else:
             weights = torch.full(parts.shape[:-1], 1.0 / folds, dtype=parts.dtype, device=parts.device)
-        return (parts * weights.unsqueeze(-1)).flatten(-2)
+        parts = parts * weights.unsqueeze(-1)
+        if self.timed:  # the bin, unweighted (a weight of 1/F would move it)
+            parts = torch.cat([parts, bins.movedim(0, -1).unsqueeze(-1).to(parts.dtype)], dim=-1)  # (..., T, K + 3)
+        return parts.flatten(-2)
+
+    def _time_terms(self, users: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each run's ``alpha_u dev_u(t) + b_{u,day(t)}`` and ``Bin(t)``, (T, ...) each (the bin as long), for users
+        and unix-second ``times`` (...)."""
+        shape = (self.tables,) + (1,) * users.dim()  # a run buffer (T,) against the queries (...)
+        times = times.to(self.time_origin.device).long().unsqueeze(0)  # (1, ...)
+        first_day = self.first_day.view(shape)
+        bins = time_bins(times, self.time_origin.view(shape), self.bin_seconds.view(shape), self.n_bins.view(shape))
+        dev = drift_deviation(times, first_day, self.user_day_sum[:, users], self.user_day_count[:, users],
+                              self.beta.view(shape).double())  # fmt: skip
+        shift = self.user_drift[:, users] * dev.to(self.user_drift.dtype)
+        keys, valid = user_day_keys(users.unsqueeze(0), times, first_day)
+        keys = keys + torch.arange(self.tables, device=keys.device).view(shape) * 2**RUN_BITS
+        slot, found = find_keys(self.day_keys, keys, valid)
+        if len(self.day_bias):
+            shift = shift + torch.where(found, self.day_bias[slot], 0.0)
+        return shift, bins
 
     def forward(self, user_part: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """user_part (..., T (K + 2)) from ``user_part``, items (...) -> the base's ratings (...):
-        ``sum_t w_t (mean_t + b_u^t + b_i^t + p_u^t . q_i^t)``."""
-        part = user_part.unflatten(-1, (self.tables, -1))  # (..., T, K + 2)
+        """user_part (..., T (K + 2)) from ``user_part`` ((..., T (K + 3)) timed), items (...) -> the base's ratings
+        (...): ``sum_t w_t (mean_t + b_u^t + b_i^t + p_u^t . q_i^t)`` (timed: ``b_u^t(t)``, ``+ b_{i,Bin(t)}^t``)."""
+        part = user_part.unflatten(-1, (self.tables, -1))  # (..., T, K + 2) or (..., T, K + 3)
+        if self.timed:
+            bins, part = part[..., -1].long(), part[..., :-1]
         factors, user_bias, weight = part[..., :-2], part[..., -2], part[..., -1]
         dot = (factors * self.item_factors[:, items].movedim(0, -2)).sum(-1)  # (..., T)
         item_bias = self.item_bias[:, items].movedim(0, -1)  # (..., T)
+        if self.timed:
+            item_bias = item_bias + self.item_bin_bias[:, items].movedim(0, -2).gather(-1, bins.unsqueeze(-1)).squeeze(-1)
         return (dot + user_bias + weight * (self.mean + item_bias)).sum(-1)

@@ -14,7 +14,8 @@ Options beyond the official model (its defaults reproduce the official one):
 ``use_ratings`` (an embedding of each past rating, in half-star buckets, added to its item's embedding),
 ``rating_profile`` (the mean, over the ratings read so far, of a learned vector per half-star rating, added
 to every output: the user's rating level and spread, which raw-second gaps erase from S5's state),
-``rating_base`` (an ``mf`` run: ratings are its frozen MF's plus the head's correction, ``ss4rec.models.rating_base``),
+``rating_base`` (an ``mf``, ``svdpp`` or ``timesvdpp`` run: ratings are its frozen model's plus the head's
+correction, ``ss4rec.models.rating_base``),
 ``rating_base_residuals`` (each past rating's error under that MF, times a learned vector, added to its input),
 ``rating_base_heldout`` (with a cross-fitted base: the run on every training rating that predicts held-out ratings),
 ``rating_base_drift`` (k > 0: a learned scalar times the mean error under the base of the last k ratings read, added
@@ -203,7 +204,8 @@ class SS4Rec(SequentialRecommender):
         no item), and where there is one (B, L) bool. Training ratings are read out of fold (cross-fitting)."""
         items, ratings = batch["items"], batch["ratings"]
         users = batch["users"][:, None].expand_as(items)
-        expected = self.rating_base(self.rating_base.user_part(users, items), items)
+        times = batch["times"] if self.rating_base.timed else None  # each rating's own time
+        expected = self.rating_base(self.rating_base.user_part(users, items, times), items)
         rated = (ratings > 0) & (items > 0)
         return torch.where(rated, ratings - expected, 0.0), rated
 

@@ -27,16 +27,7 @@ from torch import nn
 
 from ss4rec.batch import Batch, gather_last
 from ss4rec.models.svdpp import SVDpp, fitted_ratings
-
-SECONDS_PER_DAY = 86_400
-DAY_BITS = 32  # a user-day key is user << 32 | (day - first training day)
-
-
-def user_day_keys(users: torch.Tensor, times: torch.Tensor, first_day: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys of (user, UTC day) pairs and whether each is representable: (…,) int64 each, (…,) bool."""
-    day = torch.div(times, SECONDS_PER_DAY, rounding_mode="floor") - first_day
-    valid = (day >= 0) & (day < 2**DAY_BITS)
-    return users.long() * 2**DAY_BITS + day.clamp(0, 2**DAY_BITS - 1), valid
+from ss4rec.models.time_bias import SECONDS_PER_DAY, drift_deviation, find_keys, time_bins, user_day_keys
 
 
 class TimeSVDpp(SVDpp):
@@ -139,16 +130,10 @@ class TimeSVDpp(SVDpp):
     def _time_terms(self, users: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """users, times (M,) -> alpha_u dev_u(t), b_{u,day(t)}, Bin(t) (M,) each (the bin as long)."""
         times = times.to(self.time_origin.device)
-        seconds = times - self.time_origin
-        bins = torch.div(seconds, self.bin_seconds, rounding_mode="floor").clamp(0, self.n_bins - 1)
-        count = self.user_day_count[users]
-        day = torch.div(times, SECONDS_PER_DAY, rounding_mode="floor") - self.first_day
-        # day - t_u = (day * count - sum) / count, exact in int64; 0 for a user without training ratings
-        delta = (day * count - self.user_day_sum[users]).double() / count.clamp_min(1).double()
-        dev = (delta.sign() * delta.abs().pow(self.beta)).to(self.user_drift.weight.dtype)
-        keys, valid = user_day_keys(users, times, self.first_day)
-        slot = torch.searchsorted(self.day_keys, keys).clamp_max(max(self.n_user_days - 1, 0))
-        found = valid & (self.day_keys[slot] == keys) if self.n_user_days else torch.zeros_like(valid)
+        bins = time_bins(times, self.time_origin, self.bin_seconds, self.n_bins)
+        dev = drift_deviation(times, self.first_day, self.user_day_sum[users], self.user_day_count[users], self.beta)
+        dev = dev.to(self.user_drift.weight.dtype)
+        slot, found = find_keys(self.day_keys, *user_day_keys(users, times, self.first_day))
         slot = torch.where(found, slot, torch.full_like(slot, self.n_user_days))  # the zero, frozen row
         return self.user_drift(users)[:, 0] * dev, self.day_bias(slot)[:, 0], bins
 
