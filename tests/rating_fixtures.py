@@ -1,15 +1,18 @@
-"""Small rating data and a float64 SVD++ reference shared by the rating-base tests."""
+"""Small rating data, a float64 SVD++ reference and a timeSVD++ run shared by the rating-base tests."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import polars as pl
+import torch
 
 from ss4rec.data.preprocess import Options, build_store
 from ss4rec.data.sources import Raw
 from ss4rec.models.svdpp import SVDpp
+from ss4rec.models.timesvdpp import TimeSVDpp
 
 
 def varied_store():
@@ -47,3 +50,29 @@ def timed_store():
     frame = pl.DataFrame(rows, schema={"user": pl.Int64, "item": pl.Int64, "rating": pl.Float32,
                                        "timestamp": pl.Int64}, orient="row")  # fmt: skip
     return build_store(Raw(frame), Options(k_core=0), None)
+
+
+def timesvdpp_run(run, store, seed=0, n_bins=4, beta=0.4, rows=None, fold=None):
+    """A timeSVD++ with every table random, indexed on the training rows ``rows`` (default all), saved as a run
+    folder (with ``data.holdout_fold`` ``fold`` of 3 when given); returns the model (float64, eval)."""
+    users, times = store.users_of_rows(), np.asarray(store.times)
+    rows = store.train_rows() if rows is None else rows
+    torch.manual_seed(seed)
+    model = TimeSVDpp(store.n_items, store.n_users, dim=3, init_std=0.5, n_bins=n_bins, beta=beta,
+                      n_user_days=TimeSVDpp.count_user_days(users[rows], times[rows]))  # fmt: skip
+    model.set_time_index(users[rows], times[rows])
+    with torch.no_grad():
+        for name in ("user_bias", "user_drift"):
+            getattr(model, name).weight.normal_()
+        for name in ("item_bias", "item_bin_bias"):
+            getattr(model, name).weight[1:].normal_()
+        model.day_bias.weight[:-1].normal_()
+        model.rating_head.rating_mean.fill_(3.1 + 0.1 * seed)
+    (run / "checkpoints").mkdir(parents=True)
+    hyper = {"model": {"_target_": "ss4rec.models.timesvdpp.TimeSVDpp", "n_bins": n_bins, "beta": beta}}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "hyper_parameters": hyper},
+               run / "checkpoints" / "best-epoch003.ckpt")  # fmt: skip
+    if fold is not None:
+        config = {"data": {"holdout_folds": 3, "holdout_fold": fold}, "model": hyper["model"]}
+        (run / "metrics.json").write_text(json.dumps({"config": config}))
+    return model.double().eval()

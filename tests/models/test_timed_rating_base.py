@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rating_fixtures import timed_store
+from rating_fixtures import timed_store, timesvdpp_run
 from ss4rec.batch import gather_last
 from ss4rec.data import collate
 from ss4rec.data.folds import rating_fold
@@ -20,32 +20,6 @@ from ss4rec.models.svdpp import SVDpp
 from ss4rec.models.timesvdpp import TimeSVDpp
 
 DAY = 86_400
-
-
-def timesvdpp_run(run, store, seed=0, n_bins=4, beta=0.4, rows=None, fold=None):
-    """A timeSVD++ with every table random, indexed on the training rows ``rows`` (default all), saved as a run
-    folder (with ``data.holdout_fold`` ``fold`` of 3 when given); returns the model (float64, eval)."""
-    users, times = store.users_of_rows(), np.asarray(store.times)
-    rows = store.train_rows() if rows is None else rows
-    torch.manual_seed(seed)
-    model = TimeSVDpp(store.n_items, store.n_users, dim=3, init_std=0.5, n_bins=n_bins, beta=beta,
-                      n_user_days=TimeSVDpp.count_user_days(users[rows], times[rows]))  # fmt: skip
-    model.set_time_index(users[rows], times[rows])
-    with torch.no_grad():
-        for name in ("user_bias", "user_drift"):
-            getattr(model, name).weight.normal_()
-        for name in ("item_bias", "item_bin_bias"):
-            getattr(model, name).weight[1:].normal_()
-        model.day_bias.weight[:-1].normal_()
-        model.rating_head.rating_mean.fill_(3.1 + 0.1 * seed)
-    (run / "checkpoints").mkdir(parents=True)
-    hyper = {"model": {"_target_": "ss4rec.models.timesvdpp.TimeSVDpp", "n_bins": n_bins, "beta": beta}}
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "hyper_parameters": hyper},
-               run / "checkpoints" / "best-epoch003.ckpt")  # fmt: skip
-    if fold is not None:
-        config = {"data": {"holdout_folds": 3, "holdout_fold": fold}, "model": hyper["model"]}
-        (run / "metrics.json").write_text(json.dumps({"config": config}))
-    return model.double().eval()
 
 
 def own_predictions(model: TimeSVDpp, store, users: torch.Tensor, items: torch.Tensor, times: torch.Tensor) -> torch.Tensor:

@@ -106,3 +106,32 @@ def test_rating_only_models_export_by_predicted_rating_after_the_whole_history(n
             expected = model.predict_rating(model.eval_queries(batch).expand(len(items), -1), items).clamp(1, 5)
         assert rows["rating"].to_list() == pytest.approx(expected.tolist(), abs=1e-5)
         assert rows["score"].to_list() == sorted(rows["score"].to_list(), reverse=True)
+
+
+def test_a_timesvdpp_based_run_exports_ratings_at_the_request_time(tmp_path):
+    """SS4Rec on a frozen timeSVD++ (model.rating_base): the exported ratings are the base's at --at (the correction
+    starts at zero), so another request time gives other ratings."""
+    from rating_fixtures import timed_store, timesvdpp_run
+    from ss4rec.models.ss4rec import SS4Rec
+    from ss4rec.recommend import LatestWindows, TopK, collate
+
+    store = timed_store()
+    timesvdpp_run(tmp_path, store)
+    torch.manual_seed(0)
+    model = SS4Rec(store.n_items, store.n_users, hidden=8, d_state=4, mamba_d_state=4, use_ratings=True,
+                   rating_base=str(tmp_path)).eval()  # fmt: skip
+    model.rating_base.fill(store)
+    base = model.rating_base
+    rows = [LatestWindows(store, max_len=5, by_length=False)[u] for u in range(store.n_users)]
+    top = TopK(model, k=4, exclude_seen=True, rating_range=(1.0, 5.0))
+    exported = []
+    for at in (AT + 40 * 86_400, AT + 4_000 * 86_400):
+        with torch.no_grad():
+            out = top.predict_step(collate(rows, at), 0)
+            when = torch.full((store.n_users, 4), at)
+            users = out["users"][:, None].expand(-1, 4)
+            expected = base(base.user_part(users, times=when), out["items"]).clamp(1, 5)
+        torch.testing.assert_close(out["ratings"], expected)
+        exported.append(out)
+    same = exported[0]["items"] == exported[1]["items"]
+    assert same.any() and (exported[0]["ratings"][same] != exported[1]["ratings"][same]).any()
