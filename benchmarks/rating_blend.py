@@ -6,7 +6,8 @@ predicts every validation and test rating with each named run's best checkpoint 
 predictions, clamped to the rating range), fits least-squares weights plus an intercept on validation, and
 scores the blend on test. Validation is also scored by 10-fold cross-validation over users (weights fitted
 on nine tenths, scored on the rest), so the validation number is not the one the weights were fitted to.
-Each member is then dropped in turn to show what it adds.
+Each member is then dropped in turn to show what it adds. The members' plain mean, with nothing fitted, is shown
+too: given one model's seeds (``s0=... s1=... s2=...``), the average of its independently trained networks.
 
     python benchmarks/rating_blend.py svdpp=reports/ml1m/runs/rating/svdpp_tuned/0_svdpp_s0 \\
         mf=reports/ml1m/runs/rating/mf_best/0_mf_s0 ss4rec=reports/ml1m/runs/rating/ss4rec_on_svdpp_oof_full_s0
@@ -108,14 +109,20 @@ def blend_rows(
     names: list[str], data: dict[str, dict[str, np.ndarray]], low: float, high: float, features: int = 0,
     fit_on: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> list[str]:
-    """Markdown rows: each member alone, the blend of all, and the blend without each member. The last
+    """Markdown rows: each member alone, their plain mean (two or more), the blend of all, and the blend without
+    each member. The last
     ``features`` names are columns that are not predictions (``--drift``): blended, never shown alone.
     ``fit_on`` (``data``'s layout, the same names): fit the weights on its validation ratings instead of
     ``data``'s, whose validation RMSE is then scored as held out."""
     y, x = columns(names, data)
     y_fit, x_fit = columns(names, fit_on) if fit_on is not None else (y, x)
+    members = len(names) - features
     rows = [f"| {name} alone | | {rmse(y['val'], x['val'][:, j]):.4f} | {rmse(y['test'], x['test'][:, j]):.4f} |"
-            for j, name in enumerate(names[: len(names) - features])]  # fmt: skip
+            for j, name in enumerate(names[:members])]  # fmt: skip
+    if members > 1:  # the plain average: nothing fitted (e.g. one model's seeds, an ensemble)
+        mean = {stage: x[stage][:, :members].mean(1) for stage in STAGES}
+        rows.append(f"| mean of the members | equal weights, nothing fitted | {rmse(y['val'], mean['val']):.4f} | "
+                    f"{rmse(y['test'], mean['test']):.4f} |")  # fmt: skip
     subsets = [("blend of all", list(range(len(names))))]
     if len(names) > 2:
         subsets += [(f"blend without {name}", [k for k in range(len(names)) if k != j]) for j, name in enumerate(names)]

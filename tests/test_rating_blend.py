@@ -41,10 +41,13 @@ def test_blend_rows_show_every_member_alone_and_the_blend_never_worse_on_validat
     data = {name: {s: stage(np.clip(y + rng.normal(0, sd, 200), 1, 5)) for s in blend.STAGES}
             for name, sd in (("a", 0.6), ("b", 0.9), ("c", 1.2))}  # fmt: skip
     rows = blend.blend_rows(["a", "b", "c"], data, 1.0, 5.0)
-    assert [cells(row)[0] for row in rows] == ["a alone", "b alone", "c alone", "blend of all",
+    assert [cells(row)[0] for row in rows] == ["a alone", "b alone", "c alone", "mean of the members", "blend of all",
                                                "blend without a", "blend without b", "blend without c"]  # fmt: skip
     alone = float(cells(rows[0])[2])
     assert alone == pytest.approx(blend.rmse(y, data["a"]["val"][:, 3]), abs=1e-4)
+    for column, stage in ((2, "val"), (3, "test")):  # the plain average, no weights fitted
+        mean = np.mean([data[n][stage][:, 3] for n in "abc"], axis=0)
+        assert float(cells(rows[3])[column]) == pytest.approx(blend.rmse(y, mean), abs=1e-4)
     x = np.column_stack([data[n]["val"][:, 3] for n in "abc"])
     assert blend.rmse(y, blend.apply(blend.fit(x, y), x, 1, 5)) < alone  # least squares includes "a alone"
 
@@ -64,11 +67,11 @@ def test_weights_fitted_on_other_runs_score_both_held_out_stages():
     rows = blend.blend_rows(["a", "b"], members, 1.0, 5.0, fit_on=twins)
     y_fit, x_fit = blend.columns(["a", "b"], twins)
     weights = blend.fit(x_fit["val"], y_fit["val"])
-    assert cells(rows[2])[1] == f"a {weights[1]:+.3f}, b {weights[2]:+.3f}, intercept {weights[0]:+.3f}"
+    assert cells(rows[3])[1] == f"a {weights[1]:+.3f}, b {weights[2]:+.3f}, intercept {weights[0]:+.3f}"
     y, x = blend.columns(["a", "b"], members)
     for column, stage in ((2, "val"), (3, "test")):
-        assert float(cells(rows[2])[column]) == pytest.approx(blend.rmse(y[stage], blend.apply(weights, x[stage], 1, 5)), abs=1e-4)
-    assert float(cells(rows[2])[2]) > blend.cross_validated(x["val"], y["val"], 1, 5)  # the twins' bias costs the members
+        assert float(cells(rows[3])[column]) == pytest.approx(blend.rmse(y[stage], blend.apply(weights, x[stage], 1, 5)), abs=1e-4)
+    assert float(cells(rows[3])[2]) > blend.cross_validated(x["val"], y["val"], 1, 5)  # the twins' bias costs the members
 
 
 @pytest.mark.parametrize("argv, message", [
