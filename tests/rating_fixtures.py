@@ -52,6 +52,20 @@ def timed_store():
     return build_store(Raw(frame), Options(k_core=0), None)
 
 
+def save_run(run, model, checkpoint="best-epoch001.ckpt", hyper=None, fold=None):
+    """Save ``model`` as a run folder's checkpoint (its state under ``model.``, plus ``hyper_parameters`` when given);
+    ``fold=(K, k)`` also writes the run config of fold k of a K-fold cross-fitting (``metrics.json``)."""
+    (run / "checkpoints").mkdir(parents=True)
+    saved = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+    if hyper is not None:
+        saved["hyper_parameters"] = hyper
+    torch.save(saved, run / "checkpoints" / checkpoint)
+    if fold is not None:
+        target = f"{type(model).__module__}.{type(model).__qualname__}"
+        config = {"data": {"holdout_folds": fold[0], "holdout_fold": fold[1]}, "model": {"_target_": target}}
+        (run / "metrics.json").write_text(json.dumps({"config": config}))
+
+
 def timesvdpp_run(run, store, seed=0, n_bins=4, beta=0.4, rows=None, fold=None):
     """A timeSVD++ with every table random, indexed on the training rows ``rows`` (default all), saved as a run
     folder (with ``data.holdout_fold`` ``fold`` of 3 when given); returns the model (float64, eval)."""
@@ -68,11 +82,6 @@ def timesvdpp_run(run, store, seed=0, n_bins=4, beta=0.4, rows=None, fold=None):
             getattr(model, name).weight[1:].normal_()
         model.day_bias.weight[:-1].normal_()
         model.rating_head.rating_mean.fill_(3.1 + 0.1 * seed)
-    (run / "checkpoints").mkdir(parents=True)
     hyper = {"model": {"_target_": "ss4rec.models.timesvdpp.TimeSVDpp", "n_bins": n_bins, "beta": beta}}
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "hyper_parameters": hyper},
-               run / "checkpoints" / "best-epoch003.ckpt")  # fmt: skip
-    if fold is not None:
-        config = {"data": {"holdout_folds": 3, "holdout_fold": fold}, "model": hyper["model"]}
-        (run / "metrics.json").write_text(json.dumps({"config": config}))
+    save_run(run, model, "best-epoch003.ckpt", hyper, fold=None if fold is None else (3, fold))
     return model.double().eval()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rating_fixtures import svdpp_reference, varied_store
+from rating_fixtures import save_run, svdpp_reference, varied_store
 from ss4rec.data.folds import rating_fold
 from ss4rec.models.rating_base import TABLE_RANKS, FrozenMF, RatingBaseError, cross_fitting
 from ss4rec.models.ss4rec import SS4Rec
@@ -29,12 +29,7 @@ def fold_runs(root, store, folds=K, which=None):
             model.user_bias.weight.normal_()
             model.item_bias.weight[1:].normal_()
             model.rating_head.rating_mean.fill_(3.0 + 0.2 * fold)
-        run = root / f"run{folds - 1 - fold}"  # run0 holds the last fold
-        (run / "checkpoints").mkdir(parents=True)
-        torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
-                   run / "checkpoints" / "best-epoch001.ckpt")  # fmt: skip
-        config = {"data": {"holdout_folds": folds, "holdout_fold": fold}, "model": {"_target_": "ss4rec.models.svdpp.SVDpp"}}
-        (run / "metrics.json").write_text(json.dumps({"config": config}))
+        save_run(root / f"run{folds - 1 - fold}", model, fold=(folds, fold))  # run0 holds the last fold
         models[fold] = model
     return models
 

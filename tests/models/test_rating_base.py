@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from batches import N_ITEMS, sequence_batch
-from rating_fixtures import svdpp_reference, varied_store
+from rating_fixtures import save_run, svdpp_reference, varied_store
 from ss4rec.data import collate
 from ss4rec.errors import UserError
 from ss4rec.models.mf import MF
@@ -28,9 +28,7 @@ def mf_run(tmp_path, n_users=N_USERS, n_items=N_ITEMS, seed=3):
         for table in (mf.user_embedding, mf.item_embedding, mf.user_bias, mf.item_bias):
             table.weight.normal_()
         mf.rating_head.rating_mean.fill_(3.4)
-    (tmp_path / "checkpoints").mkdir(parents=True)
-    state = {f"model.{k}": v for k, v in mf.state_dict().items()}
-    torch.save({"state_dict": state}, tmp_path / "checkpoints" / "best-epoch004.ckpt")
+    save_run(tmp_path, mf, "best-epoch004.ckpt")
     return tmp_path, mf
 
 
@@ -223,9 +221,7 @@ def svdpp_run(tmp_path, store):
         model.user_bias.weight.normal_()
         model.item_bias.weight[1:].normal_()
         model.rating_head.rating_mean.fill_(3.3)
-    (tmp_path / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
-               tmp_path / "checkpoints" / "best-epoch007.ckpt")  # fmt: skip
+    save_run(tmp_path, model, "best-epoch007.ckpt")
     return tmp_path, model
 
 

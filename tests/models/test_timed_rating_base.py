@@ -4,13 +4,11 @@ sequence model's checkpoint carries it."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from rating_fixtures import timed_store, timesvdpp_run
+from rating_fixtures import save_run, timed_store, timesvdpp_run
 from ss4rec.batch import gather_last
 from ss4rec.data import collate
 from ss4rec.data.folds import rating_fold
@@ -124,12 +122,7 @@ def test_a_base_mixing_timesvdpp_and_other_runs_is_refused(tmp_path):
     store = timed_store()
     timesvdpp_run(tmp_path / "run0", store, fold=0)
     for k in (1, 2):
-        svdpp = SVDpp(store.n_items, store.n_users, dim=3)
-        (tmp_path / f"run{k}" / "checkpoints").mkdir(parents=True)
-        torch.save({"state_dict": {f"model.{key}": v for key, v in svdpp.state_dict().items()}},
-                   tmp_path / f"run{k}" / "checkpoints" / "best-epoch001.ckpt")  # fmt: skip
-        config = {"data": {"holdout_folds": 3, "holdout_fold": k}, "model": {"_target_": "ss4rec.models.svdpp.SVDpp"}}
-        (tmp_path / f"run{k}" / "metrics.json").write_text(json.dumps({"config": config}))
+        save_run(tmp_path / f"run{k}", SVDpp(store.n_items, store.n_users, dim=3), fold=(3, k))
     with pytest.raises(RatingBaseError, match=r"must all be timeSVD\+\+ runs or none; got .*run0.* \(timeSVD\+\+\), "
                        r".*run1.* \(no time terms\)"):  # fmt: skip
         FrozenMF(store.n_users, store.n_items, str(tmp_path / "run*")).fill(store)
