@@ -232,6 +232,25 @@ def test_recent_targets_reach_the_rating_loss_of_a_training_run(tmp_path):
     assert losses[0] != pytest.approx(losses[1], rel=1e-3)
 
 
+def test_a_recent_drift_weight_trains_from_the_training_batches_places(tmp_path):
+    """model.rating_base_drift_recent (and _calibrate) end to end: the training batches' places from the end reach
+    the model, the recent weight moves off its zero start, and holding the recent targets out of the network
+    (calibrate) trains another network from the same start."""
+    train(compose_train(["model=mf", "task=rating", "debug=limit", *SMALL], tmp_path / "mf"))
+    runs = {}
+    for calibrate in ("false", "true"):
+        folder = tmp_path / f"calibrate_{calibrate}"
+        summary = train(compose_train(["model=ss4rec", "task=rating", "model.use_ratings=true", f"model.rating_base={tmp_path / 'mf'}",
+                                       "model.rating_base_residuals=true", "model.rating_base_drift=3", "model.rating_base_drift_recent=2",
+                                       "model.rating_base_drift_lr_scale=30", f"model.rating_base_drift_calibrate={calibrate}",
+                                       "debug=limit", *SMALL], folder))  # fmt: skip
+        assert summary["status"] == "finished"
+        state = torch.load(summary["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+        assert float(state["model.drift_weight_recent"]) != 0.0
+        runs[calibrate] = state
+    assert not torch.equal(runs["false"]["model.rating_head.mlp.0.weight"], runs["true"]["model.rating_head.mlp.0.weight"])
+
+
 @pytest.mark.parametrize("base", ["svdpp", "timesvdpp"])
 def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path, base):
     """The K runs of a cross-fitting (data.holdout_folds) given as a glob: each is trained without its fold, and

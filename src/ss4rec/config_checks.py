@@ -134,12 +134,13 @@ MODEL_RULES: dict[str, Rule] = {
                      "dim", "latent", "max_len"), POSITIVE_INT),  # fmt: skip
     "gru_hidden": POSITIVE_INT_OR_NULL,
     "total_anneal_steps": NON_NEGATIVE_INT,
-    "rating_base_drift": NON_NEGATIVE_INT,
+    **dict.fromkeys(("rating_base_drift", "rating_base_drift_recent"), NON_NEGATIVE_INT),
     **dict.fromkeys(("dropout", "attention_dropout", "rating_dropout"), PROBABILITY),
-    **dict.fromkeys(("s5_dt_min", "s5_dt_max", "min_gap_seconds", "init_std"), POSITIVE_NUMBER),
+    **dict.fromkeys(("s5_dt_min", "s5_dt_max", "min_gap_seconds", "init_std", "rating_base_drift_lr_scale"),
+                    POSITIVE_NUMBER),
     **dict.fromkeys(("l2", "anneal_cap"), NON_NEGATIVE_NUMBER),
     **dict.fromkeys(("use_time", "use_ratings", "single_layer_residual", "rating_item_bias", "rating_profile",
-                     "rating_base_residuals", "s5_clip_eigs"), BOOL),
+                     "rating_base_residuals", "s5_clip_eigs", "rating_base_drift_calibrate"), BOOL),
     "time_unit": one_of("second", "minute", "hour", "day"),
     "time_transform": one_of("raw", "log1p"),
     "zero_gap": one_of("keep", "floor"),
@@ -262,6 +263,13 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
     a cross-fitting, used by a rating task; ``model.rating_base_heldout``: a run on every training rating beside a
     cross-fitted base. Not read when resuming (``ckpt_path``): the checkpoint holds the MF tables."""
     path, heldout = _get(cfg.model, "rating_base"), _get(cfg.model, "rating_base_heldout")
+    recent = _get(cfg.model, "rating_base_drift_recent")
+    if recent and not _get(cfg.model, "rating_base_drift"):
+        problems.add("model.rating_base_drift_recent", recent, "0 without model.rating_base_drift (the drift term whose "
+                     "weight it splits for each user's last ratings)")  # fmt: skip
+    if _get(cfg.model, "rating_base_drift_calibrate") and not recent:
+        problems.add("model.rating_base_drift_calibrate", True, "false without model.rating_base_drift_recent (the last "
+                     "training targets of each user it holds out from the network)")  # fmt: skip
     if path is None:
         if _get(cfg.model, "rating_base_residuals"):
             problems.add("model.rating_base_residuals", True, "false without model.rating_base (the MF, SVD++ or timeSVD++ run whose errors it reads)")

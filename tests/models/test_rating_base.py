@@ -200,6 +200,118 @@ def test_drift_adds_a_learned_weight_times_the_mean_mf_error_of_the_last_k_ratin
         SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base_drift=3)
 
 
+@pytest.mark.parametrize(("recent", "scale"), [(1, 1.0), (3, 30.0)])
+def test_drift_recent_gives_each_users_last_targets_and_held_out_ratings_their_own_weight(tmp_path, recent, scale):
+    """Against float64: with ``rating_base_drift_recent=N`` a training target among its user's last N training
+    ratings (``target_from_end`` <= N) and every held-out rating get ``w_recent`` times the drift, the earlier
+    targets ``w``; both start at 0, get their own targets' gradients, and ranking scores see neither. With
+    ``rating_base_drift_lr_scale=s`` each weight is s times its parameter (whose gradient is then s times)."""
+    run, mf = mf_run(tmp_path)
+    models = []
+    for n in (0, recent):
+        torch.manual_seed(0)
+        models.append(SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True,
+                             rating_base=str(run), rating_base_residuals=True, rating_base_drift=2,
+                             rating_base_drift_recent=n, rating_base_drift_lr_scale=scale).double().eval())  # fmt: skip
+        models[-1].rating_base.fill()
+    plain, model = models
+    batch = sequence_batch([7, 2, 5, 4], max_len=8, seed=3)
+    batch["users"] = torch.tensor([1, 3, 0, 2])
+    mask = batch["target_items"] > 0
+    # places from the end of each user's training part: row 0 ends its user's history, row 2 stops 2 before it
+    ends = torch.tensor([7, 9, 7, 3])[:, None]
+    batch["target_from_end"] = torch.where(mask, ends - torch.arange(mask.shape[1])[None, :], 0)
+    users = batch["users"][:, None].expand_as(batch["items"])
+    rated = (batch["ratings"] > 0) & (batch["items"] > 0)
+    errors = torch.where(rated, batch["ratings"].double() - mf_reference(mf, users, batch["items"]), 0.0).detach()
+    drift = drift_reference(errors, rated, 2)
+    is_recent = batch["target_from_end"][mask] <= recent
+    assert is_recent.any() and not is_recent.all()
+    held_out = torch.tensor([4, 9, 1, N_ITEMS])
+    eval_drift = drift[torch.arange(4), (batch["lengths"] - 1).clamp_min(0)]
+
+    def predictions(m):
+        query, items, _ = m.train_queries(batch)
+        return m.predict_rating(query, items), m.predict_rating(m.eval_queries(batch), held_out)
+
+    with torch.no_grad():
+        for got, want in zip(predictions(model), predictions(plain), strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12)  # zero at the start
+        torch.testing.assert_close(model.score(model.eval_queries(batch)), plain.score(plain.eval_queries(batch)))
+        model.drift_weight.fill_(0.7 / scale)
+        model.drift_weight_recent.fill_(-0.4 / scale)
+        plain.drift_weight.fill_(0.7 / scale)
+        train_plain, eval_plain = predictions(plain)
+    train_got, eval_got = predictions(model)
+    weight = torch.where(is_recent, torch.tensor(-0.4, dtype=torch.float64), 0.7)
+    torch.testing.assert_close(train_got, train_plain + (weight - 0.7) * drift[mask], rtol=0, atol=1e-10)
+    torch.testing.assert_close(eval_got, eval_plain + (-0.4 - 0.7) * eval_drift, rtol=0, atol=1e-10)
+    (train_got.sum() + eval_got.sum()).backward()
+    torch.testing.assert_close(model.drift_weight.grad, scale * drift[mask][~is_recent].sum())
+    torch.testing.assert_close(model.drift_weight_recent.grad, scale * (drift[mask][is_recent].sum() + eval_drift.sum()))
+    del batch["target_from_end"]
+    with pytest.raises(ValueError, match="needs each training target's place from the end"):
+        model.train_queries(batch)
+    with pytest.raises(ValueError, match="rating_base_drift_recent must be 0"):
+        SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base=str(run), rating_base_drift_recent=3)
+    with pytest.raises(ValueError, match="rating_base_drift_lr_scale must be > 0"):
+        SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base=str(run), rating_base_drift=3, rating_base_drift_lr_scale=0)
+
+
+def test_drift_calibrate_holds_each_users_last_targets_out_of_the_network(tmp_path):
+    """With ``rating_base_drift_calibrate`` the predictions are the same, but the last N training targets of each
+    user send their error to the recent drift weight alone: no network parameter gets a gradient from them, the
+    earlier targets' gradients are the ones without calibration, and held-out ratings are unaffected."""
+    run, _ = mf_run(tmp_path)
+    models = []
+    for calibrate in (False, True):
+        torch.manual_seed(0)
+        models.append(SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True,
+                             rating_base=str(run), rating_base_residuals=True, rating_base_drift=2,
+                             rating_base_drift_recent=2, rating_base_drift_lr_scale=10,
+                             rating_base_drift_calibrate=calibrate).double().eval())  # fmt: skip
+        models[-1].rating_base.fill()
+        with torch.no_grad():
+            models[-1].drift_weight_recent.fill_(0.03)
+            models[-1].rating_head.mlp[-1].weight.normal_(generator=torch.Generator().manual_seed(1))
+    plain, model = models
+    batch = sequence_batch([7, 2, 5, 4], max_len=8, seed=3)
+    batch["users"] = torch.tensor([1, 3, 0, 2])
+    mask = batch["target_items"] > 0
+    batch["target_from_end"] = torch.where(mask, torch.tensor([7, 9, 7, 3])[:, None] - torch.arange(8)[None, :], 0)
+    recent = batch["target_from_end"][mask] <= 2
+    assert recent.any() and not recent.all()
+    held_out = torch.tensor([4, 9, 1, N_ITEMS])
+
+    def gradients(m, loss_of):
+        m.zero_grad()
+        query, items, _ = m.train_queries(batch)
+        loss_of(m.predict_rating(query, items)).backward()
+        return {name: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for name, p in m.named_parameters()}
+
+    with torch.no_grad():
+        predicted = []
+        for m in models:
+            query, items, _ = m.train_queries(batch)
+            predicted.append((m.predict_rating(query, items), m.predict_rating(m.eval_queries(batch), held_out)))
+    for got, want in zip(*predicted, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    on_recent = gradients(model, lambda p: p[recent].square().sum())
+    network = [name for name in on_recent if not name.startswith("drift_weight")]
+    assert all(on_recent[name].abs().max() == 0 for name in network)
+    assert on_recent["drift_weight_recent"].abs() > 0
+    torch.testing.assert_close(on_recent["drift_weight_recent"], gradients(plain, lambda p: p[recent].square().sum())["drift_weight_recent"])
+    for name, grad in gradients(model, lambda p: p[~recent].square().sum()).items():
+        torch.testing.assert_close(grad, gradients(plain, lambda p: p[~recent].square().sum())[name], rtol=0, atol=1e-12)
+    eval_loss = lambda m: m.predict_rating(m.eval_queries(batch), held_out).square().sum()  # noqa: E731
+    model.zero_grad(), plain.zero_grad()
+    eval_loss(model).backward(), eval_loss(plain).backward()
+    for (name, got), (_, want) in zip(model.named_parameters(), plain.named_parameters(), strict=True):
+        torch.testing.assert_close(got.grad, want.grad, rtol=0, atol=1e-12, msg=name)
+    with pytest.raises(ValueError, match="rating_base_drift_calibrate needs rating_base_drift_recent"):
+        SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base=str(run), rating_base_drift=3, rating_base_drift_calibrate=True)
+
+
 def test_the_base_checkpoint_is_the_one_the_mf_run_names(tmp_path):
     run, _ = mf_run(tmp_path)
     first = run / "checkpoints" / "best-epoch004.ckpt"

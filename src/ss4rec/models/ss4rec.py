@@ -20,6 +20,13 @@ correction, ``ss4rec.models.rating_base``),
 ``rating_base_heldout`` (with a cross-fitted base: the run on every training rating that predicts held-out ratings),
 ``rating_base_drift`` (k > 0: a learned scalar times the mean error under the base of the last k ratings read, added
 to every predicted rating: the user's recent drift from the base, as a skip past the network),
+``rating_base_drift_recent`` (N > 0, with ``rating_base_drift``: a second weight for the targets among each user's
+last N training ratings and for every held-out or served rating, which come after them: the end of a history
+strays from the profile more than its middle, ``benchmarks/rating_drift.py``),
+``rating_base_drift_lr_scale`` (the drift weights are this times their parameters, so Adam moves them this many
+times faster than the rest: at the network's learning rate they are still near 0 when its validation error is best),
+``rating_base_drift_calibrate`` (with ``rating_base_drift_recent``: those last N targets train the recent drift weight
+alone, never the network, so it is fitted on out-of-sample errors like a held-out rating's),
 ``s5_clip_eigs`` (S5's eigenvalues kept at a real part of at most -1e-4, as the JAX S5 does, so a long gap
 cannot overflow the state; the official code leaves them free, and while they stay below the bound the two
 agree exactly: ``ss4rec.models.s5``),
@@ -116,6 +123,9 @@ class SS4Rec(SequentialRecommender):
         rating_base_residuals: bool = False,
         rating_base_heldout: str | None = None,
         rating_base_drift: int = 0,
+        rating_base_drift_recent: int = 0,
+        rating_base_drift_lr_scale: float = 1.0,
+        rating_base_drift_calibrate: bool = False,
     ):
         super().__init__(
             n_items, n_users, hidden, rating_dropout=rating_dropout, rating_item_bias=rating_item_bias,
@@ -145,6 +155,23 @@ class SS4Rec(SequentialRecommender):
         # times the mean base error of the last k ratings read, added to the predicted rating; zero at the start
         self.drift_k = rating_base_drift
         self.drift_weight = nn.Parameter(torch.zeros(())) if rating_base_drift else None
+        if rating_base_drift_recent < 0 or (rating_base_drift_recent and not rating_base_drift):
+            raise ValueError("rating_base_drift_recent must be 0 (off) or, with rating_base_drift, N >= 1; got "
+                             f"{rating_base_drift_recent}")  # fmt: skip
+        # the weight on the drift of the targets among each user's last N training ratings and of every held-out
+        # rating (after them); drift_weight stays the one for the earlier targets
+        self.drift_recent = rating_base_drift_recent
+        self.drift_weight_recent = nn.Parameter(torch.zeros(())) if rating_base_drift_recent else None
+        if not rating_base_drift_lr_scale > 0:
+            raise ValueError(f"rating_base_drift_lr_scale must be > 0, got {rating_base_drift_lr_scale}")
+        # each drift weight is this times its parameter: Adam's steps, the same size whatever the gradient's scale,
+        # then move the weight this many times faster than the network (which may overfit before it settles)
+        self.drift_lr_scale = float(rating_base_drift_lr_scale)
+        if rating_base_drift_calibrate and not rating_base_drift_recent:
+            raise ValueError("rating_base_drift_calibrate needs rating_base_drift_recent (the last N targets it holds out)")
+        # the last N training targets of each user train the recent drift weight alone: the network never fits
+        # them, so the weight learns the drift from errors as out of sample as the held-out ratings' are
+        self.drift_calibrate = bool(rating_base_drift_calibrate)
         self.layers = nn.ModuleList(
             SS4RecLayer(
                 hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs
@@ -219,27 +246,61 @@ class SS4Rec(SequentialRecommender):
         n = counts[:, self.drift_k :] - counts[:, : -self.drift_k]
         return (window / n.clamp_min(1)).to(errors.dtype)
 
-    # with rating_base_drift a query is [h, drift, the base's user part]: predict_rating splits the drift off
+    # with rating_base_drift a query is [h, drift, the base's user part]; with rating_base_drift_recent
+    # [h, drift of an earlier target, drift of a recent one (one of the two is 0), user part], and with
+    # rating_base_drift_calibrate one more column before the user part, 1 on the recent training targets (whose
+    # rating reaches the network without a gradient): predict_rating splits the drift columns off
+    @property
+    def drift_columns(self) -> int:
+        if self.drift_weight is None:
+            return 0
+        return 1 if self.drift_weight_recent is None else 3 if self.drift_calibrate else 2
+
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         query, targets, ratings = super().train_queries(batch)
         if self.drift_weight is None:
             return query, targets, ratings
-        return self._insert_drift(query, self.drift(batch)[batch["target_items"] > 0]), targets, ratings
+        mask = batch["target_items"] > 0
+        drift = self.drift(batch)[mask]
+        if self.drift_weight_recent is not None:
+            if "target_from_end" not in batch:
+                raise ValueError("rating_base_drift_recent needs each training target's place from the end "
+                                 "(target_from_end, in every training sequence batch)")  # fmt: skip
+            recent = batch["target_from_end"][mask] <= self.drift_recent
+            columns = [torch.where(recent, 0.0, drift), torch.where(recent, drift, 0.0)]
+            drift = torch.stack(columns + ([recent.to(drift.dtype)] if self.drift_calibrate else []), -1)
+        return self._insert_drift(query, drift), targets, ratings
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
         query = super().eval_queries(batch)
         if self.drift_weight is None:
             return query
-        return self._insert_drift(query, gather_last(self.drift(batch), batch["lengths"]))
+        drift = gather_last(self.drift(batch), batch["lengths"])  # a held-out rating follows every training one
+        if self.drift_weight_recent is not None:
+            zero = torch.zeros_like(drift)
+            drift = torch.stack([zero, drift] + ([zero] if self.drift_calibrate else []), -1)
+        return self._insert_drift(query, drift)
 
     def _insert_drift(self, query: torch.Tensor, drift: torch.Tensor) -> torch.Tensor:
-        return torch.cat([query[..., : self.hidden], drift[..., None].to(query.dtype), query[..., self.hidden :]], -1)
+        """``drift`` (...,) or (..., drift_columns) between the hidden state and the base's user part of ``query``."""
+        drift = drift[..., None] if drift.dim() < query.dim() else drift
+        return torch.cat([query[..., : self.hidden], drift.to(query.dtype), query[..., self.hidden :]], -1)
 
     def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.drift_weight is None:
             return super().predict_rating(query, items)
-        rest = torch.cat([query[..., : self.hidden], query[..., self.hidden + 1 :]], -1)
-        return super().predict_rating(rest, items) + self.drift_weight * query[..., self.hidden]
+        end = self.hidden + self.drift_columns
+        rest = torch.cat([query[..., : self.hidden], query[..., end:]], -1)
+        rating = super().predict_rating(rest, items)
+        if self.drift_calibrate:  # a recent training target's error reaches the drift weight alone
+            rating = torch.where(query[..., end - 1] > 0, rating.detach(), rating)
+        weighted = self.hidden + (2 if self.drift_weight_recent is not None else 1)
+        return rating + query[..., self.hidden : weighted] @ self.drift_weights().to(query.dtype)
+
+    def drift_weights(self) -> torch.Tensor:
+        """(drift_columns,): the weight on each drift column (earlier targets, then recent ones)."""
+        weights = [self.drift_weight] if self.drift_weight_recent is None else [self.drift_weight, self.drift_weight_recent]
+        return self.drift_lr_scale * torch.stack(weights)
 
     def encode_sequence(self, batch: Batch) -> torch.Tensor:
         """Hidden state after each position (B, L, D).
