@@ -156,46 +156,65 @@ def drift_reference(errors: torch.Tensor, rated: torch.Tensor, k: int) -> torch.
     return out
 
 
+HELD_OUT = torch.tensor([4, 9, 1, N_ITEMS])  # one held-out item per row of drift_batch
+
+
+def drift_models(run, **options) -> SS4Rec:
+    """A float64 SS4Rec on the MF ``run`` with residual inputs and ``options``; the same weights for any options."""
+    torch.manual_seed(0)
+    model = SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True, rating_base=str(run),
+                   rating_base_residuals=True, **options).double().eval()  # fmt: skip
+    model.rating_base.fill()
+    return model
+
+
+def drift_batch() -> dict[str, torch.Tensor]:
+    """Four windows of users 1, 3, 0, 2; each target's place from the end of its user's training part: row 0 ends
+    its user's history, row 2 stops 2 before it."""
+    batch = sequence_batch([7, 2, 5, 4], max_len=8, seed=3)
+    batch["users"] = torch.tensor([1, 3, 0, 2])
+    mask = batch["target_items"] > 0
+    batch["target_from_end"] = torch.where(mask, torch.tensor([7, 9, 7, 3])[:, None] - torch.arange(8)[None, :], 0)
+    return batch
+
+
+def batch_drift(mf: MF, batch: dict[str, torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 drift of ``batch`` under ``mf``: at the training targets (M,) and at the held-out ratings (B,)."""
+    users = batch["users"][:, None].expand_as(batch["items"])
+    rated = (batch["ratings"] > 0) & (batch["items"] > 0)
+    errors = torch.where(rated, batch["ratings"].double() - mf_reference(mf, users, batch["items"]), 0.0).detach()
+    drift = drift_reference(errors, rated, k)
+    return drift[batch["target_items"] > 0], drift[torch.arange(len(drift)), (batch["lengths"] - 1).clamp_min(0)]
+
+
+def rating_predictions(model: SS4Rec, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted ratings of ``batch``'s training targets (M,) and of its held-out ratings ``HELD_OUT`` (B,)."""
+    query, items, _ = model.train_queries(batch)
+    return model.predict_rating(query, items), model.predict_rating(model.eval_queries(batch), HELD_OUT)
+
+
 @pytest.mark.parametrize("k", [1, 3, 10])
 def test_drift_adds_a_learned_weight_times_the_mean_mf_error_of_the_last_k_ratings(tmp_path, k):
     """Against float64: with ``rating_base_drift=k`` every predicted rating (training targets and held-out ones)
     is the one without it plus ``w`` times the mean MF error of the rated positions among the last k read;
     ``w`` starts at 0, gets that gradient, and ranking scores never see it."""
     run, mf = mf_run(tmp_path)
-    models = []
-    for drift in (0, k):
-        torch.manual_seed(0)
-        models.append(SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True,
-                             rating_base=str(run), rating_base_residuals=True, rating_base_drift=drift).double().eval())  # fmt: skip
-        models[-1].rating_base.fill()
-    plain, model = models
-    batch = sequence_batch([7, 2, 5, 4], max_len=8, seed=3)
-    batch["users"] = torch.tensor([1, 3, 0, 2])
+    plain, model = drift_models(run), drift_models(run, rating_base_drift=k)
+    batch = drift_batch()
     batch["ratings"][0, 3] = 0.0  # a missing rating: not counted
-    users = batch["users"][:, None].expand_as(batch["items"])
-    rated = (batch["ratings"] > 0) & (batch["items"] > 0)
-    errors = torch.where(rated, batch["ratings"].double() - mf_reference(mf, users, batch["items"]), 0.0).detach()
-    drift = drift_reference(errors, rated, k)
-    mask = batch["target_items"] > 0
-    held_out = torch.tensor([4, 9, 1, N_ITEMS])
-    last = (batch["lengths"] - 1).clamp_min(0)
-
-    def predictions(m):
-        query, items, _ = m.train_queries(batch)
-        return m.predict_rating(query, items), m.predict_rating(m.eval_queries(batch), held_out)
-
+    train_drift, eval_drift = batch_drift(mf, batch, k)
     with torch.no_grad():
-        for got, want in zip(predictions(model), predictions(plain), strict=True):
+        for got, want in zip(rating_predictions(model, batch), rating_predictions(plain, batch), strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=1e-12)  # zero at the start
         torch.testing.assert_close(model.score(model.eval_queries(batch)), plain.score(plain.eval_queries(batch)))
         model.drift_weight.fill_(0.7)
-    train_got, eval_got = predictions(model)
+    train_got, eval_got = rating_predictions(model, batch)
     with torch.no_grad():
-        train_want, eval_want = predictions(plain)
-    torch.testing.assert_close(train_got, train_want + 0.7 * drift[mask], rtol=0, atol=1e-10)
-    torch.testing.assert_close(eval_got, eval_want + 0.7 * drift[torch.arange(4), last], rtol=0, atol=1e-10)
+        train_want, eval_want = rating_predictions(plain, batch)
+    torch.testing.assert_close(train_got, train_want + 0.7 * train_drift, rtol=0, atol=1e-10)
+    torch.testing.assert_close(eval_got, eval_want + 0.7 * eval_drift, rtol=0, atol=1e-10)
     (train_got.sum() + eval_got.sum()).backward()
-    torch.testing.assert_close(model.drift_weight.grad, drift[mask].sum() + drift[torch.arange(4), last].sum())
+    torch.testing.assert_close(model.drift_weight.grad, train_drift.sum() + eval_drift.sum())
     with pytest.raises(ValueError, match="rating_base_drift must be 0"):
         SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base_drift=3)
 
@@ -207,48 +226,27 @@ def test_drift_recent_gives_each_users_last_targets_and_held_out_ratings_their_o
     targets ``w``; both start at 0, get their own targets' gradients, and ranking scores see neither. With
     ``rating_base_drift_lr_scale=s`` each weight is s times its parameter (whose gradient is then s times)."""
     run, mf = mf_run(tmp_path)
-    models = []
-    for n in (0, recent):
-        torch.manual_seed(0)
-        models.append(SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True,
-                             rating_base=str(run), rating_base_residuals=True, rating_base_drift=2,
-                             rating_base_drift_recent=n, rating_base_drift_lr_scale=scale).double().eval())  # fmt: skip
-        models[-1].rating_base.fill()
-    plain, model = models
-    batch = sequence_batch([7, 2, 5, 4], max_len=8, seed=3)
-    batch["users"] = torch.tensor([1, 3, 0, 2])
-    mask = batch["target_items"] > 0
-    # places from the end of each user's training part: row 0 ends its user's history, row 2 stops 2 before it
-    ends = torch.tensor([7, 9, 7, 3])[:, None]
-    batch["target_from_end"] = torch.where(mask, ends - torch.arange(mask.shape[1])[None, :], 0)
-    users = batch["users"][:, None].expand_as(batch["items"])
-    rated = (batch["ratings"] > 0) & (batch["items"] > 0)
-    errors = torch.where(rated, batch["ratings"].double() - mf_reference(mf, users, batch["items"]), 0.0).detach()
-    drift = drift_reference(errors, rated, 2)
-    is_recent = batch["target_from_end"][mask] <= recent
+    options = {"rating_base_drift": 2, "rating_base_drift_lr_scale": scale}
+    plain, model = drift_models(run, **options), drift_models(run, rating_base_drift_recent=recent, **options)
+    batch = drift_batch()
+    train_drift, eval_drift = batch_drift(mf, batch, 2)
+    is_recent = batch["target_from_end"][batch["target_items"] > 0] <= recent
     assert is_recent.any() and not is_recent.all()
-    held_out = torch.tensor([4, 9, 1, N_ITEMS])
-    eval_drift = drift[torch.arange(4), (batch["lengths"] - 1).clamp_min(0)]
-
-    def predictions(m):
-        query, items, _ = m.train_queries(batch)
-        return m.predict_rating(query, items), m.predict_rating(m.eval_queries(batch), held_out)
-
     with torch.no_grad():
-        for got, want in zip(predictions(model), predictions(plain), strict=True):
+        for got, want in zip(rating_predictions(model, batch), rating_predictions(plain, batch), strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=1e-12)  # zero at the start
         torch.testing.assert_close(model.score(model.eval_queries(batch)), plain.score(plain.eval_queries(batch)))
         model.drift_weight.fill_(0.7 / scale)
         model.drift_weight_recent.fill_(-0.4 / scale)
         plain.drift_weight.fill_(0.7 / scale)
-        train_plain, eval_plain = predictions(plain)
-    train_got, eval_got = predictions(model)
+        train_plain, eval_plain = rating_predictions(plain, batch)
+    train_got, eval_got = rating_predictions(model, batch)
     weight = torch.where(is_recent, torch.tensor(-0.4, dtype=torch.float64), 0.7)
-    torch.testing.assert_close(train_got, train_plain + (weight - 0.7) * drift[mask], rtol=0, atol=1e-10)
+    torch.testing.assert_close(train_got, train_plain + (weight - 0.7) * train_drift, rtol=0, atol=1e-10)
     torch.testing.assert_close(eval_got, eval_plain + (-0.4 - 0.7) * eval_drift, rtol=0, atol=1e-10)
     (train_got.sum() + eval_got.sum()).backward()
-    torch.testing.assert_close(model.drift_weight.grad, scale * drift[mask][~is_recent].sum())
-    torch.testing.assert_close(model.drift_weight_recent.grad, scale * (drift[mask][is_recent].sum() + eval_drift.sum()))
+    torch.testing.assert_close(model.drift_weight.grad, scale * train_drift[~is_recent].sum())
+    torch.testing.assert_close(model.drift_weight_recent.grad, scale * (train_drift[is_recent].sum() + eval_drift.sum()))
     del batch["target_from_end"]
     with pytest.raises(ValueError, match="needs each training target's place from the end"):
         model.train_queries(batch)
@@ -258,56 +256,51 @@ def test_drift_recent_gives_each_users_last_targets_and_held_out_ratings_their_o
         SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base=str(run), rating_base_drift=3, rating_base_drift_lr_scale=0)
 
 
-def test_drift_calibrate_holds_each_users_last_targets_out_of_the_network(tmp_path):
-    """With ``rating_base_drift_calibrate`` the predictions are the same, but the last N training targets of each
-    user send their error to the recent drift weight alone: no network parameter gets a gradient from them, the
-    earlier targets' gradients are the ones without calibration, and held-out ratings are unaffected."""
-    run, _ = mf_run(tmp_path)
-    models = []
-    for calibrate in (False, True):
-        torch.manual_seed(0)
-        models.append(SS4Rec(N_ITEMS, N_USERS, hidden=16, d_state=8, mamba_d_state=8, use_ratings=True,
-                             rating_base=str(run), rating_base_residuals=True, rating_base_drift=2,
-                             rating_base_drift_recent=2, rating_base_drift_lr_scale=10,
-                             rating_base_drift_calibrate=calibrate).double().eval())  # fmt: skip
-        models[-1].rating_base.fill()
-        with torch.no_grad():
-            models[-1].drift_weight_recent.fill_(0.03)
-            models[-1].rating_head.mlp[-1].weight.normal_(generator=torch.Generator().manual_seed(1))
-    plain, model = models
-    batch = sequence_batch([7, 2, 5, 4], max_len=8, seed=3)
-    batch["users"] = torch.tensor([1, 3, 0, 2])
-    mask = batch["target_items"] > 0
-    batch["target_from_end"] = torch.where(mask, torch.tensor([7, 9, 7, 3])[:, None] - torch.arange(8)[None, :], 0)
-    recent = batch["target_from_end"][mask] <= 2
+def test_drift_calibrate_fits_a_stage_on_each_users_last_targets_out_of_the_network(tmp_path):
+    """Against float64: with ``rating_base_drift_calibrate`` the last N training targets of each user and every
+    held-out rating are predicted as ``mean + gain * (network - mean) + w_recent * drift + bias`` (mean: the
+    training ratings'; the earlier targets as without it); those targets' errors reach the gain, ``w_recent`` and the
+    bias alone, never a network parameter, and the earlier targets' gradients are the ones without calibration."""
+    run, mf = mf_run(tmp_path)
+    scale, w_recent, gain, bias = 10.0, 0.03, 1.2, -0.1
+    options = {"rating_base_drift": 2, "rating_base_drift_recent": 2, "rating_base_drift_lr_scale": scale}
+    plain, model = drift_models(run, **options), drift_models(run, rating_base_drift_calibrate=True, **options)
+    with torch.no_grad():
+        for m in (plain, model):
+            m.drift_weight.fill_(0.05 / scale)
+            m.drift_weight_recent.fill_(w_recent / scale)
+            m.rating_head.mlp[-1].weight.normal_(generator=torch.Generator().manual_seed(1))
+            m.rating_head.rating_mean.fill_(3.25)  # as the trainer sets it
+        model.calibration.copy_(torch.tensor([gain - 1.0, bias], dtype=torch.float64) / scale)
+    batch = drift_batch()
+    train_drift, eval_drift = batch_drift(mf, batch, 2)
+    recent = batch["target_from_end"][batch["target_items"] > 0] <= 2
     assert recent.any() and not recent.all()
-    held_out = torch.tensor([4, 9, 1, N_ITEMS])
+    with torch.no_grad():
+        (plain_train, plain_eval), (got_train, got_eval) = rating_predictions(plain, batch), rating_predictions(model, batch)
+    # the network's rating alone, less the mean
+    network = plain_train - torch.where(recent, torch.tensor(w_recent, dtype=torch.float64), 0.05) * train_drift - 3.25
+    want = torch.where(recent, 3.25 + gain * network + w_recent * train_drift + bias, plain_train)
+    torch.testing.assert_close(got_train, want, rtol=0, atol=1e-10)
+    eval_network = plain_eval - w_recent * eval_drift - 3.25
+    torch.testing.assert_close(got_eval, 3.25 + gain * eval_network + w_recent * eval_drift + bias, rtol=0, atol=1e-10)
 
-    def gradients(m, loss_of):
+    def gradients(m, rows):
         m.zero_grad()
         query, items, _ = m.train_queries(batch)
-        loss_of(m.predict_rating(query, items)).backward()
+        m.predict_rating(query, items)[rows].square().sum().backward()
         return {name: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for name, p in m.named_parameters()}
 
-    with torch.no_grad():
-        predicted = []
-        for m in models:
-            query, items, _ = m.train_queries(batch)
-            predicted.append((m.predict_rating(query, items), m.predict_rating(m.eval_queries(batch), held_out)))
-    for got, want in zip(*predicted, strict=True):
-        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
-    on_recent = gradients(model, lambda p: p[recent].square().sum())
-    network = [name for name in on_recent if not name.startswith("drift_weight")]
-    assert all(on_recent[name].abs().max() == 0 for name in network)
-    assert on_recent["drift_weight_recent"].abs() > 0
-    torch.testing.assert_close(on_recent["drift_weight_recent"], gradients(plain, lambda p: p[recent].square().sum())["drift_weight_recent"])
-    for name, grad in gradients(model, lambda p: p[~recent].square().sum()).items():
-        torch.testing.assert_close(grad, gradients(plain, lambda p: p[~recent].square().sum())[name], rtol=0, atol=1e-12)
-    eval_loss = lambda m: m.predict_rating(m.eval_queries(batch), held_out).square().sum()  # noqa: E731
-    model.zero_grad(), plain.zero_grad()
-    eval_loss(model).backward(), eval_loss(plain).backward()
-    for (name, got), (_, want) in zip(model.named_parameters(), plain.named_parameters(), strict=True):
-        torch.testing.assert_close(got.grad, want.grad, rtol=0, atol=1e-12, msg=name)
+    on_recent = gradients(model, recent)
+    stage = {"drift_weight_recent", "calibration"}
+    assert all(on_recent[name].abs().max() == 0 for name in on_recent if name not in stage)
+    twice = 2 * got_train[recent]
+    torch.testing.assert_close(on_recent["calibration"], scale * torch.stack([(twice * network[recent]).sum(), twice.sum()]))
+    torch.testing.assert_close(on_recent["drift_weight_recent"], scale * (twice * train_drift[recent]).sum())
+    earlier, earlier_plain = gradients(model, ~recent), gradients(plain, ~recent)
+    assert earlier["calibration"].abs().max() == 0
+    for name, grad in earlier_plain.items():
+        torch.testing.assert_close(earlier[name], grad, rtol=0, atol=1e-12, msg=name)
     with pytest.raises(ValueError, match="rating_base_drift_calibrate needs rating_base_drift_recent"):
         SS4Rec(N_ITEMS, N_USERS, hidden=16, rating_base=str(run), rating_base_drift=3, rating_base_drift_calibrate=True)
 

@@ -25,8 +25,9 @@ last N training ratings and for every held-out or served rating, which come afte
 strays from the profile more than its middle, ``benchmarks/rating_drift.py``),
 ``rating_base_drift_lr_scale`` (the drift weights are this times their parameters, so Adam moves them this many
 times faster than the rest: at the network's learning rate they are still near 0 when its validation error is best),
-``rating_base_drift_calibrate`` (with ``rating_base_drift_recent``: those last N targets train the recent drift weight
-alone, never the network, so it is fitted on out-of-sample errors like a held-out rating's),
+``rating_base_drift_calibrate`` (with ``rating_base_drift_recent``: those last N targets train a linear stage alone,
+never the network: a gain on the network's rating, the recent drift weight and a bias, applied to them and to every
+held-out rating, so it is fitted on out-of-sample errors like a held-out rating's, in one run),
 ``s5_clip_eigs`` (S5's eigenvalues kept at a real part of at most -1e-4, as the JAX S5 does, so a long gap
 cannot overflow the state; the official code leaves them free, and while they stay below the bound the two
 agree exactly: ``ss4rec.models.s5``),
@@ -169,9 +170,12 @@ class SS4Rec(SequentialRecommender):
         self.drift_lr_scale = float(rating_base_drift_lr_scale)
         if rating_base_drift_calibrate and not rating_base_drift_recent:
             raise ValueError("rating_base_drift_calibrate needs rating_base_drift_recent (the last N targets it holds out)")
-        # the last N training targets of each user train the recent drift weight alone: the network never fits
-        # them, so the weight learns the drift from errors as out of sample as the held-out ratings' are
+        # the last N training targets of each user train a linear stage alone, never the network: each of them and
+        # every held-out rating is predicted as mean + gain * (network's rating - mean) + recent drift weight * drift
+        # + bias (mean: the training ratings'),
+        # fitted on errors as out of sample as the held-out ratings' are (gain 1 and bias 0 at the start)
         self.drift_calibrate = bool(rating_base_drift_calibrate)
+        self.calibration = nn.Parameter(torch.zeros(2)) if rating_base_drift_calibrate else None  # gain - 1, bias
         self.layers = nn.ModuleList(
             SS4RecLayer(
                 hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs
@@ -248,8 +252,9 @@ class SS4Rec(SequentialRecommender):
 
     # with rating_base_drift a query is [h, drift, the base's user part]; with rating_base_drift_recent
     # [h, drift of an earlier target, drift of a recent one (one of the two is 0), user part], and with
-    # rating_base_drift_calibrate one more column before the user part, 1 on the recent training targets (whose
-    # rating reaches the network without a gradient): predict_rating splits the drift columns off
+    # rating_base_drift_calibrate one more column before the user part, 1 where the stage applies (the recent
+    # training targets, whose error then reaches the network without a gradient, and every held-out rating):
+    # predict_rating splits the drift columns off
     @property
     def drift_columns(self) -> int:
         if self.drift_weight is None:
@@ -278,7 +283,7 @@ class SS4Rec(SequentialRecommender):
         drift = gather_last(self.drift(batch), batch["lengths"])  # a held-out rating follows every training one
         if self.drift_weight_recent is not None:
             zero = torch.zeros_like(drift)
-            drift = torch.stack([zero, drift] + ([zero] if self.drift_calibrate else []), -1)
+            drift = torch.stack([zero, drift] + ([torch.ones_like(drift)] if self.drift_calibrate else []), -1)
         return self._insert_drift(query, drift)
 
     def _insert_drift(self, query: torch.Tensor, drift: torch.Tensor) -> torch.Tensor:
@@ -292,8 +297,11 @@ class SS4Rec(SequentialRecommender):
         end = self.hidden + self.drift_columns
         rest = torch.cat([query[..., : self.hidden], query[..., end:]], -1)
         rating = super().predict_rating(rest, items)
-        if self.drift_calibrate:  # a recent training target's error reaches the drift weight alone
-            rating = torch.where(query[..., end - 1] > 0, rating.detach(), rating)
+        if self.drift_calibrate:  # a recent target's error reaches the stage alone
+            gain, bias = 1.0 + self.drift_lr_scale * self.calibration[0], self.drift_lr_scale * self.calibration[1]
+            centre = self.rating_head.rating_mean.to(rating.dtype)  # the gain scales about the mean training rating
+            staged = gain.to(rating.dtype) * (rating.detach() - centre) + centre + bias.to(rating.dtype)
+            rating = torch.where(query[..., end - 1] > 0, staged, rating)
         weighted = self.hidden + (2 if self.drift_weight_recent is not None else 1)
         return rating + query[..., self.hidden : weighted] @ self.drift_weights().to(query.dtype)
 
