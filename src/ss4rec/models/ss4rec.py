@@ -172,8 +172,8 @@ class SS4Rec(SequentialRecommender):
             raise ValueError("rating_base_drift_calibrate needs rating_base_drift_recent (the last N targets it holds out)")
         # the last N training targets of each user train a linear stage alone, never the network: each of them and
         # every held-out rating is predicted as mean + gain * (network's rating - mean) + recent drift weight * drift
-        # + bias (mean: the training ratings'),
-        # fitted on errors as out of sample as the held-out ratings' are (gain 1 and bias 0 at the start)
+        # + bias (mean: the training ratings'), fitted on errors as out of sample as the held-out ratings' are (gain 1
+        # and bias 0 at the start)
         self.drift_calibrate = bool(rating_base_drift_calibrate)
         self.calibration = nn.Parameter(torch.zeros(2)) if rating_base_drift_calibrate else None  # gain - 1, bias
         self.layers = nn.ModuleList(
@@ -306,7 +306,8 @@ class SS4Rec(SequentialRecommender):
         return rating + query[..., self.hidden : weighted] @ self.drift_weights().to(query.dtype)
 
     def drift_weights(self) -> torch.Tensor:
-        """(drift_columns,): the weight on each drift column (earlier targets, then recent ones)."""
+        """(1,) or, with ``rating_base_drift_recent``, (2,): the weight on each drift column (earlier targets, then
+        recent ones)."""
         weights = [self.drift_weight] if self.drift_weight_recent is None else [self.drift_weight, self.drift_weight_recent]
         return self.drift_lr_scale * torch.stack(weights)
 
