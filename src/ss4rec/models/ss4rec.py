@@ -251,15 +251,12 @@ class SS4Rec(SequentialRecommender):
         return (window / n.clamp_min(1)).to(errors.dtype)
 
     # with rating_base_drift a query is [h, drift, the base's user part]; with rating_base_drift_recent
-    # [h, drift of an earlier target, drift of a recent one (one of the two is 0), user part], and with
-    # rating_base_drift_calibrate one more column before the user part, 1 where the stage applies (the recent
-    # training targets, whose error then reaches the network without a gradient, and every held-out rating):
-    # predict_rating splits the drift columns off
+    # [h, drift, recent, user part], recent 1 on each user's last N training targets and every held-out rating (where
+    # drift_weight_recent and, with rating_base_drift_calibrate, the stage apply), else 0: predict_rating splits
+    # these columns off
     @property
     def drift_columns(self) -> int:
-        if self.drift_weight is None:
-            return 0
-        return 1 if self.drift_weight_recent is None else 3 if self.drift_calibrate else 2
+        return 0 if self.drift_weight is None else 1 if self.drift_weight_recent is None else 2
 
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         query, targets, ratings = super().train_queries(batch)
@@ -272,18 +269,16 @@ class SS4Rec(SequentialRecommender):
                 raise ValueError("rating_base_drift_recent needs each training target's place from the end "
                                  "(target_from_end, in every training sequence batch)")  # fmt: skip
             recent = batch["target_from_end"][mask] <= self.drift_recent
-            columns = [torch.where(recent, 0.0, drift), torch.where(recent, drift, 0.0)]
-            drift = torch.stack(columns + ([recent.to(drift.dtype)] if self.drift_calibrate else []), -1)
+            drift = torch.stack([drift, recent.to(drift.dtype)], -1)
         return self._insert_drift(query, drift), targets, ratings
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
         query = super().eval_queries(batch)
         if self.drift_weight is None:
             return query
-        drift = gather_last(self.drift(batch), batch["lengths"])  # a held-out rating follows every training one
-        if self.drift_weight_recent is not None:
-            zero = torch.zeros_like(drift)
-            drift = torch.stack([zero, drift] + ([torch.ones_like(drift)] if self.drift_calibrate else []), -1)
+        drift = gather_last(self.drift(batch), batch["lengths"])
+        if self.drift_weight_recent is not None:  # a held-out rating follows every training one: recent
+            drift = torch.stack([drift, torch.ones_like(drift)], -1)
         return self._insert_drift(query, drift)
 
     def _insert_drift(self, query: torch.Tensor, drift: torch.Tensor) -> torch.Tensor:
@@ -296,20 +291,17 @@ class SS4Rec(SequentialRecommender):
             return super().predict_rating(query, items)
         end = self.hidden + self.drift_columns
         rest = torch.cat([query[..., : self.hidden], query[..., end:]], -1)
-        rating = super().predict_rating(rest, items)
+        rating, drift = super().predict_rating(rest, items), query[..., self.hidden]
+        if self.drift_weight_recent is None:
+            return rating + (self.drift_lr_scale * self.drift_weight).to(query.dtype) * drift
+        recent = query[..., self.hidden + 1] > 0
         if self.drift_calibrate:  # a recent target's error reaches the stage alone
             gain, bias = 1.0 + self.drift_lr_scale * self.calibration[0], self.drift_lr_scale * self.calibration[1]
             centre = self.rating_head.rating_mean.to(rating.dtype)  # the gain scales about the mean training rating
             staged = gain.to(rating.dtype) * (rating.detach() - centre) + centre + bias.to(rating.dtype)
-            rating = torch.where(query[..., end - 1] > 0, staged, rating)
-        weighted = self.hidden + (2 if self.drift_weight_recent is not None else 1)
-        return rating + query[..., self.hidden : weighted] @ self.drift_weights().to(query.dtype)
-
-    def drift_weights(self) -> torch.Tensor:
-        """(1,) or, with ``rating_base_drift_recent``, (2,): the weight on each drift column (earlier targets, then
-        recent ones)."""
-        weights = [self.drift_weight] if self.drift_weight_recent is None else [self.drift_weight, self.drift_weight_recent]
-        return self.drift_lr_scale * torch.stack(weights)
+            rating = torch.where(recent, staged, rating)
+        weight = self.drift_lr_scale * torch.where(recent, self.drift_weight_recent, self.drift_weight)
+        return rating + weight.to(query.dtype) * drift
 
     def encode_sequence(self, batch: Batch) -> torch.Tensor:
         """Hidden state after each position (B, L, D).
