@@ -1,0 +1,111 @@
+"""Rating models scored on several leave-last-out splits at once: one held-out rating a user is too few to separate
+differences under 1% on ML-100K (943 test ratings), so each model is also trained with ``data.holdout_last=k``
+(every user's last k ratings left out: the test target is then the (k+1)-th from the end, validation the one before)
+and its test and validation RMSE are pooled over the splits k = 0, 1, ..., K, as one test set of K+1 ratings a user.
+
+    python benchmarks/rating_splits.py svdpp='svdpp_best/{s}_svdpp_s{s}' ss4rec='ss4rec_on_svdpp_oof/s{s}' \\
+        --root reports/ml100k/runs/rating --splits 0 1 2 3 --seeds 0 1 2
+
+The models come first (``--splits`` and ``--seeds`` take every number after them). Each ``NAME=PATTERN`` names
+one run folder per split and seed: ``{s}`` is the seed, the folder is ``ROOT/PATTERN`` for k = 0 and
+``ROOT/holdout_last<k>/PATTERN`` beyond (as the twins' commands in ``reports/ml100k/rating/README.md`` lay them
+out). Only the run records (``metrics.json``) are read, so the table comes from what is in git. A split's RMSE
+enters the pool as its mean squared error: every split holds one rating per user of the same users (the script
+refuses a record whose ``data.holdout_last`` is not its split's, or a run that did not finish). Printed: per split
+the mean over seeds of each model's test RMSE; the pooled test and validation RMSE (mean ± standard deviation over
+seeds); and, against the first model, the pooled change in every seed and how many of the splits the model is
+below it in every seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def run_folder(root: Path, pattern: str, split: int, seed: int) -> Path:
+    """The run of ``pattern`` (``{s}``: the seed) on split ``holdout_last=split``."""
+    base = root if split == 0 else root / f"holdout_last{split}"
+    return base / pattern.format(s=seed)
+
+
+def read_record(folder: Path, split: int) -> tuple[float, float]:
+    """(test RMSE, best validation RMSE) of a finished rating run trained with ``data.holdout_last=split``."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        raise SystemExit(f"rating_splits: no run record {path}")
+    record = json.loads(path.read_text())
+    if record.get("status") != "finished":
+        raise SystemExit(f"rating_splits: {path} has status {record.get('status')!r}, expected 'finished'")
+    holdout = int(record["config"]["data"].get("holdout_last") or 0)
+    if holdout != split:
+        raise SystemExit(f"rating_splits: {path} was trained with data.holdout_last={holdout}, expected {split}")
+    try:
+        return float(record["test"]["test/rmse"]), float(record["best_val"]["val/rmse"])
+    except (KeyError, TypeError):
+        raise SystemExit(f"rating_splits: {path} has no test/rmse and val/rmse (not a task=rating run?)") from None
+
+
+def pooled(rmses: np.ndarray) -> np.ndarray:
+    """RMSE over splits of equal size: the root of the splits' mean squared error (last axis)."""
+    return np.sqrt((rmses**2).mean(axis=-1))
+
+
+def collect(root: Path, models: dict[str, str], splits: list[int], seeds: list[int]) -> dict[str, np.ndarray]:
+    """Per model a (2, seeds, splits) array: test and validation RMSE."""
+    out = {}
+    for name, pattern in models.items():
+        values = [[read_record(run_folder(root, pattern, k, s), k) for k in splits] for s in seeds]
+        out[name] = np.moveaxis(np.asarray(values, dtype=np.float64), -1, 0)
+    return out
+
+
+def table(scores: dict[str, np.ndarray], splits: list[int]) -> str:
+    """The markdown table; the first model is the reference of the last two columns."""
+    names = list(scores)
+    ref_test = scores[names[0]][0]
+    split_heads = " | ".join(f"test k={k}" for k in splits)
+    lines = [
+        f"| model | {split_heads} | pooled test | pooled validation | vs {names[0]}, pooled (per seed) | splits below {names[0]} in every seed |",
+        "|---|" + "---:|" * len(splits) + "---:|---:|---|---:|",
+    ]
+    for name in names:
+        test, val = scores[name]
+        per_split = " | ".join(f"{v:.4f}" for v in test.mean(axis=0))
+        pt, pv = pooled(test), pooled(val)
+        change = pt / pooled(ref_test) - 1
+        per_seed = ", ".join(f"{100 * c:+.1f}%" for c in change)
+        below = int((test < ref_test).all(axis=0).sum())
+        spread = lambda x: f"{x.mean():.4f} ± {x.std(ddof=1) if len(x) > 1 else math.nan:.4f}"  # noqa: E731
+        lines.append(f"| {name} | {per_split} | {spread(pt)} | {spread(pv)} | {100 * change.mean():+.1f}% ({per_seed}) | {below} of {len(splits)} |")
+    return "\n".join(lines)
+
+
+def parse_model(text: str) -> tuple[str, str]:
+    name, sep, pattern = text.partition("=")
+    if not sep or not name or not pattern:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATTERN (e.g. svdpp='svdpp_best/{{s}}_svdpp_s{{s}}'), got {text!r}")
+    return name, pattern
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", type=parse_model, help="NAME=PATTERN, the first is the reference")
+    parser.add_argument("--root", type=Path, required=True, help="folder of the k=0 runs; holdout_last<k>/ below it")
+    parser.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2, 3], help="the holdout_last values")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args(argv)
+    if len(set(args.splits)) != len(args.splits) or min(args.splits) < 0:
+        parser.error(f"--splits must be distinct values >= 0, got {args.splits}")
+    models = dict(args.models)
+    if len(models) != len(args.models):
+        parser.error("every model needs its own NAME")
+    print(table(collect(args.root, models, args.splits, args.seeds), args.splits))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""benchmarks/rating_splits.py: the pooled RMSE over leave-last-out splits, against a float64 reference computed
+from the ratings' squared errors, and its refusals of records that are not the split they are read as."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmark_scripts import load_benchmark
+
+splits = load_benchmark("rating_splits")
+
+
+def write_record(folder, k, test_rmse, val_rmse, status="finished"):
+    folder.mkdir(parents=True)
+    record = {
+        "status": status,
+        "config": {"data": {"holdout_last": k}},
+        "test": {"test/rmse": test_rmse, "test/mae": 0.0},
+        "best_val": {"val/rmse": val_rmse, "val/mae": 0.0},
+    }
+    (folder / "metrics.json").write_text(json.dumps(record))
+
+
+def fake_runs(root, errors):
+    """errors[name]: (seeds, splits, users) test errors; validation errors are the test errors x 0.9."""
+    for name, e in errors.items():
+        for s in range(e.shape[0]):
+            for k in range(e.shape[1]):
+                base = root if k == 0 else root / f"holdout_last{k}"
+                rmse = float(np.sqrt((e[s, k] ** 2).mean()))
+                write_record(base / name / f"s{s}", k, rmse, 0.9 * rmse)
+
+
+def test_pooled_rmse_is_the_rmse_of_every_split_rating_together(tmp_path):
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(3, 4, 101))
+    other = 0.8 * ref + 0.1 * rng.normal(size=ref.shape)
+    other[:, 2] *= 2.0  # worse than the reference on one split
+    other[2, 3] *= 2.0  # and on another in one seed only
+    errors = {"ref": ref, "other": other}
+    fake_runs(tmp_path, errors)
+    models = {name: name + "/s{s}" for name in errors}
+    scores = splits.collect(tmp_path, models, [0, 1, 2, 3], [0, 1, 2])
+    for name, e in errors.items():
+        want = np.sqrt((e**2).reshape(3, -1).mean(axis=1))  # per seed, all 4 x 101 ratings at once
+        np.testing.assert_allclose(splits.pooled(scores[name][0]), want, rtol=1e-12)
+        np.testing.assert_allclose(splits.pooled(scores[name][1]), 0.9 * want, rtol=1e-12)
+    text = splits.table(scores, [0, 1, 2, 3])
+    row = next(line for line in text.splitlines() if line.startswith("| other |"))
+    change = np.sqrt((other**2).reshape(3, -1).mean(axis=1)) / np.sqrt((ref**2).reshape(3, -1).mean(axis=1)) - 1
+    assert f"{100 * change.mean():+.1f}% (" + ", ".join(f"{100 * c:+.1f}%" for c in change) + ")" in row
+    below = int((np.sqrt((other**2).mean(-1)) < np.sqrt((ref**2).mean(-1))).all(0).sum())
+    assert below == 2
+    assert row.endswith(f"| {below} of 4 |")
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"k": 2}, "trained with data.holdout_last=2, expected 1"),
+        ({"status": "failed"}, "has status 'failed'"),
+        (None, "no run record"),
+    ],
+)
+def test_refuses_a_record_that_is_not_its_split(tmp_path, record, message):
+    write_record(tmp_path / "m" / "s0", 0, 1.0, 1.0)
+    folder = tmp_path / "holdout_last1" / "m" / "s0"
+    if record is not None:
+        write_record(folder, record.get("k", 1), 1.0, 1.0, record.get("status", "finished"))
+    with pytest.raises(SystemExit, match=message):
+        splits.collect(tmp_path, {"m": "m/s{s}"}, [0, 1], [0])
+
+
+def test_command_line_needs_name_equals_pattern(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        splits.main(["svdpp_best", "--root", str(tmp_path)])
+    assert "expected NAME=PATTERN" in capsys.readouterr().err
