@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +47,13 @@ def read_record(folder: Path, split: int) -> tuple[float, float]:
         return float(record["test"]["test/rmse"]), float(record["best_val"]["val/rmse"])
     except (KeyError, TypeError):
         raise SystemExit(f"rating_splits: {path} has no test/rmse and val/rmse (not a task=rating run?)") from None
+
+
+def spread(values: np.ndarray) -> str:
+    """Mean ± standard deviation over seeds (the value alone for one seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
 def pooled(rmses: np.ndarray) -> np.ndarray:
@@ -80,7 +86,6 @@ def table(scores: dict[str, np.ndarray], splits: list[int]) -> str:
         change = pt / pooled(ref_test) - 1
         per_seed = ", ".join(f"{100 * c:+.1f}%" for c in change)
         below = int((test < ref_test).all(axis=0).sum())
-        spread = lambda x: f"{x.mean():.4f} ± {x.std(ddof=1) if len(x) > 1 else math.nan:.4f}"  # noqa: E731
         lines.append(f"| {name} | {per_split} | {spread(pt)} | {spread(pv)} | {100 * change.mean():+.1f}% ({per_seed}) | {below} of {len(splits)} |")
     return "\n".join(lines)
 

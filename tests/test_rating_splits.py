@@ -51,6 +51,8 @@ def test_pooled_rmse_is_the_rmse_of_every_split_rating_together(tmp_path):
     text = splits.table(scores, [0, 1, 2, 3])
     row = next(line for line in text.splitlines() if line.startswith("| other |"))
     change = np.sqrt((other**2).reshape(3, -1).mean(axis=1)) / np.sqrt((ref**2).reshape(3, -1).mean(axis=1)) - 1
+    pooled_other = np.sqrt((other**2).reshape(3, -1).mean(axis=1))
+    assert f"| {pooled_other.mean():.4f} ± {pooled_other.std(ddof=1):.4f} |" in row
     assert f"{100 * change.mean():+.1f}% (" + ", ".join(f"{100 * c:+.1f}%" for c in change) + ")" in row
     below = int((np.sqrt((other**2).mean(-1)) < np.sqrt((ref**2).mean(-1))).all(0).sum())
     assert below == 2
