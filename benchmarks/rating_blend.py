@@ -22,6 +22,10 @@ instead: the members' twins trained with ``data.holdout_last=1``, whose validati
 training rating. The blend then uses no held-out rating at all (the validation column becomes a second held-out
 score), and shows what the stage is worth when nothing beyond the training ratings is there to fit it on.
 
+``--record FILE`` also writes the blend of all as a JSON record shaped like a run's ``metrics.json`` (its test
+RMSE, validation RMSE, weights, and the members' ``data.holdout_last``), so that ``benchmarks/rating_splits.py``
+pools a stage over several leave-last-out splits as it pools trained runs.
+
 Every run must be a ``task=rating`` (or ``joint``) run on the same split: the script refuses runs whose
 held-out users, items or ratings differ. ``--threads`` sets torch's threads (default 1).
 """
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -127,15 +133,25 @@ def blend_rows(
     if len(names) > 2:
         subsets += [(f"blend without {name}", [k for k in range(len(names)) if k != j]) for j, name in enumerate(names)]
     for label, keep in subsets:
-        weights = fit(x_fit["val"][:, keep], y_fit["val"])
+        weights, val, test = score(keep, (y, x), (y_fit, x_fit), low, high, cross_validate=fit_on is None)
         shown = ", ".join(f"{names[k]} {w:+.3f}" for k, w in zip(keep, weights[1:], strict=True))
-        if fit_on is None:
-            val = f"{cross_validated(x['val'][:, keep], y['val'], low, high):.4f} (10-fold)"
-        else:
-            val = f"{rmse(y['val'], apply(weights, x['val'][:, keep], low, high)):.4f}"
-        rows.append(f"| {label} | {shown}, intercept {weights[0]:+.3f} | {val} | "
-                    f"{rmse(y['test'], apply(weights, x['test'][:, keep], low, high)):.4f} |")  # fmt: skip
+        val_text = f"{val:.4f} (10-fold)" if fit_on is None else f"{val:.4f}"
+        rows.append(f"| {label} | {shown}, intercept {weights[0]:+.3f} | {val_text} | {test:.4f} |")
     return rows
+
+
+def score(keep: list[int], members: tuple[dict, dict], fit_on: tuple[dict, dict], low: float, high: float,
+          cross_validate: bool) -> tuple[np.ndarray, float, float]:  # fmt: skip
+    """The blend of columns ``keep``: its weights (intercept first) fitted on ``fit_on``'s validation ratings
+    (``columns``' (y, x)), and its validation and test RMSE on ``members``' ratings; validation by 10-fold
+    cross-validation when the weights were fitted on that same validation (``cross_validate``)."""
+    (y, x), (y_fit, x_fit) = members, fit_on
+    weights = fit(x_fit["val"][:, keep], y_fit["val"])
+    if cross_validate:
+        val = cross_validated(x["val"][:, keep], y["val"], low, high)
+    else:
+        val = rmse(y["val"], apply(weights, x["val"][:, keep], low, high))
+    return weights, val, rmse(y["test"], apply(weights, x["test"][:, keep], low, high))
 
 
 def check_same_split(data: dict[str, dict[str, np.ndarray]]) -> None:
@@ -181,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="fit the weights on this run's validation ratings instead of the member NAME's (one per "
                         "member; e.g. its twin trained with data.holdout_last=1)")  # fmt: skip
     parser.add_argument("--fit-drift", metavar="RUN", help="with --fit: the --drift column of the runs fitted on")
+    parser.add_argument("--record", metavar="FILE", type=Path, help="also write the blend of all as a JSON record "
+                        "(test and validation RMSE, weights, the split's data.holdout_last) for rating_splits.py")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     names = [name for name, _ in args.members]
@@ -201,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     with reported_errors():  # a missing run or checkpoint: one error line, not a traceback
         fit_runs = dict(args.fit)
         blend(names, [run for _, run in args.members], args.drift, args.drift_k,
-              [fit_runs[name] for name in names] if args.fit else None, args.fit_drift)  # fmt: skip
+              [fit_runs[name] for name in names] if args.fit else None, args.fit_drift, args.record)  # fmt: skip
 
 
 def load(names: list[str], runs: list[str], drift: str | None, k: int) -> tuple[dict, float, float]:
@@ -223,7 +241,7 @@ def load(names: list[str], runs: list[str], drift: str | None, k: int) -> tuple[
 
 def blend(
     names: list[str], runs: list[str], drift: str | None = None, k: int = 5,
-    fit_runs: list[str] | None = None, fit_drift: str | None = None,
+    fit_runs: list[str] | None = None, fit_drift: str | None = None, record: Path | None = None,
 ) -> None:
     data, low, high = load(names, runs, drift, k)
     fit_on = None
@@ -238,6 +256,29 @@ def blend(
     print(f"| predictions | weights (fitted on {fitted}) | validation RMSE | test RMSE |")
     print("|---|---|---:|---:|")
     print("\n".join(blend_rows(list(data), data, low, high, features=int(drift is not None), fit_on=fit_on)))
+    if record is not None:
+        write_record(record, list(data), data, low, high, fit_on, runs[0])
+
+
+def write_record(path: Path, names: list[str], data: dict, low: float, high: float, fit_on: dict | None, run: str) -> None:
+    """The blend of all as a run-like record: ``test/rmse``, ``best_val``'s ``val/rmse`` (held out when fitted on
+    --fit runs, 10-fold otherwise), the weights, and ``config.data.holdout_last`` of the members' split."""
+    members = columns(names, data)
+    weights, val, test = score(list(range(len(names))), members, columns(names, fit_on) if fit_on else members, low,
+                               high, cross_validate=fit_on is None)  # fmt: skip
+    holdout = int(run_config(resolve(run)[0])["data"].get("holdout_last") or 0)
+    out = {
+        "status": "finished",
+        "command": shlex.join(["python", "benchmarks/rating_blend.py", *sys.argv[1:]]),
+        "config": {"data": {"holdout_last": holdout}},
+        "weights": {"intercept": float(weights[0]), **{n: float(w) for n, w in zip(names, weights[1:], strict=True)}},
+        "fitted_on": "validation (scored by 10-fold cross-validation)" if fit_on is None else "the --fit runs' validation",
+        "best_val": {"val/rmse": val},
+        "test": {"test/rmse": test},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"record: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

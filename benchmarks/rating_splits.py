@@ -9,12 +9,13 @@ and its test and validation RMSE are pooled over the splits k = 0, 1, ..., K, as
 The models come first (``--splits`` and ``--seeds`` take every number after them). Each ``NAME=PATTERN`` names
 one run folder per split and seed: ``{s}`` is the seed, the folder is ``ROOT/PATTERN`` for k = 0 and
 ``ROOT/holdout_last<k>/PATTERN`` beyond (as the twins' commands in ``reports/ml100k/rating/README.md`` lay them
-out). Only the run records (``metrics.json``) are read, so the table comes from what is in git. A split's RMSE
-enters the pool as its mean squared error: every split holds one rating per user of the same users (the script
-refuses a record whose ``data.holdout_last`` is not its split's, or a run that did not finish). Printed: per split
-the mean over seeds of each model's test RMSE; the pooled test and validation RMSE (mean ± standard deviation over
-seeds); and, against the first model, the pooled change in every seed and how many of the splits the model is
-below it in every seed.
+out); a PATTERN ending in ``.json`` names a record file instead of a folder, such as the one
+``benchmarks/rating_blend.py --record`` writes for a fitted stage. Only records are read (``metrics.json``), so
+the table comes from what is in git. A split's RMSE enters the pool as its mean squared error: every split holds
+one rating per user of the same users (the script refuses a record whose ``data.holdout_last`` is not its
+split's, or a run that did not finish). Printed: per split the mean over seeds of each model's test RMSE; the
+pooled test and validation RMSE (mean ± standard deviation over seeds); and, against the first model, the pooled
+change in every seed and how many of the splits the model is below it in every seed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def run_folder(root: Path, pattern: str, split: int, seed: int) -> Path:
 
 def read_record(folder: Path, split: int) -> tuple[float, float]:
     """(test RMSE, best validation RMSE) of a finished rating run trained with ``data.holdout_last=split``."""
-    path = folder / "metrics.json"
+    path = folder if folder.suffix == ".json" else folder / "metrics.json"
     if not path.is_file():
         raise SystemExit(f"rating_splits: no run record {path}")
     record = json.loads(path.read_text())

@@ -3,6 +3,7 @@ predictions are the evaluation loop's (its "alone" RMSE is its run record's)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -127,6 +128,17 @@ def test_each_members_predictions_are_its_runs_evaluation(tmp_path, capsys):
     y_fit, x_fit = blend.columns(["mf", "drift5"], twins)
     weights = blend.fit(x_fit["val"], y_fit["val"])
     assert f"| blend of all | mf {weights[1]:+.3f}, drift5 {weights[2]:+.3f}, intercept {weights[0]:+.3f} |" in capsys.readouterr().out
+    # --record: the blend of all as a run-like record, with the members' split (the twins here: holdout_last 1)
+    blend.main([f"mf={tmp_path / 'mf_last1'}", f"svdpp={tmp_path / 'svdpp_last1'}", f"--record={tmp_path / 'b.json'}"])
+    row = cells(next(r for r in capsys.readouterr().out.splitlines() if r.startswith("| blend of all")))
+    saved = json.loads((tmp_path / "b.json").read_text())
+    y, x = blend.columns(["mf", "svdpp"], twins)
+    weights = blend.fit(x["val"], y["val"])
+    assert saved["config"]["data"]["holdout_last"] == 1 and saved["status"] == "finished"
+    assert saved["weights"] == pytest.approx({"intercept": weights[0], "mf": weights[1], "svdpp": weights[2]}, abs=1e-9)
+    assert saved["test"]["test/rmse"] == pytest.approx(blend.rmse(y["test"], blend.apply(weights, x["test"], 1, 5)), abs=1e-9)
+    assert saved["best_val"]["val/rmse"] == pytest.approx(blend.cross_validated(x["val"], y["val"], 1, 5), abs=1e-9)
+    assert f"{saved['test']['test/rmse']:.4f}" == row[3] and row[2] == f"{saved['best_val']['val/rmse']:.4f} (10-fold)"
     train(compose_train(["model=pop", *SMALL], tmp_path / "pop"))
     with pytest.raises(SystemExit, match="predicts no rating"):
         blend.main([f"mf={tmp_path / 'mf'}", f"pop={tmp_path / 'pop'}"])

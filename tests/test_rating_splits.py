@@ -80,3 +80,13 @@ def test_command_line_needs_name_equals_pattern(tmp_path, capsys):
     with pytest.raises(SystemExit):
         splits.main(["svdpp_best", "--root", str(tmp_path)])
     assert "expected NAME=PATTERN" in capsys.readouterr().err
+
+
+def test_a_json_pattern_reads_that_record_file(tmp_path):
+    """``rating_blend.py --record`` files: a pattern ending in .json is the record itself, not a folder."""
+    for k, rmse in ((0, 0.6), (1, 0.8)):
+        folder = tmp_path if k == 0 else tmp_path / f"holdout_last{k}"
+        write_record(folder / "stage_s0", k, rmse, rmse)
+        (folder / "stage_s0" / "metrics.json").rename(folder / "stage_s0.json")
+    scores = splits.collect(tmp_path, {"stage": "stage_s{s}.json"}, [0, 1], [0])
+    np.testing.assert_allclose(scores["stage"][0], [[0.6, 0.8]])
