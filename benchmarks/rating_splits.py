@@ -13,9 +13,10 @@ out); a PATTERN ending in ``.json`` names a record file instead of a folder, suc
 ``benchmarks/rating_blend.py --record`` writes for a fitted stage. Only records are read (``metrics.json``), so
 the table comes from what is in git. A split's RMSE enters the pool as its mean squared error: every split holds
 one rating per user of the same users (the script refuses a record whose ``data.holdout_last`` is not its
-split's, or a run that did not finish). Printed: per split the mean over seeds of each model's test RMSE; the
-pooled test and validation RMSE (mean ± standard deviation over seeds); and, against the first model, the pooled
-change in every seed and how many of the splits the model is below it in every seed.
+split's, or a run that did not finish). Printed: per split the mean over seeds of each model's test RMSE
+(``--compare val``: validation RMSE); the pooled test and validation RMSE (mean ± standard deviation over seeds);
+and, against the first model, the pooled change of the compared RMSE in every seed and how many of the splits the
+model is below it in every seed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+STAGES = {"test": 0, "val": 1}
 
 
 def run_folder(root: Path, pattern: str, split: int, seed: int) -> Path:
@@ -71,23 +74,26 @@ def collect(root: Path, models: dict[str, str], splits: list[int], seeds: list[i
     return out
 
 
-def table(scores: dict[str, np.ndarray], splits: list[int]) -> str:
-    """The markdown table; the first model is the reference of the last two columns."""
+def table(scores: dict[str, np.ndarray], splits: list[int], stage: str = "test") -> str:
+    """The markdown table; the first model is the reference of the last two columns, which (with the per-split
+    columns) compare ``stage``'s RMSE: ``test`` or ``val``."""
     names = list(scores)
-    ref_test = scores[names[0]][0]
-    split_heads = " | ".join(f"test k={k}" for k in splits)
+    index = STAGES[stage]
+    ref = scores[names[0]][index]
+    split_heads = " | ".join(f"{stage} k={k}" for k in splits)
     lines = [
-        f"| model | {split_heads} | pooled test | pooled validation | vs {names[0]}, pooled (per seed) | splits below {names[0]} in every seed |",
+        f"| model | {split_heads} | pooled test | pooled validation | {stage} vs {names[0]}, pooled (per seed) | "
+        f"splits below {names[0]} in every seed |",
         "|---|" + "---:|" * len(splits) + "---:|---:|---|---:|",
     ]
     for name in names:
-        test, val = scores[name]
-        per_split = " | ".join(f"{v:.4f}" for v in test.mean(axis=0))
-        pt, pv = pooled(test), pooled(val)
-        change = pt / pooled(ref_test) - 1
+        shown = scores[name][index]
+        per_split = " | ".join(f"{v:.4f}" for v in shown.mean(axis=0))
+        change = pooled(shown) / pooled(ref) - 1
         per_seed = ", ".join(f"{100 * c:+.1f}%" for c in change)
-        below = int((test < ref_test).all(axis=0).sum())
-        lines.append(f"| {name} | {per_split} | {spread(pt)} | {spread(pv)} | {100 * change.mean():+.1f}% ({per_seed}) | {below} of {len(splits)} |")
+        below = int((shown < ref).all(axis=0).sum())
+        lines.append(f"| {name} | {per_split} | {spread(pooled(scores[name][0]))} | {spread(pooled(scores[name][1]))} | "
+                     f"{100 * change.mean():+.1f}% ({per_seed}) | {below} of {len(splits)} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -104,13 +110,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, required=True, help="folder of the k=0 runs; holdout_last<k>/ below it")
     parser.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2, 3], help="the holdout_last values")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--compare", choices=list(STAGES), default="test", help="the RMSE of the per-split columns "
+                        "and the comparison with the first model: test (default) or val")  # fmt: skip
     args = parser.parse_args(argv)
     if len(set(args.splits)) != len(args.splits) or min(args.splits) < 0:
         parser.error(f"--splits must be distinct values >= 0, got {args.splits}")
     models = dict(args.models)
     if len(models) != len(args.models):
         parser.error("every model needs its own NAME")
-    print(table(collect(args.root, models, args.splits, args.seeds), args.splits))
+    print(table(collect(args.root, models, args.splits, args.seeds), args.splits, args.compare))
 
 
 if __name__ == "__main__":

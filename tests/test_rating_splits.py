@@ -57,6 +57,11 @@ def test_pooled_rmse_is_the_rmse_of_every_split_rating_together(tmp_path):
     below = int((np.sqrt((other**2).mean(-1)) < np.sqrt((ref**2).mean(-1))).all(0).sum())
     assert below == 2
     assert row.endswith(f"| {below} of 4 |")
+    # --compare val: the same columns from the validation RMSE (here 0.9 x the test RMSE, so the same changes)
+    val_row = next(line for line in splits.table(scores, [0, 1, 2, 3], "val").splitlines() if line.startswith("| other |"))
+    per_split = np.sqrt((other**2).mean(-1)).mean(0)
+    assert val_row.startswith("| other | " + " | ".join(f"{0.9 * v:.4f}" for v in per_split) + " |")
+    assert val_row.split("|")[-3:] == row.split("|")[-3:]
 
 
 @pytest.mark.parametrize(
