@@ -23,7 +23,7 @@ training rating. The blend then uses no held-out rating at all (the validation c
 score), and shows what the stage is worth when nothing beyond the training ratings is there to fit it on.
 
 ``--record FILE`` also writes the blend of all as a JSON record shaped like a run's ``metrics.json`` (its test
-RMSE, validation RMSE, weights, and the members' ``data.holdout_last``), so that ``benchmarks/rating_splits.py``
+RMSE, validation RMSE, weights, and the members' ``data.holdout_last``), so that ``benchmarks/pooled_splits.py``
 pools a stage over several leave-last-out splits as it pools trained runs.
 
 Every run must be a ``task=rating`` (or ``joint``) run on the same split: the script refuses runs whose
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
                         "member; e.g. its twin trained with data.holdout_last=1)")  # fmt: skip
     parser.add_argument("--fit-drift", metavar="RUN", help="with --fit: the --drift column of the runs fitted on")
     parser.add_argument("--record", metavar="FILE", type=Path, help="also write the blend of all as a JSON record "
-                        "(test and validation RMSE, weights, the split's data.holdout_last) for rating_splits.py")  # fmt: skip
+                        "(test and validation RMSE, weights, the split's data.holdout_last) for pooled_splits.py")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     names = [name for name, _ in args.members]

@@ -1,5 +1,6 @@
-"""benchmarks/rating_splits.py: the pooled RMSE over leave-last-out splits, against a float64 reference computed
-from the ratings' squared errors, and its refusals of records that are not the split they are read as."""
+"""benchmarks/pooled_splits.py: the pooled RMSE over leave-last-out splits, against a float64 reference computed
+from the ratings' squared errors; a ranking metric pooled as a mean, higher being better; and the refusals of
+records that are not the split they are read as."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ import pytest
 
 from benchmark_scripts import load_benchmark
 
-splits = load_benchmark("rating_splits")
+splits = load_benchmark("pooled_splits")
 
 
-def write_record(folder, k, test_rmse, val_rmse, status="finished"):
+def write_record(folder, k, test_rmse, val_rmse, status="finished", metric="rmse"):
     folder.mkdir(parents=True)
     record = {
         "status": status,
         "config": {"data": {"holdout_last": k}},
-        "test": {"test/rmse": test_rmse, "test/mae": 0.0},
-        "best_val": {"val/rmse": val_rmse, "val/mae": 0.0},
+        "test": {f"test/{metric}": test_rmse, "test/mae": 0.0},
+        "best_val": {f"val/{metric}": val_rmse, "val/mae": 0.0},
     }
     (folder / "metrics.json").write_text(json.dumps(record))
 
@@ -95,3 +96,24 @@ def test_a_json_pattern_reads_that_record_file(tmp_path):
         (folder / "stage_s0" / "metrics.json").rename(folder / "stage_s0.json")
     scores = splits.collect(tmp_path, {"stage": "stage_s{s}.json"}, [0, 1], [0])
     np.testing.assert_allclose(scores["stage"][0], [[0.6, 0.8]])
+
+
+def test_a_ranking_metric_is_pooled_as_a_mean_and_higher_is_better(tmp_path):
+    rng = np.random.default_rng(3)
+    hits = {"ref": rng.uniform(0, 0.2, size=(2, 3, 50)), "other": rng.uniform(0, 0.2, size=(2, 3, 50))}
+    hits["other"][:, :2] += 0.05  # better on splits 0 and 1 in both seeds
+    for name, h in hits.items():
+        for s in range(2):
+            for k in range(3):
+                base = tmp_path if k == 0 else tmp_path / f"holdout_last{k}"
+                write_record(base / name / f"s{s}", k, float(h[s, k].mean()), float(h[s, k].mean()), metric="ndcg@10")
+    models = {name: name + "/s{s}" for name in hits}
+    scores = splits.collect(tmp_path, models, [0, 1, 2], [0, 1], "ndcg@10")
+    want = {name: h.reshape(2, -1).mean(axis=1) for name, h in hits.items()}  # every user-target of a seed at once
+    np.testing.assert_allclose(splits.pooled(scores["other"][0], "ndcg@10"), want["other"], rtol=1e-12)
+    row = next(line for line in splits.table(scores, [0, 1, 2], metric="ndcg@10").splitlines() if line.startswith("| other |"))
+    change = want["other"] / want["ref"] - 1
+    assert f"{100 * change.mean():+.1f}% (" + ", ".join(f"{100 * c:+.1f}%" for c in change) + ")" in row
+    assert row.endswith("| 2 of 3 |")
+    with pytest.raises(SystemExit, match="has no test/rmse and val/rmse"):
+        splits.collect(tmp_path, models, [0], [0])
