@@ -216,10 +216,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.drift and f"drift{args.drift_k}" in names:
         parser.error(f"drift{args.drift_k} names the --drift column; give the member another name")
     torch.set_num_threads(args.threads)
+    command = shlex.join(["python", "benchmarks/rating_blend.py", *(sys.argv[1:] if argv is None else argv)])
+    record = (args.record, command) if args.record else None
     with reported_errors():  # a missing run or checkpoint: one error line, not a traceback
         fit_runs = dict(args.fit)
         blend(names, [run for _, run in args.members], args.drift, args.drift_k,
-              [fit_runs[name] for name in names] if args.fit else None, args.fit_drift, args.record)  # fmt: skip
+              [fit_runs[name] for name in names] if args.fit else None, args.fit_drift, record)  # fmt: skip
 
 
 def load(names: list[str], runs: list[str], drift: str | None, k: int) -> tuple[dict, float, float]:
@@ -241,8 +243,9 @@ def load(names: list[str], runs: list[str], drift: str | None, k: int) -> tuple[
 
 def blend(
     names: list[str], runs: list[str], drift: str | None = None, k: int = 5,
-    fit_runs: list[str] | None = None, fit_drift: str | None = None, record: Path | None = None,
+    fit_runs: list[str] | None = None, fit_drift: str | None = None, record: tuple[Path, str] | None = None,
 ) -> None:
+    """Print the blends' table; ``record``: (file, the command that asked for it) to write the blend of all to."""
     data, low, high = load(names, runs, drift, k)
     fit_on = None
     if fit_runs is not None:
@@ -257,10 +260,12 @@ def blend(
     print("|---|---|---:|---:|")
     print("\n".join(blend_rows(list(data), data, low, high, features=int(drift is not None), fit_on=fit_on)))
     if record is not None:
-        write_record(record, list(data), data, low, high, fit_on, runs[0])
+        write_record(*record, list(data), data, low, high, fit_on, runs[0])
 
 
-def write_record(path: Path, names: list[str], data: dict, low: float, high: float, fit_on: dict | None, run: str) -> None:
+def write_record(
+    path: Path, command: str, names: list[str], data: dict, low: float, high: float, fit_on: dict | None, run: str,
+) -> None:
     """The blend of all as a run-like record: ``test/rmse``, ``best_val``'s ``val/rmse`` (held out when fitted on
     --fit runs, 10-fold otherwise), the weights, and ``config.data.holdout_last`` of the members' split."""
     members = columns(names, data)
@@ -269,7 +274,7 @@ def write_record(path: Path, names: list[str], data: dict, low: float, high: flo
     holdout = int(run_config(resolve(run)[0])["data"].get("holdout_last") or 0)
     out = {
         "status": "finished",
-        "command": shlex.join(["python", "benchmarks/rating_blend.py", *sys.argv[1:]]),
+        "command": command,
         "config": {"data": {"holdout_last": holdout}},
         "weights": {"intercept": float(weights[0]), **{n: float(w) for n, w in zip(names, weights[1:], strict=True)}},
         "fitted_on": "validation (scored by 10-fold cross-validation)" if fit_on is None else "the --fit runs' validation",

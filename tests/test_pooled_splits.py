@@ -25,14 +25,14 @@ def write_record(folder, k, test_rmse, val_rmse, status="finished", metric="rmse
     (folder / "metrics.json").write_text(json.dumps(record))
 
 
-def fake_runs(root, errors):
-    """errors[name]: (seeds, splits, users) test errors; validation errors are the test errors x 0.9."""
-    for name, e in errors.items():
-        for s in range(e.shape[0]):
-            for k in range(e.shape[1]):
+def fake_runs(root, values, val_scale=0.9, metric="rmse"):
+    """values[name]: (seeds, splits) test values of the metric, recorded at ROOT[/holdout_last<k>]/<name>/s<seed>;
+    validation is the test value x ``val_scale``."""
+    for name, v in values.items():
+        for s in range(v.shape[0]):
+            for k in range(v.shape[1]):
                 base = root if k == 0 else root / f"holdout_last{k}"
-                rmse = float(np.sqrt((e[s, k] ** 2).mean()))
-                write_record(base / name / f"s{s}", k, rmse, 0.9 * rmse)
+                write_record(base / name / f"s{s}", k, float(v[s, k]), val_scale * float(v[s, k]), metric=metric)
 
 
 def test_pooled_rmse_is_the_rmse_of_every_split_rating_together(tmp_path):
@@ -42,7 +42,7 @@ def test_pooled_rmse_is_the_rmse_of_every_split_rating_together(tmp_path):
     other[:, 2] *= 2.0  # worse than the reference on one split
     other[2, 3] *= 2.0  # and on another in one seed only
     errors = {"ref": ref, "other": other}
-    fake_runs(tmp_path, errors)
+    fake_runs(tmp_path, {name: np.sqrt((e**2).mean(-1)) for name, e in errors.items()})
     models = {name: name + "/s{s}" for name in errors}
     scores = splits.collect(tmp_path, models, [0, 1, 2, 3], [0, 1, 2])
     for name, e in errors.items():
@@ -102,11 +102,7 @@ def test_a_ranking_metric_is_pooled_as_a_mean_and_higher_is_better(tmp_path):
     rng = np.random.default_rng(3)
     hits = {"ref": rng.uniform(0, 0.2, size=(2, 3, 50)), "other": rng.uniform(0, 0.2, size=(2, 3, 50))}
     hits["other"][:, :2] += 0.05  # better on splits 0 and 1 in both seeds
-    for name, h in hits.items():
-        for s in range(2):
-            for k in range(3):
-                base = tmp_path if k == 0 else tmp_path / f"holdout_last{k}"
-                write_record(base / name / f"s{s}", k, float(h[s, k].mean()), float(h[s, k].mean()), metric="ndcg@10")
+    fake_runs(tmp_path, {name: h.mean(-1) for name, h in hits.items()}, val_scale=1.0, metric="ndcg@10")
     models = {name: name + "/s{s}" for name in hits}
     scores = splits.collect(tmp_path, models, [0, 1, 2], [0, 1], "ndcg@10")
     want = {name: h.reshape(2, -1).mean(axis=1) for name, h in hits.items()}  # every user-target of a seed at once

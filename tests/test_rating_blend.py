@@ -135,6 +135,7 @@ def test_each_members_predictions_are_its_runs_evaluation(tmp_path, capsys):
     y, x = blend.columns(["mf", "svdpp"], twins)
     weights = blend.fit(x["val"], y["val"])
     assert saved["config"]["data"]["holdout_last"] == 1 and saved["status"] == "finished"
+    assert saved["command"] == f"python benchmarks/rating_blend.py mf={tmp_path / 'mf_last1'} svdpp={tmp_path / 'svdpp_last1'} --record={tmp_path / 'b.json'}"
     assert saved["weights"] == pytest.approx({"intercept": weights[0], "mf": weights[1], "svdpp": weights[2]}, abs=1e-9)
     assert saved["test"]["test/rmse"] == pytest.approx(blend.rmse(y["test"], blend.apply(weights, x["test"], 1, 5)), abs=1e-9)
     assert saved["best_val"]["val/rmse"] == pytest.approx(blend.cross_validated(x["val"], y["val"], 1, 5), abs=1e-9)
