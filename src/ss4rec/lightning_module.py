@@ -123,18 +123,23 @@ class RecModule(L.LightningModule):
         return loss
 
     # ----------------------------------------------------------------------------- evaluation
+    def target_ranks(self, batch: Batch, query: torch.Tensor | None = None) -> torch.Tensor:
+        """0-based rank of each held-out target of an evaluation batch among all items (B,), as evaluation
+        counts it (seen items masked when the run masks them); ``query``: the batch's ``eval_queries``."""
+        query = self.model.eval_queries(batch) if query is None else query
+        return rank_targets(
+            lambda ids: self.model.score(query, ids),
+            eval_targets(batch)[0],
+            self.model.n_items,
+            seen=batch["seen"] if self.hparams.mask_seen else None,
+            chunk_size=self.hparams.eval_chunk_size,
+        )
+
     def _evaluate(self, batch: Batch, stage: str) -> None:
         query = self.model.eval_queries(batch)  # (B, Q)
         targets, _, target_ratings = eval_targets(batch)
         if self.rank:
-            ranks = rank_targets(
-                lambda ids: self.model.score(query, ids),
-                targets,
-                self.model.n_items,
-                seen=batch["seen"] if self.hparams.mask_seen else None,
-                chunk_size=self.hparams.eval_chunk_size,
-            )
-            self.ranking_metrics[stage].update(ranks)
+            self.ranking_metrics[stage].update(self.target_ranks(batch, query))
         if self.rate:
             low, high = self.hparams.rating_range
             predicted = self.model.predict_rating(query, targets).clamp(low, high)
