@@ -185,6 +185,8 @@ DATA_RULES: dict[str, Rule] = {
     "holdout_folds": NON_NEGATIVE_INT,
     "holdout_fold": NON_NEGATIVE_INT,
     "holdout_last": NON_NEGATIVE_INT,
+    "user_sample": NON_NEGATIVE_INT,
+    "user_sample_seed": NON_NEGATIVE_INT,
     "seed": SEED,
     "data_dir": STRING_OR_NULL,
 }

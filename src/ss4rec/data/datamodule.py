@@ -81,6 +81,10 @@ class SequenceDataModule(L.LightningDataModule):
             validation and test move that many ratings back, into what is otherwise the training part. A
             pseudo-held-out split, on which a second stage (``benchmarks/rating_blend.py --fit``) can be fitted
             without the real held-out ratings. 0: off (the protocol).
+        user_sample / user_sample_seed: with ``user_sample`` N > 0, only N users drawn at random (seeded by
+            ``user_sample_seed``, not by ``seed``: every model seed sees the same users) with all their ratings
+            (``SequenceStore.sample_users``, after k-core and before ``holdout_last``); items are unchanged. A
+            smaller set of the same population, e.g. ML-1M with ML-100K's 943 users. 0: every user.
         seed: shuffling seed (the trainer sets it). data_dir: cache folder (None: ``ss4rec.paths.data_dir()``).
     """
 
@@ -107,6 +111,8 @@ class SequenceDataModule(L.LightningDataModule):
         holdout_folds: int = 0,
         holdout_fold: int = 0,
         holdout_last: int = 0,
+        user_sample: int = 0,
+        user_sample_seed: int = 0,
         seed: int = 0,
         data_dir: str | None = None,
         train_format: str = SEQUENCE,
@@ -148,6 +154,9 @@ class SequenceDataModule(L.LightningDataModule):
         self.holdout_last = int(holdout_last)
         if self.holdout_last < 0:
             raise DataError(f"holdout_last must be >= 0 (0: off), got {holdout_last}")
+        self.user_sample, self.user_sample_seed = int(user_sample), int(user_sample_seed)
+        if self.user_sample < 0:
+            raise DataError(f"user_sample must be >= 0 (0: every user), got {user_sample}")
         self.seed, self.data_dir = int(seed), data_dir
         self.train_format = train_format
         self.store: SequenceStore | None = None
@@ -164,6 +173,8 @@ class SequenceDataModule(L.LightningDataModule):
         if self.store is None:
             store, self.cache_dir, _ = prepare(self.name, self.source, self.options, self.data_dir)
             try:
+                if self.user_sample:
+                    store = store.sample_users(self.user_sample, self.user_sample_seed)
                 self.store = store.without_last(self.holdout_last)
             except ValueError as error:
                 raise DataError(f"data.{error}") from None

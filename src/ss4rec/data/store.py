@@ -100,6 +100,25 @@ class SequenceStore:
             item_titles=self.item_titles, info={**self.info, "holdout_last": k},
         )  # fmt: skip
 
+    def sample_users(self, n: int, seed: int = 0) -> SequenceStore:
+        """The store of ``n`` users drawn without replacement (seeded by ``seed``), in their original order, with all
+        their rows (in memory; items and their ids unchanged, so an item no drawn user rated stays a candidate);
+        ``info["user_sample"]`` records ``n`` and ``seed``."""
+        if not 1 <= n <= self.n_users:
+            raise ValueError(f"user_sample must be between 1 and the {self.n_users} users of the data (0: off), got {n}")
+        if n == self.n_users:
+            return self
+        users = np.sort(np.random.default_rng(seed).choice(self.n_users, size=n, replace=False))
+        lengths = self.lengths[users]
+        rows = np.repeat(self.offsets[users] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(self.offsets.dtype)
+        columns = {name: np.asarray(getattr(self, name))[rows] for name in ("items", "times", "ratings")}
+        return SequenceStore(
+            **columns, offsets=offsets, user_map=np.asarray(self.user_map)[users], item_map=self.item_map,
+            item_genres=self.item_genres, item_titles=self.item_titles,
+            info={**self.info, "user_sample": {"users": n, "seed": seed}},
+        )  # fmt: skip
+
     # ---- disk -------------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
         """Write atomically into ``folder`` (which must not exist yet); return it."""
