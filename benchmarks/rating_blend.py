@@ -41,13 +41,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from ss4rec.batch import eval_targets
 from ss4rec.errors import reported_errors
-from ss4rec.lightning_module import RecModule
-from ss4rec.serve.loading import read_model_checkpoint, resolve, run_config
-from ss4rec.training import build_datamodule
+from ss4rec.evaluate_checkpoint import load_run
+from ss4rec.serve.loading import resolve, run_config
 
 STAGES = ("val", "test")
 
@@ -55,14 +53,7 @@ STAGES = ("val", "test")
 def predictions(run: str | Path) -> tuple[dict[str, np.ndarray], tuple[float, float]]:
     """``{stage: (U, 4) float64}`` of user, target item, true rating and predicted rating, sorted by user;
     and the rating range the predictions are clamped to."""
-    folder, checkpoint = resolve(run)
-    if folder is None:
-        raise SystemExit(f"error: {run!r} is not a run folder (nor a checkpoint inside one's checkpoints/)")
-    datamodule = build_datamodule(OmegaConf.create(run_config(folder)))
-    saved = read_model_checkpoint(checkpoint)
-    module = RecModule(**saved["hyper_parameters"])
-    module.load_state_dict(saved["state_dict"])
-    module.eval()
+    _, datamodule, module = load_run(run)
     if not module.rate:
         raise SystemExit(f"error: {run!r} was trained for ranking only and predicts no rating; give task=rating or joint runs")
     low, high = module.hparams.rating_range

@@ -29,13 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from ss4rec.batch import eval_targets
+from ss4rec.errors import reported_errors
+from ss4rec.evaluate_checkpoint import load_run
 from ss4rec.evaluation import ranking_metrics_from_ranks
-from ss4rec.lightning_module import RecModule
-from ss4rec.serve.loading import read_model_checkpoint, resolve, run_config
-from ss4rec.training import build_datamodule
 
 HOUR, DAY = 3600, 86_400
 GAP_EDGES = (0, HOUR, DAY, 30 * DAY)  # a gap g falls in the first group whose edge is >= g; beyond the last: longer
@@ -56,14 +54,7 @@ def held_out(run: str | Path, stage: str = "test") -> dict[str, np.ndarray]:
     """Per user (sorted by user id) of ``run``'s split: ``rank`` (0-based, among all items) of the held-out target
     under the run's best checkpoint, ``history`` (ratings before the target) and ``gap`` (seconds from the previous
     rating to the target)."""
-    folder, checkpoint = resolve(run)
-    if folder is None:
-        raise SystemExit(f"user_groups: {run} is not a run folder (nor a checkpoint inside one's checkpoints/)")
-    datamodule = build_datamodule(OmegaConf.create(run_config(folder)))
-    saved = read_model_checkpoint(checkpoint)
-    module = RecModule(**saved["hyper_parameters"])
-    module.load_state_dict(saved["state_dict"])
-    module.eval()
+    _, datamodule, module = load_run(run)
     if not module.rank:
         raise SystemExit(f"user_groups: {run} was trained for ratings only and ranks nothing; give ranking runs")
     datamodule.setup("validate" if stage == "val" else "test")
@@ -169,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(models) != len(args.models):
         parser.error("every model needs its own NAME")
     torch.set_num_threads(1)
-    scores, first = collect(args.root, models, args.splits, args.seeds, args.stage, args.metric)
+    with reported_errors():  # a folder that is not a run, a damaged checkpoint: one error line, not a traceback
+        scores, first = collect(args.root, models, args.splits, args.seeds, args.stage, args.metric)
     index, labels = groups(first, args.by)
     print(table(scores, index, labels, args.metric))
 

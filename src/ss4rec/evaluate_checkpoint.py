@@ -62,13 +62,35 @@ def data_overrides(pairs: list[str], data: dict) -> dict:
     return out
 
 
-def evaluate_checkpoint(path: str | Path, threads: int | None = None, data: Sequence[str] = ()) -> dict:
-    """Validate and test one checkpoint on its run's split (``data``: ``KEY=VALUE`` changes of its data
-    options); returns (and writes) the record."""
+def run_of(path: str | Path) -> tuple[Path, Path]:
+    """(run folder, checkpoint) of a run folder (its best checkpoint) or of a checkpoint inside one's
+    ``checkpoints/``; a checkpoint elsewhere is refused, as its data split is unknown."""
     run, checkpoint = resolve(path)
     if run is None:
         raise UserError(f"path={str(path)!r}: the checkpoint is not inside a run's checkpoints/ folder, so its "
                         "data split is unknown; pass the run folder or a checkpoint inside it")  # fmt: skip
+    return run, checkpoint
+
+
+def trained_module(saved: dict) -> RecModule:
+    """The RecModule of a checkpoint read by ``read_model_checkpoint``, with its weights, in eval mode."""
+    module = RecModule(**saved["hyper_parameters"])
+    module.load_state_dict(saved["state_dict"])
+    return module.eval()
+
+
+def load_run(path: str | Path) -> tuple[Path, SequenceDataModule, RecModule]:
+    """A run folder (its best checkpoint) or a checkpoint inside one: the run folder, its data module (the split
+    rebuilt from the run's config, not set up) and the checkpoint's module in eval mode."""
+    run, checkpoint = run_of(path)
+    datamodule = build_datamodule(OmegaConf.create(run_config(run)))
+    return run, datamodule, trained_module(read_model_checkpoint(checkpoint))
+
+
+def evaluate_checkpoint(path: str | Path, threads: int | None = None, data: Sequence[str] = ()) -> dict:
+    """Validate and test one checkpoint on its run's split (``data``: ``KEY=VALUE`` changes of its data
+    options); returns (and writes) the record."""
+    run, checkpoint = run_of(path)
     cfg = OmegaConf.create(run_config(run))
     data = data_overrides(list(data), OmegaConf.to_container(cfg.data))
     for key, value in data.items():
@@ -83,8 +105,7 @@ def evaluate_checkpoint(path: str | Path, threads: int | None = None, data: Sequ
         torch.set_num_threads(threads)
     started = time.time()
     datamodule = build_datamodule(cfg)
-    module = RecModule(**saved["hyper_parameters"])  # the file read once, by read_model_checkpoint
-    module.load_state_dict(saved["state_dict"])
+    module = trained_module(saved)  # the file read once, by read_model_checkpoint
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False)  # fmt: skip
     metrics = {**trainer.validate(module, datamodule=datamodule, verbose=False)[0],
