@@ -31,6 +31,12 @@ MANIFEST = "manifest.json"
 _ARRAYS = ("items", "times", "ratings", "offsets", "user_map", "item_map", "item_genres", "item_titles")
 
 
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Row indices of the ranges ``[start, start + length)``, concatenated in order, (lengths.sum(),) int64."""
+    starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+
+
 @dataclass
 class SequenceStore:
     """Shapes: T interactions, U users, N items (ids 1..N, 0 padding), G genres."""
@@ -73,9 +79,7 @@ class SequenceStore:
 
     def train_rows(self) -> np.ndarray:
         """Row indices of every training interaction, (T - 2U,)."""
-        train_len = self.lengths - 2
-        starts = self.offsets[:-1]
-        return np.repeat(starts - np.cumsum(train_len) + train_len, train_len) + np.arange(train_len.sum())
+        return ranges(self.offsets[:-1], self.lengths - 2)
 
     def without_last(self, k: int) -> SequenceStore:
         """The store with each user's last ``k`` interactions left out (in memory; users and items unchanged), so
@@ -110,7 +114,7 @@ class SequenceStore:
             return self
         users = np.sort(np.random.default_rng(seed).choice(self.n_users, size=n, replace=False))
         lengths = self.lengths[users]
-        rows = np.repeat(self.offsets[users] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        rows = ranges(self.offsets[users], lengths)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(self.offsets.dtype)
         columns = {name: np.asarray(getattr(self, name))[rows] for name in ("items", "times", "ratings")}
         return SequenceStore(

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ss4rec.data.store import ranges
+
 #: rating marginals of ML-1M (1..5 stars) and ML-25M (0.5..5 in half stars), rounded
 STAR_MARGINALS = {1.0: 0.056, 2.0: 0.108, 3.0: 0.261, 4.0: 0.349, 5.0: 0.226}
 HALF_STAR_MARGINALS = {
@@ -95,9 +97,7 @@ def _draw_items(
 
 def _rows_of(which: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Row indices of the users ``which`` when rows are grouped by user with ``counts``: concatenated ranges."""
-    starts = (np.cumsum(counts) - counts)[which]
-    sizes = counts[which]
-    return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+    return ranges((np.cumsum(counts) - counts)[which], counts[which])
 
 
 def _times(rng: np.random.Generator, spec: SyntheticSpec, counts: np.ndarray) -> np.ndarray:
