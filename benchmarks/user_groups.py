@@ -10,15 +10,21 @@ rebuilt from its config, and the rank of every user's held-out target computed a
 run's own record must give the same metric over all users (checked, so a changed split or checkpoint is refused).
 
 ``--by`` groups the held-out targets (every split's target of every user; the grouping depends on the data, not
-on the model, and is taken from the first model's runs):
+on the model, and is taken from the first model's runs of each seed, so runs whose seed also draws the data, such as
+``data.user_sample_seed``, are grouped each on its own users):
 
 - ``gap`` (default): the time from the user's previous rating to the target: none (the same second), up to an
   hour, up to a day, up to 30 days, longer. SS4Rec's time-aware S5 reads that gap (``target_time=known``).
 - ``length``: the user's history before the target (number of ratings), in four groups of about equal size.
 
 ``--stage val`` reads the validation targets instead of the test targets; ``--metric`` is ``ndcg@K`` (default
-``ndcg@10``), ``hr@K`` or ``mrr@K``. Printed: per group its number of targets (all splits, one seed), each model's
-metric (mean ± standard deviation over seeds) and every model's change against the first in each seed.
+``ndcg@10``), ``hr@K`` or ``mrr@K``. Printed: per group its number of targets (all splits, one seed; ``a-b`` where
+the seeds' data differ), each model's metric (mean ± standard deviation over seeds) and every model's change against
+the first: its mean over seeds, then each seed's change ± the half-width of its 95% interval. That interval is the
+noise of the held-out targets, given the two trained models: 1.96 standard errors of the mean paired difference
+(the same target under both models) over the first model's mean. It treats targets as independent, which a user's
+targets in different splits are not, so over several splits it is somewhat narrow; it leaves out the noise of
+training, which the spread over seeds shows.
 """
 
 from __future__ import annotations
@@ -81,26 +87,29 @@ def per_target(ranks: np.ndarray, metric: str) -> np.ndarray:
     return values[metric].numpy()
 
 
-def groups(first: list[dict[str, np.ndarray]], by: str) -> tuple[np.ndarray, list[str]]:
-    """Group index of every held-out target of the splits ``first`` (concatenated), and the groups' labels."""
+def groups(runs: list[list[dict[str, np.ndarray]]], by: str) -> tuple[list[np.ndarray], list[str]]:
+    """Per seed the group index of every held-out target of that seed's splits (``runs[seed]``, concatenated), and
+    the groups' labels. Length quartiles are cut on every seed's targets together, so all seeds share the groups."""
     if by == "gap":
-        gap = np.concatenate([split["gap"] for split in first])
-        return np.searchsorted(np.asarray(GAP_EDGES), gap, side="left"), list(GAP_LABELS)
-    history = np.concatenate([split["history"] for split in first])
-    edges = np.unique(np.quantile(history, [0.25, 0.5, 0.75], method="higher"))  # each group's largest length
-    index = np.searchsorted(edges, history, side="left")
-    lows = [int(history.min()), *(int(e) + 1 for e in edges)]
-    highs = [*(int(e) for e in edges), int(history.max())]
-    return index, [f"{low}-{high} ratings" for low, high in zip(lows, highs)]
+        gaps = [np.concatenate([split["gap"] for split in seed]) for seed in runs]
+        return [np.searchsorted(np.asarray(GAP_EDGES), gap, side="left") for gap in gaps], list(GAP_LABELS)
+    histories = [np.concatenate([split["history"] for split in seed]) for seed in runs]
+    pooled = np.concatenate(histories)
+    edges = np.unique(np.quantile(pooled, [0.25, 0.5, 0.75], method="higher"))  # each group's largest length
+    lows = [int(pooled.min()), *(int(e) + 1 for e in edges)]
+    highs = [*(int(e) for e in edges), int(pooled.max())]
+    labels = [f"{low}-{high} ratings" for low, high in zip(lows, highs)]
+    return [np.searchsorted(edges, history, side="left") for history in histories], labels
 
 
 def collect(root: Path, models: dict[str, str], splits: list[int], seeds: list[int], stage: str, metric: str):
-    """Per model a (seeds, targets) array of ``metric``, every split's targets concatenated; the runs of the first
-    model's first seed (for the grouping). Each run's mean must be its record's."""
-    scores, first = {}, None
+    """Per model a list over seeds of ``metric`` of every held-out target (the splits concatenated), and per seed
+    the first model's runs (for the grouping). Each run's mean must be its record's, and in each seed every model
+    must hold the same targets as the first (they are compared target by target)."""
+    scores, first, names = {}, [], list(models)
     for name, pattern in models.items():
         rows = []
-        for seed in seeds:
+        for i, seed in enumerate(seeds):
             row, runs = [], []
             for k in splits:
                 folder = splits_mod.run_folder(root, pattern, k, seed)
@@ -110,34 +119,58 @@ def collect(root: Path, models: dict[str, str], splits: list[int], seeds: list[i
                 if abs(values.mean() - recorded) > 1e-4:
                     raise SystemExit(f"user_groups: {folder}'s best checkpoint gives {stage} {metric} {values.mean():.5f}, "
                                      f"its record {recorded:.5f}: not the run's split or checkpoint")  # fmt: skip
+                if len(first) > i and not same_targets(targets, first[i][len(row)]):
+                    raise SystemExit(f"user_groups: {folder}'s {stage} targets (histories and gaps) are not those of "
+                                     f"{names[0]}'s run of seed {seed}, split {k}: the models must share the data")  # fmt: skip
                 row.append(values)
                 runs.append(targets)
             rows.append(np.concatenate(row))
-            first = runs if first is None else first
-        scores[name] = np.stack(rows)
+            if len(first) <= i:
+                first.append(runs)
+        scores[name] = rows
     return scores, first
 
 
-def table(scores: dict[str, np.ndarray], index: np.ndarray, labels: list[str], metric: str) -> str:
-    """The markdown table: a row per non-empty group and one of all targets."""
+def same_targets(one: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> bool:
+    """Whether two runs' held-out targets are the same users' (the same histories and gaps, in user order)."""
+    return all(np.array_equal(one[key], other[key]) for key in ("history", "gap"))
+
+
+def paired_change(values: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """The relative change of ``values``' mean against ``reference``'s (the same targets, paired) and the half-width
+    of its 95% interval over targets: 1.96 standard errors of the mean difference over the reference's mean."""
+    difference = values.astype(np.float64) - reference.astype(np.float64)
+    half = 1.96 * difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else np.inf
+    base = reference.astype(np.float64).mean()
+    return difference.mean() / base, half / base
+
+
+def table(scores: dict[str, list[np.ndarray]], indexes: list[np.ndarray], labels: list[str], metric: str) -> str:
+    """The markdown table: a row per non-empty group and one of all targets (``indexes``: per seed, each target's
+    group)."""
     names = list(scores)
     head = " | ".join(names)
-    changes = " | ".join(f"{name} vs {names[0]} (per seed)" for name in names[1:])
+    changes = " | ".join(f"{name} vs {names[0]} (per seed ± 95% over targets)" for name in names[1:])
     lines = [f"| group | targets | {head} | {changes} |", "|---|---:|" + "---:|" * len(names) + "---|" * (len(names) - 1)]
-    rows = [(label, index == g) for g, label in enumerate(labels)] + [("all", np.ones_like(index, dtype=bool))]
+    rows = [(label, [index == g for index in indexes]) for g, label in enumerate(labels)]
+    rows.append(("all", [np.ones_like(index, dtype=bool) for index in indexes]))
     for label, members in rows:
-        if not members.any():
+        counts = [int(m.sum()) for m in members]
+        if not any(counts):
             continue
-        means = {name: values[:, members].mean(axis=1) for name, values in scores.items()}  # (seeds,)
+        means = {name: np.array([v[m].mean() if m.any() else np.nan for v, m in zip(values, members)])
+                 for name, values in scores.items()}  # fmt: skip
         cells = [splits_mod.spread(means[name]) for name in names]
-        ref = means[names[0]]
+        ref = scores[names[0]]
         for name in names[1:]:
-            if (ref > 0).all():
-                change = means[name] / ref - 1
-                cells.append(f"{100 * change.mean():+.1f}% ({', '.join(f'{100 * c:+.1f}%' for c in change)})")
-            else:  # a seed of the reference never hits in the group
+            if (means[names[0]] > 0).all():
+                pairs = [paired_change(v[m], r[m]) for v, r, m in zip(scores[name], ref, members)]
+                per_seed = ", ".join(f"{100 * c:+.1f} ± {100 * h:.1f}%" for c, h in pairs)
+                cells.append(f"{100 * np.mean([c for c, _ in pairs]):+.1f}% ({per_seed})")
+            else:  # a seed of the reference never hits in the group (or has no target in it)
                 cells.append(f"{names[0]} 0 in a seed")
-        lines.append(f"| {label} | {int(members.sum())} | " + " | ".join(cells) + " |")
+        count = str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+        lines.append(f"| {label} | {count} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -162,8 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     with reported_errors():  # a folder that is not a run, a damaged checkpoint: one error line, not a traceback
         scores, first = collect(args.root, models, args.splits, args.seeds, args.stage, args.metric)
-    index, labels = groups(first, args.by)
-    print(table(scores, index, labels, args.metric))
+    indexes, labels = groups(first, args.by)
+    print(table(scores, indexes, labels, args.metric))
 
 
 if __name__ == "__main__":
