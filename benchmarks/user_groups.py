@@ -111,7 +111,7 @@ def collect(root: Path, models: dict[str, str], splits: list[int], seeds: list[i
         rows = []
         for i, seed in enumerate(seeds):
             row, runs = [], []
-            for k in splits:
+            for j, k in enumerate(splits):
                 folder = splits_mod.run_folder(root, pattern, k, seed)
                 recorded = splits_mod.read_record(folder, k, metric)[0 if stage == "test" else 1]
                 targets = held_out(folder, stage)
@@ -119,13 +119,13 @@ def collect(root: Path, models: dict[str, str], splits: list[int], seeds: list[i
                 if abs(values.mean() - recorded) > 1e-4:
                     raise SystemExit(f"user_groups: {folder}'s best checkpoint gives {stage} {metric} {values.mean():.5f}, "
                                      f"its record {recorded:.5f}: not the run's split or checkpoint")  # fmt: skip
-                if len(first) > i and not same_targets(targets, first[i][len(row)]):
+                if name != names[0] and not same_targets(targets, first[i][j]):
                     raise SystemExit(f"user_groups: {folder}'s {stage} targets (histories and gaps) are not those of "
                                      f"{names[0]}'s run of seed {seed}, split {k}: the models must share the data")  # fmt: skip
                 row.append(values)
                 runs.append(targets)
             rows.append(np.concatenate(row))
-            if len(first) <= i:
+            if name == names[0]:
                 first.append(runs)
         scores[name] = rows
     return scores, first
@@ -139,10 +139,10 @@ def same_targets(one: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> bo
 def paired_change(values: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """The relative change of ``values``' mean against ``reference``'s (the same targets, paired) and the half-width
     of its 95% interval over targets: 1.96 standard errors of the mean difference over the reference's mean."""
-    difference = values.astype(np.float64) - reference.astype(np.float64)
+    reference = reference.astype(np.float64)
+    difference = values.astype(np.float64) - reference
     half = 1.96 * difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else np.inf
-    base = reference.astype(np.float64).mean()
-    return difference.mean() / base, half / base
+    return difference.mean() / reference.mean(), half / reference.mean()
 
 
 def table(scores: dict[str, list[np.ndarray]], indexes: list[np.ndarray], labels: list[str], metric: str) -> str:
