@@ -98,6 +98,7 @@ TRAIN_CASES = [
     (["model.dropout=1.5"], r"model\.dropout=1\.5: expected a number in \[0, 1\)"),
     (["model.time_unit=year"], r"model\.time_unit='year': expected one of second, minute, hour, day"),
     (["model.blocks=s6_only"], r"model\.blocks='s6_only': expected one of both, s5_only, mamba_only"),
+    (["model.ffn=maybe"], r"model\.ffn='maybe': expected true or false"),
     (["model=sasrec", "model.n_heads=3"], r"model\.n_heads=3: expected a divisor of model\.hidden=64"),
     (["+model.hiddn=32"], r"model\.hiddn: unknown option of SS4Rec; known: blocks, .*hidden"),
     (["model=ncf", "model.mlp_hidden=[]"], r"model\.mlp_hidden=\[\]: expected a non-empty list of positive integers"),

@@ -140,7 +140,7 @@ MODEL_RULES: dict[str, Rule] = {
                     POSITIVE_NUMBER),
     **dict.fromkeys(("l2", "anneal_cap"), NON_NEGATIVE_NUMBER),
     **dict.fromkeys(("use_time", "use_ratings", "single_layer_residual", "rating_item_bias", "rating_profile",
-                     "rating_base_residuals", "s5_clip_eigs", "rating_base_drift_calibrate"), BOOL),
+                     "rating_base_residuals", "s5_clip_eigs", "rating_base_drift_calibrate", "ffn"), BOOL),
     "time_unit": one_of("second", "minute", "hour", "day"),
     "time_transform": one_of("raw", "log1p"),
     "zero_gap": one_of("keep", "floor"),

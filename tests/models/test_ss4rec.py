@@ -116,8 +116,9 @@ def test_shapes_and_interface():
 
 
 @pytest.mark.parametrize("target_time", ["known", "unknown"])
-def test_padding_never_changes_real_outputs(target_time):
-    m = model(target_time=target_time, use_ratings=True)
+@pytest.mark.parametrize("ffn", [False, True])
+def test_padding_never_changes_real_outputs(target_time, ffn):
+    m = model(target_time=target_time, use_ratings=True, ffn=ffn)
     short = make_batch([5, 9], max_len=9, seed=2)
     long = make_batch([5, 9], max_len=14, seed=2)
     for key in ("items", "times", "ratings", "target_items", "target_times", "target_ratings"):
@@ -136,8 +137,9 @@ def test_padding_never_changes_real_outputs(target_time):
 
 
 @pytest.mark.parametrize("target_time", ["known", "unknown"])
-def test_causal(target_time):
-    m = model(target_time=target_time, use_ratings=True, time_unit="day")
+@pytest.mark.parametrize("ffn", [False, True])
+def test_causal(target_time, ffn):
+    m = model(target_time=target_time, use_ratings=True, time_unit="day", ffn=ffn)
     batch = make_batch([12, 12], seed=3, zero_gaps=False)
     base = encode(m, batch)
     t = 6
@@ -201,6 +203,27 @@ def test_block_ablations():
     assert not torch.allclose(encode(model(), shifted), encode(model(), batch))
     with pytest.raises(ValueError):
         model(blocks="s6_only")
+
+
+def test_ffn_adds_a_feed_forward_block_after_each_layer():
+    """``ffn=True`` is each official layer followed by LayerNorm(x + W2 gelu(W1 x)) (inner 4 x hidden, N(0, 0.02)
+    init); off, the model has no such weights (earlier checkpoints load) and is the official one."""
+    batch = make_batch([12, 6], seed=5)
+    plain, ffn = model(), model(ffn=True, n_layers=3)
+    assert not any("feed_forward" in k for k in plain.state_dict())
+    assert all(layer.feed_forward.w1.out_features == 4 * 16 for layer in ffn.layers)
+    w = ffn.layers[1].feed_forward.w2.weight
+    assert abs(w.std().item() - 0.02) < 0.005 and torch.equal(ffn.layers[1].feed_forward.w1.bias, torch.zeros(64))
+    x, dt = ffn.embed(batch), ffn.step_scales(batch)
+    with torch.no_grad():
+        for layer in ffn.layers:
+            x = layer.norm(x + layer.s5(x, dt))
+            x = layer.norm(x + layer.mamba(x))
+            f = layer.feed_forward
+            h = f.w2(torch.nn.functional.gelu(f.w1(x)))
+            x = torch.nn.functional.layer_norm(x + h, (16,), f.norm.weight, f.norm.bias, 1e-12)
+    torch.testing.assert_close(encode(ffn, batch), x)
+    assert not torch.allclose(encode(model(ffn=True), batch), encode(plain, batch), atol=1e-3)
 
 
 def reference_step_scales(batch, target_time="known", unit_seconds=1.0, transform="raw", floor_seconds=None):
@@ -295,8 +318,9 @@ def test_s5_clip_eigs_reaches_every_layer():
     assert not any(layer.s5.seq.clip_eigs for layer in model(n_layers=2, s5_clip_eigs=False).layers)
 
 
-def test_every_parameter_gets_a_gradient():
-    m = model(use_ratings=True, time_unit="day", time_transform="log1p").train()
+@pytest.mark.parametrize("ffn", [False, True])
+def test_every_parameter_gets_a_gradient(ffn):
+    m = model(use_ratings=True, time_unit="day", time_transform="log1p", ffn=ffn).train()
     batch = make_batch([12, 7, 2], seed=9)
     queries, targets, _ = m.train_queries(batch)
     torch.nn.functional.cross_entropy(m.score(queries), targets).backward()

@@ -59,6 +59,8 @@ MODELS = {
     "ss4rec-rating-profile": lambda: _random_profile(ss4rec(target_time="unknown", rating_profile=True)),
     "ss4rec-s5-only": lambda: ss4rec(blocks="s5_only"),
     "ss4rec-mamba-only": lambda: ss4rec(blocks="mamba_only"),
+    "ss4rec-ffn-unknown-ratings": lambda: ss4rec(ffn=True, target_time="unknown", use_ratings=True),
+    "ss4rec-ffn-s5-only": lambda: ss4rec(ffn=True, blocks="s5_only", n_layers=3),
     "gru4rec-2-layers": lambda: GRU4Rec(N_ITEMS, 1, hidden=16, gru_hidden=12, n_layers=2),
     "mamba4rec": lambda: Mamba4Rec(N_ITEMS, 1, hidden=16, d_state=4, init="mamba"),
     "mamba4rec-2-layers": lambda: Mamba4Rec(N_ITEMS, 1, hidden=16, d_state=4, n_layers=2, init="mamba"),
@@ -163,8 +165,8 @@ def test_steps_follow_weight_changes(name):
                                model.encode_sequence(batch), rtol=0, atol=1e-5)  # fmt: skip
 
 
-# the fused step does not cover rating_profile: frozen_step() gives such a model its plain step
-SS4REC_MODELS = sorted(name for name in MODELS if name.startswith("ss4rec") and "profile" not in name)
+# the compiled step covers neither rating_profile nor the ffn blocks (their own tests below)
+SS4REC_MODELS = sorted(n for n in MODELS if n.startswith("ss4rec") and not {"profile", "ffn"} & set(n.split("-")))
 
 
 def test_the_fused_step_refuses_a_rating_profile():
@@ -228,7 +230,8 @@ def test_compiled_step_batches_padded_rows():
 
 
 def test_models_the_kernel_does_not_cover_keep_the_pytorch_step():
-    """Biases on Mamba's projections, or layers wider than the kernel's buffers: the PyTorch step, same results."""
+    """Biases on Mamba's projections, feed-forward blocks (``ffn``), or layers wider than the kernel's buffers: the
+    PyTorch step, same results."""
     from ss4rec.kernels.step import MAX_WIDTH, CompiledStep
     from ss4rec.models.ss4rec_step import FrozenStep
 
@@ -242,6 +245,11 @@ def test_models_the_kernel_does_not_cover_keep_the_pytorch_step():
     frozen = FrozenStep(model)
     torch.testing.assert_close(step_through(model, batch, step=frozen)[0], model.encode_sequence(batch), rtol=0,
                                atol=2e-5)  # fmt: skip
+    assert frozen.compiled is False
+    ffn = ss4rec(ffn=True).eval()
+    assert CompiledStep.build(ffn) is None
+    frozen = FrozenStep(ffn)
+    torch.testing.assert_close(step_through(ffn, batch, step=frozen)[0], ffn.encode_sequence(batch), rtol=0, atol=2e-5)
     assert frozen.compiled is False
     wide = SS4Rec(N_ITEMS, 1, hidden=8, d_state=MAX_WIDTH + 1, mamba_d_state=4, n_layers=1, max_len=MAX_LEN).eval()
     assert CompiledStep.build(wide) is None

@@ -4,8 +4,8 @@ folder and ``SS4REC_KERNELS`` switch, through ``ss4rec.kernels.build``) but as i
 
 ``CompiledStep.build(model)`` lays an SS4Rec's float32 parameters out for the kernel, or returns None when
 the library is unavailable or the model uses something the kernel does not (biases on the Mamba
-projections, layers wider than ``MAX_WIDTH``); ``ss4rec.models.ss4rec_step.FrozenStep`` then keeps its PyTorch
-path.
+projections, layers wider than ``MAX_WIDTH``, the ``ffn`` feed-forward blocks);
+``ss4rec.models.ss4rec_step.FrozenStep`` then keeps its PyTorch path.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ class CompiledStep:
                                    or max(mb.d_inner, mb.dt_rank + 2 * mb.d_state) > MAX_WIDTH):  # fmt: skip
                 return None
             if layer.s5 is not None and layer.s5.state_width > MAX_WIDTH:
+                return None
+            if getattr(layer, "feed_forward", None) is not None:  # model.ffn: not in the kernel
                 return None
         return cls(lib, model)
 

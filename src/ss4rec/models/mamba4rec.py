@@ -7,27 +7,8 @@ from torch import nn
 
 from ss4rec.batch import Batch
 from ss4rec.models.base import SequentialRecommender, State
+from ss4rec.models.feed_forward import NORM_EPS, FeedForward
 from ss4rec.models.mamba import Mamba
-
-#: RecBole's LayerNorm epsilon, used by the official Mamba4Rec code
-NORM_EPS = 1e-12
-
-
-class FeedForward(nn.Module):
-    """``LayerNorm(x + dropout(W2 dropout(gelu(W1 x))))`` with ``W1``: D -> inner, ``W2``: inner -> D."""
-
-    def __init__(self, hidden: int, inner: int, dropout: float):
-        super().__init__()
-        self.w1 = nn.Linear(hidden, inner)
-        self.w2 = nn.Linear(inner, hidden)
-        self.activation = nn.GELU()
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(hidden, eps=NORM_EPS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L, D) -> (B, L, D)"""
-        h = self.dropout(self.w2(self.dropout(self.activation(self.w1(x)))))
-        return self.norm(h + x)
 
 
 class MambaLayer(nn.Module):

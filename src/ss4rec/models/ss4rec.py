@@ -28,6 +28,9 @@ times faster than the rest: at the network's learning rate they are still near 0
 ``rating_base_drift_calibrate`` (with ``rating_base_drift_recent``: those last N targets train a linear stage alone,
 never the network: a gain on the network's rating, the recent drift weight and a bias, applied to them and to every
 held-out rating, so it is fitted on out-of-sample errors like a held-out rating's, in one run),
+``ffn`` (after each layer's blocks Mamba4Rec's position-wise feed-forward block, ``LayerNorm(x + dropout(W2
+dropout(gelu(W1 x))))`` with inner width 4 x hidden and the layer's dropout: not in the paper or the official code, an
+ablation of what Mamba4Rec has and SS4Rec lacks),
 ``s5_clip_eigs`` (S5's eigenvalues kept at a real part of at most -1e-4, as the JAX S5 does, so a long gap
 cannot overflow the state; the official code leaves them free, and while they stay below the bound the two
 agree exactly: ``ss4rec.models.s5``),
@@ -42,6 +45,7 @@ from torch import nn
 
 from ss4rec.batch import Batch, gather_last
 from ss4rec.models.base import SequentialRecommender, State
+from ss4rec.models.feed_forward import FeedForward
 from ss4rec.models.mamba import Mamba
 from ss4rec.models.s5 import S5
 from ss4rec.models.time_encoding import constant_gaps, encode_gap_values, encode_gaps, time_gaps
@@ -50,10 +54,12 @@ BLOCKS = ("both", "s5_only", "mamba_only")
 
 
 class SS4RecLayer(nn.Module):
-    """One layer: (B, L, D) and step scales (B, L) -> (B, L, D). ``blocks`` drops S5 or Mamba entirely."""
+    """One layer: (B, L, D) and step scales (B, L) -> (B, L, D). ``blocks`` drops S5 or Mamba entirely; ``ffn``
+    adds a position-wise feed-forward block after them."""
 
     def __init__(
-        self, hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs
+        self, hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs,
+        ffn=False,
     ):
         super().__init__()
         if blocks not in BLOCKS:
@@ -62,13 +68,14 @@ class SS4RecLayer(nn.Module):
         self.mamba = Mamba(hidden, mamba_d_state, d_conv, expand) if blocks != "s5_only" else None
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden, eps=1e-12)  # shared by both adds, as in the official code
+        self.feed_forward = FeedForward(hidden, 4 * hidden, dropout) if ffn else None  # its own LayerNorm
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         if self.s5 is not None:
             x = self.norm(x + self.dropout(self.s5(x, dt)))
         if self.mamba is not None:
             x = self.norm(x + self.dropout(self.mamba(x)))
-        return x
+        return x if self.feed_forward is None else self.feed_forward(x)
 
     def allocate_state(self, batch: int, dtype: torch.dtype, device=None) -> State:
         state: State = {}
@@ -87,6 +94,8 @@ class SS4RecLayer(nn.Module):
         if self.mamba is not None:
             m, new["conv"], new["ssm"] = self.mamba.step(x, state["conv"], state["ssm"])
             x = self.norm(x + (self.dropout(m) if self.training else m))
+        if self.feed_forward is not None:
+            x = self.feed_forward(x)
         return x, new
 
 
@@ -113,6 +122,7 @@ class SS4Rec(SequentialRecommender):
         min_gap_seconds: float = 1.0,
         target_time: str = "known",
         blocks: str = "both",
+        ffn: bool = False,
         use_time: bool = True,
         use_ratings: bool = False,
         init: str = "official",
@@ -178,7 +188,8 @@ class SS4Rec(SequentialRecommender):
         self.calibration = nn.Parameter(torch.zeros(2)) if rating_base_drift_calibrate else None  # gain - 1, bias
         self.layers = nn.ModuleList(
             SS4RecLayer(
-                hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs
+                hidden, d_state, dropout, s5_dt_min, s5_dt_max, mamba_d_state, d_conv, expand, blocks, s5_clip_eigs,
+                ffn,
             )
             for _ in range(n_layers)
         )

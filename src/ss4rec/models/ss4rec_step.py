@@ -90,7 +90,13 @@ class FrozenStep:
                          mb.x_proj.weight.to(dtype).T.contiguous(), mb.dt_rank, mb.d_state,
                          mb.dt_proj.weight.to(dtype).T.contiguous(), dt_bias, A, Dm,
                          mb.out_proj.weight.to(dtype).T.contiguous(), out_b)  # fmt: skip
-            layers.append((s5, mamba, norm))
+            ffn = None
+            if getattr(layer, "feed_forward", None) is not None:
+                f = layer.feed_forward
+                ffn = (f.w1.weight.to(dtype).T.contiguous(), f.w1.bias.to(dtype), f.w2.weight.to(dtype).T.contiguous(),
+                       f.w2.bias.to(dtype), (f.norm.weight.to(dtype), f.norm.bias.to(dtype), f.norm.eps,
+                                             f.norm.normalized_shape))  # fmt: skip
+            layers.append((s5, mamba, norm, ffn))
         rate = torch.cat(rates) if rates else None
         Lambda = torch.cat(lambdas) if lambdas else None
         emb = m.item_embedding.weight.to(dtype)
@@ -120,7 +126,7 @@ class FrozenStep:
         if rate is not None:  # every layer's S5 discretisation at once: (B, n_layers * P)
             Lambda_bar, zoh = _discretize(Lambda, dt.to(dtype)[:, None] * rate)
             P = Lambda.shape[0] // self.n_layers
-        for i, (s5, mamba, norm) in enumerate(layers):
+        for i, (s5, mamba, norm, ffn) in enumerate(layers):
             k_s5, k_conv, k_ssm = self.keys[i]
             if s5 is not None:
                 B_real, C_real_T, D = s5
@@ -149,4 +155,8 @@ class FrozenStep:
                 y *= F.silu(z)
                 out = torch.mm(y, W_out) if b_out is None else torch.addmm(b_out, y, W_out)
                 x = F.layer_norm(x + out, norm[3], norm[0], norm[1], norm[2])
+            if ffn is not None:  # the feed-forward block (model.ffn), exact GELU as nn.GELU
+                W1, b1, W2, b2, fnorm = ffn
+                h = torch.addmm(b2, F.gelu(torch.addmm(b1, x, W1)), W2)
+                x = F.layer_norm(x + h, fnorm[3], fnorm[0], fnorm[1], fnorm[2])
         return x, new
