@@ -116,18 +116,22 @@ def test_lru_cache_is_bounded_and_rebuilds_what_it_evicted(core):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "mamba4rec"])
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "mamba4rec", "ss4rec-ffn"])
 def test_other_sequential_models_serve_their_full_forward(core, name):
-    """GRU4Rec and Mamba4Rec step (full history); SASRec recomputes its window at every request."""
+    """GRU4Rec, Mamba4Rec and SS4Rec with ``ffn`` (PyTorch step) step (full history); SASRec recomputes its
+    window at every request."""
     from ss4rec.models.gru4rec import GRU4Rec
     from ss4rec.models.mamba4rec import Mamba4Rec
     from ss4rec.models.sasrec import SASRec
+    from ss4rec.models.ss4rec import SS4Rec
 
     torch.manual_seed(0)
     n = core.catalogue.n_items
     model = {"sasrec": lambda: SASRec(n, 1, hidden=16, max_len=20),
              "gru4rec": lambda: GRU4Rec(n, 1, hidden=16, n_layers=2),
-             "mamba4rec": lambda: Mamba4Rec(n, 1, hidden=16, d_state=4, init="mamba")}[name]().eval()  # fmt: skip
+             "mamba4rec": lambda: Mamba4Rec(n, 1, hidden=16, d_state=4, init="mamba"),
+             "ss4rec-ffn": lambda: SS4Rec(n, 1, hidden=16, d_state=8, mamba_d_state=4, ffn=True, init="mamba",
+                                          max_len=20)}[name]().eval()  # fmt: skip
     served = ServingCore(model, core.catalogue, core.log, ServeOptions(max_len=20))
     user = core.log.user_ids()[3]
     items, times, ratings = core.log.events(user, last=20 if name == "sasrec" else None)
