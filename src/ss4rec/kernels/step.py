@@ -81,7 +81,7 @@ class CompiledStep:
                 return None
             if layer.s5 is not None and layer.s5.state_width > MAX_WIDTH:
                 return None
-            if getattr(layer, "feed_forward", None) is not None:  # model.ffn: not in the kernel
+            if layer.feed_forward is not None:  # model.ffn: not in the kernel
                 return None
         return cls(lib, model)
 

@@ -76,7 +76,7 @@ class FrozenStep:
         rates, lambdas, layers = [], [], []
         for layer in m.layers:
             s5 = mamba = None
-            norm = (layer.norm.weight.to(dtype), layer.norm.bias.to(dtype), layer.norm.eps, layer.norm.normalized_shape)
+            norm = _layer_norm_args(layer.norm, dtype)
             if layer.s5 is not None:
                 rate, Lambda, B_real, C_real_T, D = layer.s5._step_constants(dtype, complex_dtype)
                 rates.append(rate), lambdas.append(Lambda)
@@ -91,11 +91,10 @@ class FrozenStep:
                          mb.dt_proj.weight.to(dtype).T.contiguous(), dt_bias, A, Dm,
                          mb.out_proj.weight.to(dtype).T.contiguous(), out_b)  # fmt: skip
             ffn = None
-            if getattr(layer, "feed_forward", None) is not None:
+            if layer.feed_forward is not None:
                 f = layer.feed_forward
                 ffn = (f.w1.weight.to(dtype).T.contiguous(), f.w1.bias.to(dtype), f.w2.weight.to(dtype).T.contiguous(),
-                       f.w2.bias.to(dtype), (f.norm.weight.to(dtype), f.norm.bias.to(dtype), f.norm.eps,
-                                             f.norm.normalized_shape))  # fmt: skip
+                       f.w2.bias.to(dtype), _layer_norm_args(f.norm, dtype))  # fmt: skip
             layers.append((s5, mamba, norm, ffn))
         rate = torch.cat(rates) if rates else None
         Lambda = torch.cat(lambdas) if lambdas else None
@@ -135,7 +134,7 @@ class FrozenStep:
                 s += zoh[:, i * P : (i + 1) * P] * Bu
                 new[k_s5] = s
                 y = torch.addcmul(torch.mm(torch.view_as_real(s).view(Bsz, -1), C_real_T), D, x)
-                x = F.layer_norm(x + y, norm[3], norm[0], norm[1], norm[2])
+                x = F.layer_norm(x + y, *norm)
             if mamba is not None:
                 (W_in, b_in, d_inner, conv_w, conv_b, W_x, r, N, W_dt, dt_bias, A, Dm, W_out, b_out) = mamba
                 xz = torch.mm(x, W_in) if b_in is None else torch.addmm(b_in, x, W_in)
@@ -154,9 +153,14 @@ class FrozenStep:
                 y = torch.addcmul(torch.bmm(h, x_dbl[:, r + N :, None]).view(Bsz, d_inner), Dm, xc)
                 y *= F.silu(z)
                 out = torch.mm(y, W_out) if b_out is None else torch.addmm(b_out, y, W_out)
-                x = F.layer_norm(x + out, norm[3], norm[0], norm[1], norm[2])
+                x = F.layer_norm(x + out, *norm)
             if ffn is not None:  # the feed-forward block (model.ffn), exact GELU as nn.GELU
                 W1, b1, W2, b2, fnorm = ffn
                 h = torch.addmm(b2, F.gelu(torch.addmm(b1, x, W1)), W2)
-                x = F.layer_norm(x + h, fnorm[3], fnorm[0], fnorm[1], fnorm[2])
+                x = F.layer_norm(x + h, *fnorm)
         return x, new
+
+
+def _layer_norm_args(norm: torch.nn.LayerNorm, dtype: torch.dtype) -> tuple:
+    """``F.layer_norm``'s arguments after the input, for ``norm`` in ``dtype``: shape, weight, bias, eps."""
+    return norm.normalized_shape, norm.weight.to(dtype), norm.bias.to(dtype), norm.eps
