@@ -2,9 +2,9 @@
 
 * ``recommend`` from a cached state (top-10, seen items excluded): p50 / p99 over random users;
 * ``ingest`` of an in-order event (log append, journal line, one model step): p50 / p99;
-* incremental update against full recompute at length 200: one serving step (``core.step``) and one
-  ``model.step`` on a user's state vs ``encode_sequence`` over the 200 events (batch 1), the ratios
-  measured in the same run, repeated;
+* incremental update against full recompute at length 200: one serving step (``core.step``; for the
+  compiled SS4Rec step also its PyTorch path) and one ``model.step`` on a user's state vs
+  ``encode_sequence`` over the 200 events (batch 1), the ratios measured in the same run, repeated;
 * a bounded load test of the real HTTP server (``python -m ss4rec.serve`` on 127.0.0.1, its own process,
   one torch thread): a fixed number of ``POST /recommend`` from concurrent clients with a time limit,
   sustained requests/s and p50 / p99 latency (the client shares the 2-core CPU with the server);
@@ -15,7 +15,10 @@ folder with a freshly initialised checkpoint for the chosen data. ``--run RUN_DI
 and also reports how test metrics change for users longer than ``max_len`` when the served state carries
 their full history instead of the last ``max_len`` events.
 
-    python benchmarks/serve.py [--data ml1m] [--run RUN_DIR] [--requests 2000] [--quick]
+    python benchmarks/serve.py [--data ml1m] [--run RUN_DIR] [--requests 2000] [--quick] [OVERRIDE ...]
+
+Overrides (``model.ffn=true``, ``model.hidden=128``) shape the untrained model, e.g. to time the compiled
+step on a variant.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ def percentiles(ms: list[float]) -> str:
     return f"p50 {np.percentile(ms, 50):7.3f} ms   p99 {np.percentile(ms, 99):7.3f} ms   (n={len(ms)})"
 
 
-def untrained_run(data: str, folder: Path) -> Path:
-    """A run folder (metrics.json + checkpoint) of a freshly initialised SS4Rec, joint task, on ``data``."""
+def untrained_run(data: str, folder: Path, overrides: list[str]) -> Path:
+    """A run folder (metrics.json + checkpoint) of a freshly initialised SS4Rec, joint task, on ``data``, with
+    ``overrides`` (Hydra's syntax) applied."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -53,7 +57,7 @@ def untrained_run(data: str, folder: Path) -> Path:
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"data={data}", "model=ss4rec", "task=joint", "logger=none"],
+        cfg = compose("train", overrides=[f"data={data}", "model=ss4rec", "task=joint", "logger=none", *overrides],
                       return_hydra_config=True)  # fmt: skip
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
@@ -107,8 +111,9 @@ def core_latency(core, n_requests: int, rng: np.random.Generator) -> None:
 
 
 def step_vs_recompute(core, n_items: int, length: int, rounds: int, reps: int) -> None:
-    """The serving step (``core.step``: ``model.frozen_step()``, compiled for a float32 SS4Rec) and
-    ``model.step`` against one full recompute, each ratio from medians measured in the same round."""
+    """The serving step (``core.step``: ``model.frozen_step()``, compiled for a float32 SS4Rec; then also its
+    PyTorch path) and ``model.step`` against one full recompute, each ratio from medians measured in the same
+    round."""
     model = core.model
     g = torch.Generator().manual_seed(0)
     times = 9 * 10**8 + torch.cumsum(torch.randint(0, 2, (1, length + 1), generator=g) * 600, 1)
@@ -122,6 +127,10 @@ def step_vs_recompute(core, n_items: int, length: int, rounds: int, reps: int) -
         event = {"items": batch["items"][:, -1], "ratings": batch["ratings"][:, -1], "times": batch["times"][:, -1],
                  "next_times": batch["target_times"][:, -1]}  # fmt: skip
         kinds = {"serving step (core.step)": core.step, "model.step": model.step}
+        if getattr(core.step, "compiled", False):  # SS4Rec's float32 kernel: its PyTorch path beside it
+            from ss4rec.models.ss4rec_step import FrozenStep
+
+            kinds["same, PyTorch path"] = FrozenStep(model, compiled=False)
         ratios, steps, fulls = {k: [] for k in kinds}, {k: [] for k in kinds}, []
         for _ in range(rounds):
             full_ms = statistics.median(time_calls(lambda: model.encode_sequence(batch), [()] * max(3, reps // 20)))
@@ -278,6 +287,7 @@ def main() -> None:
     parser.add_argument("--http-seconds", type=float, default=30.0, help="time limit of the HTTP load test")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="smaller counts (smoke run)")
+    parser.add_argument("overrides", nargs="*", help="config overrides of the untrained run, e.g. model.ffn=true")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.http_requests, args.http_seconds = 200, 300, 10.0
@@ -287,7 +297,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ss4rec-bench-") as tmp:
         t0 = time.perf_counter()
-        run = args.run or untrained_run(args.data, Path(tmp) / "run")
+        run = args.run or untrained_run(args.data, Path(tmp) / "run", args.overrides)
         core = load_core(run, state_dir=Path(tmp) / "state", restore=False)
         print(f"load average at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(f"{core.info()['model']} on {core.info()['data']} ({core.catalogue.n_items} items, {len(core.log)} "

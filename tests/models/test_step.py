@@ -50,6 +50,17 @@ def _random_profile(model):
     return model
 
 
+def _random_norms(model):
+    """Every LayerNorm's weight, bias and epsilon drawn at random (they start at 1, 0 and one epsilon, which a step
+    reading one norm's parameters for another's would match)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5), module.bias.normal_(0, 0.3)
+                module.eps = float(torch.empty(()).uniform_(0.01, 0.1))
+    return model
+
+
 MODELS = {
     "ss4rec": lambda: ss4rec(),
     "ss4rec-unknown": lambda: ss4rec(target_time="unknown"),
@@ -59,8 +70,8 @@ MODELS = {
     "ss4rec-rating-profile": lambda: _random_profile(ss4rec(target_time="unknown", rating_profile=True)),
     "ss4rec-s5-only": lambda: ss4rec(blocks="s5_only"),
     "ss4rec-mamba-only": lambda: ss4rec(blocks="mamba_only"),
-    "ss4rec-ffn-unknown-ratings": lambda: ss4rec(ffn=True, target_time="unknown", use_ratings=True),
-    "ss4rec-ffn-s5-only": lambda: ss4rec(ffn=True, blocks="s5_only", n_layers=3),
+    "ss4rec-ffn-unknown-ratings": lambda: _random_norms(ss4rec(ffn=True, target_time="unknown", use_ratings=True)),
+    "ss4rec-ffn-s5-only": lambda: _random_norms(ss4rec(ffn=True, blocks="s5_only", n_layers=3)),
     "gru4rec-2-layers": lambda: GRU4Rec(N_ITEMS, 1, hidden=16, gru_hidden=12, n_layers=2),
     "mamba4rec": lambda: Mamba4Rec(N_ITEMS, 1, hidden=16, d_state=4, init="mamba"),
     "mamba4rec-2-layers": lambda: Mamba4Rec(N_ITEMS, 1, hidden=16, d_state=4, n_layers=2, init="mamba"),
@@ -165,8 +176,8 @@ def test_steps_follow_weight_changes(name):
                                model.encode_sequence(batch), rtol=0, atol=1e-5)  # fmt: skip
 
 
-# the compiled step covers neither rating_profile nor the ffn blocks (their own tests below)
-SS4REC_MODELS = sorted(n for n in MODELS if n.startswith("ss4rec") and not {"profile", "ffn"} & set(n.split("-")))
+# the compiled step does not cover rating_profile (its own test below)
+SS4REC_MODELS = sorted(n for n in MODELS if n.startswith("ss4rec") and "profile" not in n.split("-"))
 
 
 def test_the_fused_step_refuses_a_rating_profile():
@@ -230,7 +241,7 @@ def test_compiled_step_batches_padded_rows():
 
 
 def test_models_the_kernel_does_not_cover_keep_the_pytorch_step():
-    """Biases on Mamba's projections, feed-forward blocks (``ffn``), or layers wider than the kernel's buffers: the
+    """Biases on Mamba's projections, or layers (feed-forward blocks included) wider than the kernel's buffers: the
     PyTorch step, same results."""
     from ss4rec.kernels.step import MAX_WIDTH, CompiledStep
     from ss4rec.models.ss4rec_step import FrozenStep
@@ -246,10 +257,9 @@ def test_models_the_kernel_does_not_cover_keep_the_pytorch_step():
     torch.testing.assert_close(step_through(model, batch, step=frozen)[0], model.encode_sequence(batch), rtol=0,
                                atol=2e-5)  # fmt: skip
     assert frozen.compiled is False
-    ffn = ss4rec(ffn=True).eval()
-    assert CompiledStep.build(ffn) is None
-    frozen = FrozenStep(ffn)
-    torch.testing.assert_close(step_through(ffn, batch, step=frozen)[0], ffn.encode_sequence(batch), rtol=0, atol=2e-5)
-    assert frozen.compiled is False
+    assert CompiledStep.build(ss4rec(ffn=True)) is not None  # within the buffers: the kernel
+    for hidden, fits in ((MAX_WIDTH // 2 + 1, False), (MAX_WIDTH // 2, True)):  # inner 4 x hidden vs 2 x MAX_WIDTH
+        s5_ffn = SS4Rec(N_ITEMS, 1, hidden=hidden, d_state=4, n_layers=1, blocks="s5_only", ffn=True, max_len=MAX_LEN)
+        assert (CompiledStep.build(s5_ffn) is not None) == fits, hidden
     wide = SS4Rec(N_ITEMS, 1, hidden=8, d_state=MAX_WIDTH + 1, mamba_d_state=4, n_layers=1, max_len=MAX_LEN).eval()
     assert CompiledStep.build(wide) is None

@@ -8,6 +8,7 @@
  *   Mamba: x, z = in_proj(x); conv state shifts in x; x = silu(conv . w + b); dt, B, C = x_proj(x);
  *          dt = softplus(dt_proj(dt) + bias); h = exp(dt A) h + dt x B; y = (<h, C> + D x) silu(z);
  *          x = LayerNorm(x + out_proj(y))
+ *   feed-forward (model.ffn): x = LayerNorm'(x + W2 gelu(W1 x + b1) + b2), exact (erf) GELU
  *
  * At batch 1 PyTorch spends ~100 dispatches on this; here it is one call of a few microseconds. Weights
  * come pre-laid-out by the caller (ss4rec/kernels/step.py): every matrix as (in, out) row-major, so each
@@ -19,8 +20,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ST_ABI_VERSION 1
-#define ST_MAX_WIDTH 1024 /* stack buffers of a few widths: 36 KiB, fine on any thread */
+#define ST_ABI_VERSION 2
+#define ST_MAX_WIDTH 1024 /* stack buffers of a few widths: 44 KiB, fine on any thread */
 
 typedef struct {
     int64_t P, Di, K, R, N;
@@ -34,6 +35,10 @@ typedef struct {
     const float *W_out;              /* (Di, H) */
     const float *norm_w, *norm_b;    /* (H,) */
     float eps;
+    int64_t F;                       /* the feed-forward's inner width */
+    const float *W1, *b1, *W2, *b2;  /* (H, F), (F,), (F, H), (H,); W1 NULL: no feed-forward block */
+    const float *ff_norm_w, *ff_norm_b; /* (H,): its own LayerNorm */
+    float ff_eps;
 } st_layer;
 
 typedef struct {
@@ -78,6 +83,8 @@ static void st_layer_norm(float *restrict x, const float *restrict add, const fl
 
 static inline float st_silu(float v) { return v / (1.0f + expf(-v)); }
 
+static inline float st_gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
+
 /* states: per layer i, old[3i] / new[3i] the S5 state (B, P) complex64 as float pairs, [3i + 1] the conv
  * state (B, Di, K), [3i + 2] the SSM state (B, Di, N); entries of absent blocks are ignored. Returns 0, or
  * -1 when a width exceeds ST_MAX_WIDTH. */
@@ -86,11 +93,13 @@ int ss4rec_step_f32(const st_model *m, int64_t batch, const int64_t *items, cons
                     const int64_t *count, float *const *old_states, float *const *new_states, float *out) {
     const int64_t H = m->H;
     float x[ST_MAX_WIDTH], y[ST_MAX_WIDTH], xz[2 * ST_MAX_WIDTH], xc[ST_MAX_WIDTH], xdbl[ST_MAX_WIDTH],
-        delta[ST_MAX_WIDTH], bu[2 * ST_MAX_WIDTH];
+        delta[ST_MAX_WIDTH], bu[2 * ST_MAX_WIDTH], inner[2 * ST_MAX_WIDTH];
     if (H > ST_MAX_WIDTH) return -1;
     for (int64_t l = 0; l < m->n_layers; l++) {
         const st_layer *L = &m->layers[l];
-        if (2 * L->P > 2 * ST_MAX_WIDTH || L->Di > ST_MAX_WIDTH || L->R + 2 * L->N > ST_MAX_WIDTH) return -1;
+        if (2 * L->P > 2 * ST_MAX_WIDTH || L->Di > ST_MAX_WIDTH || L->R + 2 * L->N > ST_MAX_WIDTH ||
+            L->F > 2 * ST_MAX_WIDTH)
+            return -1;
     }
     for (int64_t b = 0; b < batch; b++) {
         /* the step scale of this position */
@@ -192,6 +201,14 @@ int ss4rec_step_f32(const st_model *m, int64_t batch, const int64_t *items, cons
                 }
                 st_matvec(y, L->W_out, Di, H, bu);
                 st_layer_norm(x, bu, L->norm_w, L->norm_b, L->eps, H);
+            }
+            if (L->W1) {
+                const int64_t F = L->F;
+                st_matvec(x, L->W1, H, F, inner);
+                for (int64_t f = 0; f < F; f++) inner[f] = st_gelu(inner[f] + L->b1[f]);
+                st_matvec(inner, L->W2, F, H, y);
+                for (int64_t h = 0; h < H; h++) y[h] += L->b2[h];
+                st_layer_norm(x, y, L->ff_norm_w, L->ff_norm_b, L->ff_eps, H);
             }
         }
         memcpy(out + b * H, x, (size_t)H * sizeof(float));

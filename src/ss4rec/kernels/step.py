@@ -4,7 +4,7 @@ folder and ``SS4REC_KERNELS`` switch, through ``ss4rec.kernels.build``) but as i
 
 ``CompiledStep.build(model)`` lays an SS4Rec's float32 parameters out for the kernel, or returns None when
 the library is unavailable or the model uses something the kernel does not (biases on the Mamba
-projections, layers wider than ``MAX_WIDTH``, the ``ffn`` feed-forward blocks);
+projections, layers wider than ``MAX_WIDTH``, feed-forward blocks (``ffn``) wider than ``2 * MAX_WIDTH``);
 ``ss4rec.models.ss4rec_step.FrozenStep`` then keeps its PyTorch path.
 """
 
@@ -22,7 +22,7 @@ from ss4rec import kernels
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("ss4rec_step.c")
-ABI_VERSION = 1  # ST_ABI_VERSION in the C source
+ABI_VERSION = 2  # ST_ABI_VERSION in the C source
 MAX_WIDTH = 1024  # ST_MAX_WIDTH: wider models keep the PyTorch step
 _f = ctypes.POINTER(ctypes.c_float)
 
@@ -32,7 +32,9 @@ class Layer(ctypes.Structure):
                 *[(n, ctypes.c_void_p) for n in ("rate", "lre", "lim", "B_real", "C_real_T", "D", "W_in", "conv_w",
                                                   "conv_b", "W_x", "W_dt", "dt_bias", "A", "Dm", "W_out", "norm_w",
                                                   "norm_b")],
-                ("eps", ctypes.c_float)]  # fmt: skip
+                ("eps", ctypes.c_float), ("F", ctypes.c_int64),
+                *[(n, ctypes.c_void_p) for n in ("W1", "b1", "W2", "b2", "ff_norm_w", "ff_norm_b")],
+                ("ff_eps", ctypes.c_float)]  # fmt: skip
 
 
 class Model(ctypes.Structure):
@@ -81,7 +83,7 @@ class CompiledStep:
                 return None
             if layer.s5 is not None and layer.s5.state_width > MAX_WIDTH:
                 return None
-            if layer.feed_forward is not None:  # model.ffn: not in the kernel
+            if layer.feed_forward is not None and layer.feed_forward.w1.out_features > 2 * MAX_WIDTH:
                 return None
         return cls(lib, model)
 
@@ -113,6 +115,11 @@ class CompiledStep:
                 spec.W_in, spec.conv_w, spec.conv_b = ptr(mb.in_proj.weight.T), ptr(conv_w), ptr(conv_b)
                 spec.W_x, spec.W_dt, spec.dt_bias = ptr(mb.x_proj.weight.T), ptr(mb.dt_proj.weight.T), ptr(dt_bias)
                 spec.A, spec.Dm, spec.W_out = ptr(A), ptr(Dm), ptr(mb.out_proj.weight.T)
+            if layer.feed_forward is not None:  # model.ffn
+                f = layer.feed_forward
+                spec.F, spec.W1, spec.b1 = f.w1.out_features, ptr(f.w1.weight.T), ptr(f.w1.bias)
+                spec.W2, spec.b2 = ptr(f.w2.weight.T), ptr(f.w2.bias)
+                spec.ff_norm_w, spec.ff_norm_b, spec.ff_eps = ptr(f.norm.weight), ptr(f.norm.bias), f.norm.eps
         self.layers = layers
         scale = SECONDS_PER_UNIT[model.time_unit]
         self.spec = Model(n_layers=len(model.layers), H=model.hidden, emb=ptr(model.item_embedding.weight),
