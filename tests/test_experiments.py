@@ -4,16 +4,14 @@ only what their header says."""
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 
 from composing import compose_train, config_names
 from ss4rec.config_checks import check_train_config
+from ss4rec.training import resolved
 
 
 def _flat(cfg) -> dict:
-    """The job config (no ``hydra`` node) as ``{dotted.key: value}``."""
-    plain = OmegaConf.to_container(cfg, resolve=False)
-    plain.pop("hydra", None)
+    """The run's config as ``training.resolved`` records it, as ``{dotted.key: value}``."""
     out = {}
 
     def walk(node, prefix):
@@ -23,7 +21,7 @@ def _flat(cfg) -> dict:
         else:
             out[prefix[:-1]] = node
 
-    walk(plain, "")
+    walk(resolved(cfg), "")
     return out
 
 
