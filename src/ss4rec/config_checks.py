@@ -309,6 +309,46 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
         problems.append(str(err))
 
 
+def check_init_from(problems: Problems, cfg: DictConfig) -> None:
+    """``init_from``: a run (or a checkpoint in its ``checkpoints/`` folder) of the same model class on this run's
+    split, so that its weights fit and never saw a rating this run holds out. Not read when resuming: the
+    checkpoint resumed from holds the weights."""
+    path = _get(cfg, "init_from")
+    if not isinstance(path, str) or not path or _get(cfg, "ckpt_path"):
+        return
+    from ss4rec.paths import checkpoint_run
+    from ss4rec.serve.loading import config_problem, run_config
+    from ss4rec.warm_start import InitFromError, init_checkpoint
+
+    try:
+        checkpoint = init_checkpoint(path)
+    except InitFromError as err:
+        problems.append(str(err))
+        return
+    run = checkpoint_run(checkpoint)
+    if config_problem(run, checkpoint) is not None:
+        problems.append(f"init_from={path!r}: no run config (metrics.json or .hydra/config.yaml) in {run or checkpoint.parent}, "
+                        "so its model and data split cannot be checked; pass the run's folder")  # fmt: skip
+        return
+    saved = run_config(run)
+    theirs, ours = (saved.get("model") or {}).get("_target_"), _get(cfg.model, "_target_")
+    if theirs != ours:
+        problems.add("init_from", path, f"a run of this model ({ours}); it trained {theirs}")
+        return
+    differ = _split_differences(cfg, saved.get("data") or {}, "that run")
+    if differ:
+        problems.append(f"init_from={path!r} was trained on another split (its weights would have seen ratings this "
+                        "run holds out):\n  " + "\n  ".join(differ))  # fmt: skip
+
+
+def _split_differences(cfg: DictConfig, saved_data: Mapping, who: str) -> list[str]:
+    """Each data option deciding the split that differs between another run's config and this run's."""
+    ours, theirs = _split_options(_plain(cfg.data)), _split_options(saved_data)
+    added = _constructor_defaults(_get(cfg.data, "_target_"))
+    return [f"data.{key}: {show(theirs.get(key))} in {who}, {show(ours.get(key))} here"
+            for key in sorted(set(ours) | set(theirs)) if _differs(key, theirs, ours, added)]  # fmt: skip
+
+
 def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> list[tuple[Path, dict]] | None:
     """The run folders ``path`` names, with their configs, each an mf, svdpp or timesvdpp run on this run's split; None (with
     the problem added) when one is not."""
@@ -337,10 +377,7 @@ def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> l
             problems.add(option, shown, f"an mf, svdpp or timesvdpp run (model=mf|svdpp|timesvdpp task=rating); {each} "
                          f"trained {(saved.get('model') or {}).get('_target_')}")  # fmt: skip
             return None
-        ours, theirs = (_split_options(data) for data in (_plain(cfg.data), saved.get("data") or {}))
-        added = _constructor_defaults(_get(cfg.data, "_target_"))
-        differ = [f"data.{key}: {show(theirs.get(key))} in the base run, {show(ours.get(key))} here"
-                  for key in sorted(set(ours) | set(theirs)) if _differs(key, theirs, ours, added)]  # fmt: skip
+        differ = _split_differences(cfg, saved.get("data") or {}, "the base run")
         if differ:
             problems.append(f"{option}={shown!r} was trained on another split:\n  " + "\n  ".join(differ))
             return None
@@ -497,6 +534,7 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
             problems.check(key, cfg[key], BOOL)
     ckpt = _get(cfg, "ckpt_path")
     problems.check("ckpt_path", ckpt, STRING_OR_NULL)
+    problems.check("init_from", _get(cfg, "init_from"), STRING_OR_NULL)
     check_data(problems, cfg.data)
     model_cls = check_model(problems, cfg.model)
     check_positions(problems, cfg.data, cfg.model, model_cls)
@@ -508,6 +546,7 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     check_optimisation(problems, cfg)
     problems.raise_if_any()
     check_rating_base(problems, cfg)
+    check_init_from(problems, cfg)
     problems.raise_if_any()
     if ckpt and check_checkpoint:
         from ss4rec.checkpoints import read_checkpoint

@@ -41,3 +41,10 @@ def named_checkpoint(run: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def chosen_checkpoint(run: Path) -> tuple[Path | None, list[Path]]:
+    """A run folder's best checkpoint: the one ``metrics.json`` names, else its only ``checkpoints/best-*.ckpt``
+    (None when neither), with every ``best-*.ckpt`` found there."""
+    best = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    return named_checkpoint(run) or (best[0] if len(best) == 1 else None), best

@@ -21,6 +21,7 @@ from ss4rec.config_checks import check_train_config
 from ss4rec.errors import TrainingFailed, reported_errors, stop_cause
 from ss4rec.lightning_module import RecModule
 from ss4rec.softmax_memory import check_full_softmax, device_bytes
+from ss4rec.warm_start import warm_start
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     check_softmax_memory(cfg, datamodule)
     module = build_module(cfg, datamodule)
+    started_from = warm_start(module.model, cfg.init_from) if cfg.get("init_from") and not cfg.get("ckpt_path") else None
     base = getattr(module.model, "rating_base", None)
     if base is not None and not cfg.get("ckpt_path"):
         base.fill(datamodule.store)  # a new run reads the base run's tables; a resumed one gets them from its checkpoint
@@ -182,6 +184,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(run_dir.resolve()),
         "status": "running",
     }
+    if started_from is not None:
+        summary["initialised_from"] = started_from
     if cfg.get("ckpt_path"):  # completed below with the epoch it resumed at
         summary["resumed_from"] = {"checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve())}
     try:

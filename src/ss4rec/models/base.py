@@ -33,6 +33,8 @@ class Recommender(nn.Module):
     supports_ranking: ClassVar[bool] = True
     #: False for models fitted by counting (popularity): the trainer then skips the optimizer
     learns_by_gradient: ClassVar[bool] = True
+    #: state-dict prefixes only the rating loss trains: a ranking run's are never trained, so ``init_from`` does not copy them
+    rating_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n_items: int, n_users: int):
         super().__init__()
@@ -118,6 +120,7 @@ class SequentialRecommender(Recommender):
     """
 
     train_format: ClassVar[str] = SEQUENCE
+    rating_only: ClassVar[tuple[str, ...]] = ("rating_head.", "item_rating_bias.")
 
     def __init__(
         self,

@@ -39,7 +39,7 @@ from ss4rec.data.collate import history_batch
 from ss4rec.data.folds import rating_fold
 from ss4rec.errors import UserError
 from ss4rec.models.time_bias import drift_deviation, find_keys, time_bins, user_day_keys
-from ss4rec.paths import checkpoint_run, named_checkpoint
+from ss4rec.paths import checkpoint_run, chosen_checkpoint
 
 if TYPE_CHECKING:
     from ss4rec.data.store import SequenceStore
@@ -88,15 +88,14 @@ def mf_checkpoint(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise RatingBaseError(f"model.rating_base={str(path)!r}: no such file or run folder")
-    best = sorted((path / "checkpoints").glob("best-*.ckpt"))
+    chosen, best = chosen_checkpoint(path)
+    if chosen is not None:
+        return chosen
     if not best:
         raise RatingBaseError(
             f"model.rating_base={str(path)!r}: no checkpoints/best-*.ckpt in the folder; train one with "
             f"`python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp, timesvdpp) on the same data"
         )
-    named = named_checkpoint(path)  # the run's own choice
-    if named is not None or len(best) == 1:
-        return named or best[0]
     raise RatingBaseError(
         f"model.rating_base={str(path)!r}: {len(best)} best checkpoints ({', '.join(c.name for c in best)}) and "
         "no metrics.json naming one; pass the checkpoint file"

@@ -102,6 +102,9 @@ class SS4RecLayer(nn.Module):
 class SS4Rec(SequentialRecommender):
     """SS4Rec encoder over a ``sequence`` batch; ``encode_sequence`` returns (B, L, hidden)."""
 
+    # the drift weights and the in-run stage act on predicted ratings only
+    rating_only = (*SequentialRecommender.rating_only, "drift_weight", "calibration")
+
     def __init__(
         self,
         n_items: int,
