@@ -98,3 +98,27 @@ def test_a_run_of_another_size_is_refused_when_the_weights_are_loaded(tmp_path):
     train(compose_train(["model=ss4rec", "model.hidden=16", *SMALL], tmp_path / "wide"))
     with pytest.raises(InitFromError, match="other sizes"):
         train(compose_train(["model=ss4rec", f"init_from={tmp_path / 'wide'}", *SMALL], tmp_path / "run"))
+
+
+def test_init_freeze_keeps_the_copied_parameters_fixed_through_training_and_a_resume(tmp_path):
+    """init_freeze=true: the copied parameters end exactly as the ranking run left them, after an epoch and after
+    a resumed second one (the resume reads init_from again to freeze the same ones); the fresh ones train."""
+    ranking = train(compose_train(["model=ss4rec", "model.use_ratings=true", *SMALL], tmp_path / "ranking"))
+    source = torch.load(ranking["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    options = ["model=ss4rec", "task=rating", "model.use_ratings=true", f"init_from={tmp_path / 'ranking'}",
+               "init_freeze=true", "optimizer.lr=0.01", *SMALL]  # fmt: skip
+    first = train(compose_train([*options, "trainer.max_epochs=1"], tmp_path / "rating"))
+    last = tmp_path / "rating" / "checkpoints" / "last.ckpt"
+    resumed = train(compose_train([*options, f"ckpt_path={last}"], tmp_path / "rating"))
+    assert resumed["status"] == "finished" and resumed["epochs"] == 2
+    assert set(resumed["initialised_from"]["frozen"]) == set(first["initialised_from"]["frozen"])
+    assert "layers.0.s5.seq.Lambda" in first["initialised_from"]["frozen"]
+    trained = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    for name in first["initialised_from"]["frozen"]:
+        assert torch.equal(trained[f"model.{name}"], source[f"model.{name}"]), name
+    assert not torch.equal(trained["model.rating_head.mlp.0.weight"], source["model.rating_head.mlp.0.weight"])
+
+
+def test_init_freeze_needs_init_from(tmp_path):
+    with pytest.raises(ConfigError, match="invalid option init_freeze=true: expected false without init_from"):
+        check_train_config(compose_train(["model=ss4rec", "init_freeze=true", *SMALL], tmp_path / "run"))

@@ -311,10 +311,10 @@ def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
 
 def check_init_from(problems: Problems, cfg: DictConfig) -> None:
     """``init_from``: a run (or a checkpoint in its ``checkpoints/`` folder) of the same model class on this run's
-    split, so that its weights fit and never saw a rating this run holds out. Not read when resuming: the
-    checkpoint resumed from holds the weights."""
+    split, so that its weights fit and never saw a rating this run holds out. Not read when resuming (the
+    checkpoint resumed from holds the weights) unless ``init_freeze`` needs to know which ones it copied."""
     path = _get(cfg, "init_from")
-    if not isinstance(path, str) or not path or _get(cfg, "ckpt_path"):
+    if not isinstance(path, str) or not path or (_get(cfg, "ckpt_path") and _get(cfg, "init_freeze", False) is not True):
         return
     from ss4rec.paths import checkpoint_run
     from ss4rec.serve.loading import config_problem, run_config
@@ -535,6 +535,9 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     ckpt = _get(cfg, "ckpt_path")
     problems.check("ckpt_path", ckpt, STRING_OR_NULL)
     problems.check("init_from", _get(cfg, "init_from"), STRING_OR_NULL)
+    problems.check("init_freeze", _get(cfg, "init_freeze", False), BOOL)
+    if _get(cfg, "init_freeze", False) is True and not _get(cfg, "init_from"):
+        problems.add("init_freeze", True, "false without init_from (the run whose copied weights it keeps fixed)")
     check_data(problems, cfg.data)
     model_cls = check_model(problems, cfg.model)
     check_positions(problems, cfg.data, cfg.model, model_cls)

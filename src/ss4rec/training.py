@@ -155,7 +155,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     check_softmax_memory(cfg, datamodule)
     module = build_module(cfg, datamodule)
-    started_from = warm_start(module.model, cfg.init_from) if cfg.get("init_from") and not cfg.get("ckpt_path") else None
+    freeze = bool(cfg.get("init_freeze", False))  # a resumed run copies again to freeze the same; the checkpoint then restores every weight
+    started_from = warm_start(module.model, cfg.init_from, freeze) if cfg.get("init_from") and (freeze or not cfg.get("ckpt_path")) else None
     base = getattr(module.model, "rating_base", None)
     if base is not None and not cfg.get("ckpt_path"):
         base.fill(datamodule.store)  # a new run reads the base run's tables; a resumed one gets them from its checkpoint

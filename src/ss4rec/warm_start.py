@@ -85,14 +85,20 @@ def trained_rating(checkpoint: dict[str, Any]) -> bool:
     return float(objective["rating_weight"] or 0.0) > 0
 
 
-def warm_start(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load ``init_from``'s checkpoint into ``model`` (:func:`copy_matching`); returns what the run record keeps."""
+def warm_start(model: nn.Module, path: str | Path, freeze: bool = False) -> dict[str, Any]:
+    """Load ``init_from``'s checkpoint into ``model`` (:func:`copy_matching`), with ``freeze`` the copied parameters
+    then fixed (``requires_grad`` off, so no optimizer sees them); returns what the run record keeps."""
     from ss4rec.checkpoints import read_checkpoint
 
     checkpoint = init_checkpoint(path)
     saved = read_checkpoint(checkpoint, what="init_from")
     skip = () if trained_rating(saved) else tuple(getattr(model, "rating_only", ()))
     done = copy_matching(model, model_state(saved), skip)
-    log.info("init_from %s: copied %d tensors, %d kept their initialisation (%s)", checkpoint, len(done["copied"]),
-             len(done["fresh"]), ", ".join(done["fresh"]) or "none")  # fmt: skip
+    if freeze:
+        parameters = dict(model.named_parameters())
+        done["frozen"] = [name for name in done["copied"] if name in parameters]
+        for name in done["frozen"]:
+            parameters[name].requires_grad_(False)
+    log.info("init_from %s: copied %d tensors%s, %d kept their initialisation (%s)", checkpoint, len(done["copied"]),
+             " (frozen)" if freeze else "", len(done["fresh"]), ", ".join(done["fresh"]) or "none")  # fmt: skip
     return {"checkpoint": str(checkpoint.resolve()), **done}
