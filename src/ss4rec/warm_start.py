@@ -36,7 +36,7 @@ def init_checkpoint(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise InitFromError(f"init_from={str(path)!r}: no such file or run folder; expected a run folder such as "
-                            "outputs/<date>/<time> or a checkpoint such as <run>/checkpoints/last.ckpt")  # fmt: skip
+                            "outputs/runs/<data>/<model>/<time> or a checkpoint such as <run>/checkpoints/best-epochNNN.ckpt")  # fmt: skip
     chosen, best = chosen_checkpoint(path)
     if chosen is not None:
         return chosen
