@@ -99,3 +99,9 @@ def read_checkpoint(path: str | Path, what: str = "ckpt_path") -> dict[str, Any]
             f"{', '.join(CHECKPOINT_KEYS)})"
         )
     return checkpoint
+
+
+def model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model's tensors in a Lightning checkpoint of this project (``state_dict`` keys ``model.<name>``)."""
+    state = checkpoint.get("state_dict") or {}
+    return {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}

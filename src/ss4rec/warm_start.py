@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ss4rec.checkpoints import model_state, read_checkpoint
 from ss4rec.errors import UserError
 from ss4rec.paths import chosen_checkpoint
 
@@ -44,12 +45,6 @@ def init_checkpoint(path: str | Path) -> Path:
     raise InitFromError(f"init_from={str(path)!r}: {found} and no metrics.json naming one; pass the checkpoint file")
 
 
-def model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The model's tensors in a Lightning checkpoint of this project (``state_dict`` keys ``model.<name>``)."""
-    state = checkpoint.get("state_dict") or {}
-    return {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
-
-
 def copy_matching(model: nn.Module, source: dict[str, torch.Tensor], skip: tuple[str, ...] = (),
                   where: str = "init_from") -> dict[str, list[str]]:  # fmt: skip
     """Copy into ``model`` every tensor of ``source`` with the name and shape of one of its parameters or buffers,
@@ -57,8 +52,9 @@ def copy_matching(model: nn.Module, source: dict[str, torch.Tensor], skip: tuple
     copied) and ``unused`` (in ``source`` only). Raises InitFromError when a name matches with another shape
     (another model size) or nothing matches (another model)."""
     never = (*NOT_COPIED, *skip)
-    own = {name: value for name, value in model.state_dict().items() if not name.startswith(never)}
-    left = sorted(name for name in model.state_dict() if name.startswith(skip)) if skip else []
+    names = model.state_dict()
+    own = {name: value for name, value in names.items() if not name.startswith(never)}
+    left = [name for name in names if name.startswith(skip)] if skip else []
     shared = sorted(set(own) & set(source))
     clashes = [f"{name}: {tuple(source[name].shape)} there, {tuple(own[name].shape)} here"
                for name in shared if source[name].shape != own[name].shape]  # fmt: skip
@@ -88,8 +84,6 @@ def trained_rating(checkpoint: dict[str, Any]) -> bool:
 def warm_start(model: nn.Module, path: str | Path, freeze: bool = False) -> dict[str, Any]:
     """Load ``init_from``'s checkpoint into ``model`` (:func:`copy_matching`), with ``freeze`` the copied parameters
     then fixed (``requires_grad`` off, so no optimizer sees them); returns what the run record keeps."""
-    from ss4rec.checkpoints import read_checkpoint
-
     checkpoint = init_checkpoint(path)
     saved = read_checkpoint(checkpoint, what="init_from")
     skip = () if trained_rating(saved) else tuple(getattr(model, "rating_only", ()))

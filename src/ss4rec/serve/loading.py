@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ss4rec.checkpoints import read_checkpoint
+from ss4rec.checkpoints import model_state, read_checkpoint
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
 from ss4rec.errors import CheckpointError, UserError
@@ -134,8 +134,7 @@ def load_model(checkpoint: Path) -> tuple[torch.nn.Module, dict]:
         model = hydra.utils.instantiate(hp["model"], n_items=hp["n_items"], n_users=hp["n_users"])
         if hp.get("item_features_shape") is not None and hasattr(model, "set_item_features"):
             model.set_item_features(torch.zeros(tuple(hp["item_features_shape"])))
-        weights = {k[len("model."):]: v for k, v in saved["state_dict"].items() if k.startswith("model.")}
-        model.load_state_dict(weights)
+        model.load_state_dict(model_state(saved))
     except (HydraException, OmegaConfBaseException, RuntimeError, TypeError, KeyError) as err:
         raise CheckpointError(f"checkpoint={str(checkpoint)!r}: its model cannot be rebuilt from its saved "
                               f"hyperparameters and weights ({type(err).__name__}: {err})") from err  # fmt: skip
