@@ -52,9 +52,9 @@ def copy_matching(model: nn.Module, source: dict[str, torch.Tensor], skip: tuple
     copied) and ``unused`` (in ``source`` only). Raises InitFromError when a name matches with another shape
     (another model size) or nothing matches (another model)."""
     never = (*NOT_COPIED, *skip)
-    names = model.state_dict()
-    own = {name: value for name, value in names.items() if not name.startswith(never)}
-    left = [name for name in names if name.startswith(skip)] if skip else []
+    state = model.state_dict()
+    own = {name: value for name, value in state.items() if not name.startswith(never)}
+    left = [name for name in state if name.startswith(skip)] if skip else []
     shared = sorted(set(own) & set(source))
     clashes = [f"{name}: {tuple(source[name].shape)} there, {tuple(own[name].shape)} here"
                for name in shared if source[name].shape != own[name].shape]  # fmt: skip
