@@ -34,6 +34,18 @@ def test_the_named_checkpoint_is_found_where_it_was_and_after_the_folder_moved(t
     assert named_checkpoint(moved) is None  # named but gone
 
 
+def test_a_copied_folder_reads_its_own_checkpoint_not_the_original_s(tmp_path):
+    """A clone of the repo's run records names the original folder's checkpoint in metrics.json; while the
+    original is still there, the copy must not read it (it may be another training of the same command)."""
+    run = _run(tmp_path / "a", ["best-epoch004.ckpt"], named="best-epoch004.ckpt")
+    copy = tmp_path / "b"
+    shutil.copytree(run, copy)
+    assert named_checkpoint(copy) == copy / "checkpoints" / "best-epoch004.ckpt"
+    assert resolve(copy)[1] == mf_checkpoint(copy) == copy / "checkpoints" / "best-epoch004.ckpt"
+    shutil.rmtree(copy / "checkpoints")  # the copy without checkpoints (not in git): the recorded file
+    assert named_checkpoint(copy) == run / "checkpoints" / "best-epoch004.ckpt"
+
+
 @pytest.mark.parametrize("metrics", [None, "{", "[]", '{"checkpoint": 3}', '{"checkpoint": ""}'])
 def test_without_a_usable_name_serving_takes_the_latest_best_and_mf_refuses_to_guess(tmp_path, metrics):
     run = _run(tmp_path / "a", ["best-epoch004.ckpt", "best-epoch011.ckpt", "last.ckpt"])

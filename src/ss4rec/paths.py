@@ -32,12 +32,14 @@ def checkpoint_run(checkpoint: Path) -> Path | None:
 
 
 def named_checkpoint(run: Path) -> Path | None:
-    """The best checkpoint ``run/metrics.json`` names: the path it recorded, else the file of that name in
-    ``run/checkpoints/`` (the folder may have moved since); None when it names none or the file is gone."""
+    """The best checkpoint ``run/metrics.json`` names: the file of that name in ``run/checkpoints/``, else the
+    path it recorded (a checkpoint kept elsewhere); None when it names none or the file is gone. The run's own
+    file comes first: a copied or moved folder (a clone of the repo's run records) reads its own checkpoint, not
+    the one at the recorded path, which may belong to the original folder."""
     named = run_metrics(run).get("checkpoint")
     if not isinstance(named, str) or not named:
         return None
-    for candidate in (Path(named), run / "checkpoints" / Path(named).name):
+    for candidate in (run / "checkpoints" / Path(named).name, Path(named)):
         if candidate.is_file():
             return candidate
     return None
