@@ -10,7 +10,7 @@ from ss4rec.config_checks import check_train_config
 from ss4rec.errors import ConfigError
 from ss4rec.training import resolved
 
-NEEDS_RUNS = {"ml1m_rating"}
+NEEDS_RUNS = {"ml1m_rating", "ml100k_rating"}
 
 
 def _flat(cfg) -> dict:
@@ -31,8 +31,8 @@ def _flat(cfg) -> dict:
 @pytest.mark.parametrize("name", [n for n in config_names("experiment") if n not in NEEDS_RUNS])
 def test_every_experiment_composes_and_passes_the_config_checks(name, tmp_path):
     """(The ML-25M experiments ask for a GPU, which the checks refuse where none is visible: ``trainer=cpu``
-    here, as their end-to-end tests run them. ``ml1m_rating`` reads other runs, whose checkpoints are not in git:
-    its own tests below.)"""
+    here, as their end-to-end tests run them. The rating experiments read other runs, whose checkpoints are not in
+    git: their own tests below.)"""
     cfg = compose_train([f"experiment={name}", *(["trainer=cpu"] if name.startswith("ml25m") else [])], tmp_path)
     check_train_config(cfg, check_checkpoint=False)
     assert cfg.experiment_name == name
@@ -48,27 +48,38 @@ def test_ml1m_variants_change_only_their_option(name, changes, tmp_path):
     assert {k: variant[k] for k in changes} == changes
 
 
-def test_ml1m_rating_is_the_write_ups_command(tmp_path):
-    """``experiment=ml1m_rating seed=<s>`` is the frozen-encoder rating command of reports/ml1m/rating/README.md
-    (``ml1m_paper`` plus its flags, each path of seed <s>), every option the same but the name."""
-    r = "reports/ml1m/runs/rating"
-    flags = ["task.target_weighting=batch", "scheduler=null", "task=rating", "model.use_ratings=true",
-             "model.rating_base_residuals=true", "callbacks.early_stopping.patience=5", "seed=2",
-             f"model.rating_base={r}/svdpp_oof_s2/*_svdpp_s2", f"model.rating_base_heldout={r}/svdpp_tuned/0_svdpp_s2",
-             "init_from=reports/ml1m/runs/pretrain/ss4rec_known_s2", "init_freeze=true"]  # fmt: skip
-    command = _flat(compose_train(["experiment=ml1m_paper", *flags], tmp_path))
-    experiment = _flat(compose_train(["experiment=ml1m_rating", "seed=2"], tmp_path))
+ML1M_RATING = ("ml1m_rating", "ml1m_paper", ["task.target_weighting=batch", "scheduler=null", "task=rating",
+               "callbacks.early_stopping.patience=5", "model.use_ratings=true", "model.rating_base_residuals=true",
+               "model.rating_base=reports/ml1m/runs/rating/svdpp_oof_s2/*_svdpp_s2",
+               "model.rating_base_heldout=reports/ml1m/runs/rating/svdpp_tuned/0_svdpp_s2",
+               "init_from=reports/ml1m/runs/pretrain/ss4rec_known_s2", "init_freeze=true"])  # fmt: skip
+ML100K_RATING = ("ml100k_rating", "ml100k_rmse", ["trainer.max_epochs=200", "model.use_ratings=true",
+                 "model.rating_base_residuals=true", "model.rating_base=reports/ml100k/runs/rating/svdpp_oof_s2/*_svdpp_s2",
+                 "model.rating_base_drift=5", "model.rating_base_drift_recent=1", "model.rating_base_drift_calibrate=true",
+                 "model.rating_base_drift_lr_scale=30", "init_from=reports/ml100k/runs/default/ss4rec/2_ss4rec_s2",
+                 "init_freeze=true"])  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "base", "flags"), [ML1M_RATING, ML100K_RATING])
+def test_rating_experiments_are_the_write_ups_commands(name, base, flags, tmp_path):
+    """``experiment=<name> seed=<s>`` is the frozen-encoder rating command of the dataset's rating write-up
+    (``reports/<data>/rating/README.md``, its base experiment plus flags naming seed <s>'s runs), every option the
+    same but the name."""
+    command = _flat(compose_train([f"experiment={base}", *flags, "seed=2"], tmp_path))
+    experiment = _flat(compose_train([f"experiment={name}", "seed=2"], tmp_path))
     differs = {k for k in command.keys() | experiment.keys() if command.get(k) != experiment.get(k)}
     assert differs == {"experiment_name"}
 
 
-def test_ml1m_rating_names_the_runs_it_needs(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("name", "runs"), [
+    ("ml1m_rating", ["reports/ml1m/runs/pretrain/ss4rec_known_s1", "reports/ml1m/runs/rating/svdpp_oof_s1/*_svdpp_s1"]),
+    ("ml100k_rating", ["reports/ml100k/runs/default/ss4rec/1_ss4rec_s1", "reports/ml100k/runs/rating/svdpp_oof_s1/*_svdpp_s1"]),
+])  # fmt: skip
+def test_rating_experiments_name_the_runs_they_need(name, runs, tmp_path, monkeypatch):
     """Where the encoder and SVD++ runs are missing (a fresh clone: checkpoints are not in git), the checks say
     which, for the run's own seed, before any data is read."""
     monkeypatch.chdir(tmp_path)
-    cfg = compose_train(["experiment=ml1m_rating", "seed=1"], tmp_path)
+    cfg = compose_train([f"experiment={name}", "seed=1"], tmp_path)
     with pytest.raises(ConfigError) as err:
         check_train_config(cfg, check_checkpoint=False)
-    message = str(err.value)
-    assert "reports/ml1m/runs/pretrain/ss4rec_known_s1" in message
-    assert "reports/ml1m/runs/rating/svdpp_oof_s1/*_svdpp_s1" in message
+    assert all(run in str(err.value) for run in runs)
