@@ -8,6 +8,7 @@ import pytest
 from composing import compose_train, config_names
 from ss4rec.config_checks import check_train_config
 from ss4rec.errors import ConfigError
+from ss4rec.paths import CONFIG_DIR
 from ss4rec.training import resolved
 
 NEEDS_RUNS = {"ml1m_rating", "ml100k_rating"}
@@ -83,3 +84,13 @@ def test_rating_experiments_name_the_runs_they_need(name, runs, tmp_path, monkey
     with pytest.raises(ConfigError) as err:
         check_train_config(cfg, check_checkpoint=False)
     assert all(run in str(err.value) for run in runs)
+    assert f"the header of {CONFIG_DIR / 'experiment' / name}.yaml has the commands" in str(err.value)
+
+
+def test_an_experiment_naming_no_runs_gets_no_hint(tmp_path, monkeypatch):
+    """A bad base named on the command line of an experiment that names none: no pointer to its header."""
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_train(["experiment=ml100k_rmse", "model.rating_base=missing", "model.use_ratings=true"], tmp_path)
+    with pytest.raises(ConfigError) as err:
+        check_train_config(cfg, check_checkpoint=False)
+    assert "missing" in str(err.value) and "header" not in str(err.value)

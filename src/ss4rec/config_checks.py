@@ -522,6 +522,20 @@ def _without_hydra(cfg: DictConfig) -> DictConfig:
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
 
 
+def _runs_hint(cfg: DictConfig) -> str | None:
+    """Where an experiment that names other runs (``init_from``, ``model.rating_base``) says how to make them."""
+    from ss4rec.paths import CONFIG_DIR
+
+    name = _get(cfg, "experiment_name")
+    path = CONFIG_DIR / "experiment" / f"{name}.yaml"
+    if not isinstance(name, str) or not path.is_file():
+        return None
+    text = path.read_text()
+    if "init_from:" not in text and "rating_base:" not in text:
+        return None
+    return f"experiment={name} reads these runs of its seed: the header of {path} has the commands that make them"
+
+
 def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     """Every option of ``train.py``; raise ConfigError (or CheckpointError for ``ckpt_path``)."""
     problems = Problems()
@@ -550,7 +564,8 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     problems.raise_if_any()
     check_rating_base(problems, cfg)
     check_init_from(problems, cfg)
-    problems.raise_if_any()
+    if problems:
+        raise ConfigError(list(problems), hint=_runs_hint(cfg))
     if ckpt and check_checkpoint:
         from ss4rec.checkpoints import read_checkpoint
 

@@ -35,13 +35,13 @@ class UserError(ValueError):
 class ConfigError(UserError):
     """One or more options with values they cannot take; one problem per line."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], hint: str | None = None):
         self.problems = list(problems)
         if len(self.problems) == 1:
             text = f"invalid option {self.problems[0]}"
         else:
             text = f"{len(self.problems)} invalid options:\n" + "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(text)
+        super().__init__(text + (f"\n{hint}" if hint else ""))
 
 
 class CheckpointError(UserError):
