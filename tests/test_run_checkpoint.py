@@ -34,7 +34,7 @@ def test_the_named_checkpoint_is_found_where_it_was_and_after_the_folder_moved(t
     assert named_checkpoint(moved) is None  # named but gone
 
 
-def test_a_copied_folder_reads_its_own_checkpoint_not_the_original_s(tmp_path):
+def test_a_copied_folder_reads_its_own_checkpoint_not_the_originals(tmp_path):
     """A clone of the repo's run records names the original folder's checkpoint in metrics.json; while the
     original is still there, the copy must not read it (it may be another training of the same command)."""
     run = _run(tmp_path / "a", ["best-epoch004.ckpt"], named="best-epoch004.ckpt")
