@@ -83,9 +83,9 @@ class Problems(list):
             self.add(key, value, allowed)
         return ok
 
-    def raise_if_any(self) -> None:
+    def raise_if_any(self, hint: str | None = None) -> None:
         if self:
-            raise ConfigError(list(self))
+            raise ConfigError(list(self), hint=hint)
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -527,8 +527,10 @@ def _runs_hint(cfg: DictConfig) -> str | None:
     from ss4rec.paths import CONFIG_DIR
 
     name = _get(cfg, "experiment_name")
+    if not isinstance(name, str):
+        return None
     path = CONFIG_DIR / "experiment" / f"{name}.yaml"
-    if not isinstance(name, str) or not path.is_file():
+    if not path.is_file():
         return None
     text = path.read_text()
     if "init_from:" not in text and "rating_base:" not in text:
@@ -565,7 +567,7 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     check_rating_base(problems, cfg)
     check_init_from(problems, cfg)
     if problems:
-        raise ConfigError(list(problems), hint=_runs_hint(cfg))
+        problems.raise_if_any(hint=_runs_hint(cfg))
     if ckpt and check_checkpoint:
         from ss4rec.checkpoints import read_checkpoint
 
