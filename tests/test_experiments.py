@@ -11,7 +11,7 @@ from ss4rec.errors import ConfigError
 from ss4rec.paths import CONFIG_DIR
 from ss4rec.training import resolved
 
-NEEDS_RUNS = {"ml1m_rating", "ml100k_rating"}
+NEEDS_RUNS = {"ml1m_rating", "ml1m_rating_ffn", "ml100k_rating"}
 
 
 def _flat(cfg) -> dict:
@@ -59,9 +59,10 @@ ML100K_RATING = ("ml100k_rating", "ml100k_rmse", ["trainer.max_epochs=200", "mod
                  "model.rating_base_drift=5", "model.rating_base_drift_recent=1", "model.rating_base_drift_calibrate=true",
                  "model.rating_base_drift_lr_scale=30", "init_from=reports/ml100k/runs/default/ss4rec/2_ss4rec_s2",
                  "init_freeze=true"])  # fmt: skip
+ML1M_RATING_FFN = ("ml1m_rating_ffn", "ml1m_rating", ["model.ffn=true", "init_from=reports/ml1m/runs/ffn/ss4rec_known_ffn_s2"])
 
 
-@pytest.mark.parametrize(("name", "base", "flags"), [ML1M_RATING, ML100K_RATING])
+@pytest.mark.parametrize(("name", "base", "flags"), [ML1M_RATING, ML1M_RATING_FFN, ML100K_RATING])
 def test_rating_experiments_are_the_write_ups_commands(name, base, flags, tmp_path):
     """``experiment=<name> seed=<s>`` is the frozen-encoder rating command of the dataset's rating write-up
     (``reports/<data>/rating/README.md``, its base experiment plus flags naming seed <s>'s runs), every option the
@@ -74,6 +75,7 @@ def test_rating_experiments_are_the_write_ups_commands(name, base, flags, tmp_pa
 
 @pytest.mark.parametrize(("name", "runs"), [
     ("ml1m_rating", ["reports/ml1m/runs/pretrain/ss4rec_known_s1", "reports/ml1m/runs/rating/svdpp_oof_s1/*_svdpp_s1"]),
+    ("ml1m_rating_ffn", ["reports/ml1m/runs/ffn/ss4rec_known_ffn_s1", "reports/ml1m/runs/rating/svdpp_oof_s1/*_svdpp_s1"]),
     ("ml100k_rating", ["reports/ml100k/runs/default/ss4rec/1_ss4rec_s1", "reports/ml100k/runs/rating/svdpp_oof_s1/*_svdpp_s1"]),
 ])  # fmt: skip
 def test_rating_experiments_name_the_runs_they_need(name, runs, tmp_path, monkeypatch):
