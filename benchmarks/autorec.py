@@ -117,6 +117,9 @@ def fit(store, hidden: int, l2: float, lr: float, max_epochs: int, patience: int
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        if not torch.isfinite(loss):
+            raise SystemExit(f"error: I-AutoRec (l2 {l2:g}, seed {seed}) diverged in epoch {epoch}: training loss "
+                             f"{loss.item()}; lower --lr (now {lr:g})")  # fmt: skip
         model.eval()
         errors = {stage: np.asarray(targets[stage][2], np.float64)
                   - predict(model, ratings, mask, *targets[stage][:2], mean, low, high) for stage in STAGES}  # fmt: skip

@@ -116,3 +116,8 @@ def test_a_ranking_run_is_refused_as_the_reference(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"task": "ranking", "test": {"test/ndcg@10": 0.1}}))
     with pytest.raises(SystemExit, match="not a finished task=rating run"):
         autorec.main([str(tmp_path)])
+
+
+def test_a_diverging_model_stops_with_a_clear_error(store):
+    with pytest.raises(SystemExit, match=r"diverged in epoch 0: training loss (inf|nan); lower --lr \(now 1e\+30\)"):
+        autorec.fit(store, hidden=4, l2=1.0, lr=1e30, max_epochs=3, patience=1, seed=0, log=lambda _line: None)
