@@ -151,6 +151,8 @@ def run_record(result: dict, config: dict) -> dict:
 def reference(run: Path) -> tuple[dict, dict]:
     """The reference run's resolved config and its ``{val, test}`` RMSE, from its ``metrics.json``."""
     metrics = run_metrics(run)
+    if not metrics:
+        raise SystemExit(f"error: no readable metrics.json in {run}; give the folder of a finished task=rating run")
     if metrics.get("task") not in ("rating", "joint") or "test/rmse" not in metrics.get("test", {}):
         raise SystemExit(f"error: {run} is not a finished task=rating run with a test RMSE in its metrics.json")
     return run_config(run), {"val": metrics["best_val"]["val/rmse"], "test": metrics["test"]["test/rmse"]}
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, default=15, help="epochs without a better validation RMSE")
     parser.add_argument("--batch", type=int, default=256, help="item columns per step")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quiet", action="store_true", help="no line per epoch")
+    parser.add_argument("--quiet", action="store_true", help="no line per epoch (a line per model still)")
     parser.add_argument("--record", type=Path, help="write the results as JSON")
     args = parser.parse_args(argv)
     for name in ("hidden", "max_epochs", "patience", "batch", "threads"):
@@ -187,8 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"reference {args.run}: val RMSE {ref['val']:.4f}, test RMSE {ref['test']:.4f} "
           f"({store.n_users} users, {store.n_items} items)")  # fmt: skip
     log = (lambda _line: None) if args.quiet else print
-    results = [fit(store, args.hidden, l2, args.lr, args.max_epochs, args.patience, seed, args.batch, log)
-               for l2 in args.l2 for seed in args.seeds]  # fmt: skip
+    results = []
+    for l2 in args.l2:
+        for seed in args.seeds:
+            results.append(fit(store, args.hidden, l2, args.lr, args.max_epochs, args.patience, seed, args.batch, log))
+            r = results[-1]
+            print(f"l2 {l2:g} seed {seed} done ({len(results)} of {len(args.l2) * len(args.seeds)}): best epoch "
+                  f"{r['best_epoch']} of {r['epochs']}, val RMSE {r['val_rmse']:.4f}, {r['wall_time_s']:.0f} s", flush=True)  # fmt: skip
     print("\n| l2 | seed | best epoch | val RMSE | test RMSE | test vs reference |\n|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['l2']:g} | {r['seed']} | {r['best_epoch']} | {r['val_rmse']:.4f} | {r['test_rmse']:.4f} | "

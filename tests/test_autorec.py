@@ -96,7 +96,8 @@ def test_a_run_against_a_reference_rating_run_writes_its_record(tmp_path, capsys
         assert result["epochs"] == len(result["val_curve"]) == min(12, result["best_epoch"] + 3)  # stopped after 2 worse epochs
     assert any(result["epochs"] < 12 for result in payload["results"])  # early stopping was exercised
     assert "status" not in payload  # two models: no single run to stand for
-    assert "test vs reference" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "test vs reference" in out and "l2 10 seed 0 done (2 of 2)" in out and " epoch 0: loss" not in out  # --quiet
 
 
 def test_a_one_model_record_is_read_by_pooled_splits_as_a_run_of_its_split(tmp_path):
@@ -121,3 +122,8 @@ def test_a_ranking_run_is_refused_as_the_reference(tmp_path):
 def test_a_diverging_model_stops_with_a_clear_error(store):
     with pytest.raises(SystemExit, match=r"diverged in epoch 0: training loss (inf|nan); lower --lr \(now 1e\+30\)"):
         autorec.fit(store, hidden=4, l2=1.0, lr=1e30, max_epochs=3, patience=1, seed=0, log=lambda _line: None)
+
+
+def test_a_folder_without_a_record_is_refused_by_name(tmp_path):
+    with pytest.raises(SystemExit, match=f"no readable metrics.json in {tmp_path}"):
+        autorec.main([str(tmp_path)])
