@@ -60,7 +60,7 @@ def rating_matrix(store) -> tuple[torch.Tensor, torch.Tensor]:
 
 def held_out(store, stage: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(U,) users, items and ratings of the validation (second last) or test (last) rating of every user."""
-    rows = store.offsets[1:] - (2 if stage == "val" else 1)
+    rows = store.train_ends + (0 if stage == "val" else 1)
     return np.arange(store.n_users), np.asarray(store.items)[rows].astype(np.int64), np.asarray(store.ratings)[rows]
 
 
@@ -85,26 +85,29 @@ def masked_loss(model: IAutoRec, columns: torch.Tensor, mask: torch.Tensor, l2: 
     return error.pow(2).sum() / mask.sum().clamp_min(1) + l2 / 2 * model.penalty() / n_ratings
 
 
-def predict(model: IAutoRec, ratings: torch.Tensor, mask: torch.Tensor, users: np.ndarray, items: np.ndarray,
+def predict(model: IAutoRec, ratings: torch.Tensor, per_item: torch.Tensor, users: np.ndarray, items: np.ndarray,
             mean: float, low: float, high: float) -> np.ndarray:  # fmt: skip
-    """Predicted ratings of (user, item) pairs from the items' training columns, clamped; unrated items get ``mean``."""
+    """Predicted ratings of (user, item) pairs from the items' training columns, clamped; items with no training rating
+    (``per_item``, (N + 1,): each item's count) get ``mean``."""
     items_t, users_t = torch.from_numpy(items), torch.from_numpy(users)
     unique, where = torch.unique(items_t, return_inverse=True)  # each item's column decoded once
     with torch.no_grad():
         out = model(ratings[unique])[where, users_t].clamp(low, high)
-    unrated = mask[items_t].sum(1) == 0
-    return torch.where(unrated, torch.full_like(out, mean), out).double().numpy()
+    return torch.where(per_item[items_t] == 0, torch.full_like(out, mean), out).double().numpy()
 
 
-def fit(store, hidden: int, l2: float, lr: float, max_epochs: int, patience: int, seed: int, batch: int = 256,
+def fit(datamodule, hidden: int, l2: float, lr: float, max_epochs: int, patience: int, seed: int, batch: int = 256,
         log=print) -> dict:  # fmt: skip
-    """Train one I-AutoRec with early stopping on validation RMSE; the record of its best epoch."""
+    """Train one I-AutoRec on the datamodule's split with early stopping on validation RMSE; the record of its best
+    epoch. Predictions are clamped to the datamodule's ``rating_range`` and unrated items get its ``rating_mean``, as
+    the trainer does for every rating model."""
     torch.manual_seed(seed)
+    store = datamodule._ready()
     ratings, mask = rating_matrix(store)
-    rated = torch.nonzero(mask.sum(1) > 0).squeeze(1)
+    per_item = mask.sum(1)  # (N + 1,) training ratings of each item
+    rated = torch.nonzero(per_item > 0).squeeze(1)
     n_ratings = int(mask.sum())
-    mean = float(ratings.sum() / n_ratings)
-    low, high = float(np.min(store.ratings)), float(np.max(store.ratings))
+    mean, (low, high) = datamodule.rating_mean, datamodule.rating_range
     targets = {stage: held_out(store, stage) for stage in STAGES}
     model = IAutoRec(store.n_users, hidden)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -122,7 +125,7 @@ def fit(store, hidden: int, l2: float, lr: float, max_epochs: int, patience: int
                              f"{loss.item()}; lower --lr (now {lr:g})")  # fmt: skip
         model.eval()
         errors = {stage: np.asarray(targets[stage][2], np.float64)
-                  - predict(model, ratings, mask, *targets[stage][:2], mean, low, high) for stage in STAGES}  # fmt: skip
+                  - predict(model, ratings, per_item, *targets[stage][:2], mean, low, high) for stage in STAGES}  # fmt: skip
         scores = {stage: float(np.sqrt((errors[stage] ** 2).mean())) for stage in STAGES}
         curve.append(round(scores["val"], 5))
         if scores["val"] < best["val_rmse"]:
@@ -158,10 +161,11 @@ def reference(run: Path) -> tuple[dict, dict]:
     return run_config(run), {"val": metrics["best_val"]["val/rmse"], "test": metrics["test"]["test/rmse"]}
 
 
-def store_of(config: dict):
+def datamodule_of(config: dict):
+    """The run's data module, set up (the pairs layout of ``mf``: only its store, mean and range are read)."""
     cfg = OmegaConf.create(config)
-    cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})  # the pairs layout; only the store is read
-    return build_datamodule(cfg)._ready()
+    cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
+    return build_datamodule(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,14 +189,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--lr must be > 0 and --l2 >= 0, got lr {args.lr}, l2 {args.l2}")
     torch.set_num_threads(args.threads)
     config, ref = reference(args.run)
-    store = store_of(config)
+    datamodule = datamodule_of(config)
+    store = datamodule._ready()
     print(f"reference {args.run}: val RMSE {ref['val']:.4f}, test RMSE {ref['test']:.4f} "
           f"({store.n_users} users, {store.n_items} items)")  # fmt: skip
     log = (lambda _line: None) if args.quiet else print
     results = []
     for l2 in args.l2:
         for seed in args.seeds:
-            results.append(fit(store, args.hidden, l2, args.lr, args.max_epochs, args.patience, seed, args.batch, log))
+            results.append(fit(datamodule, args.hidden, l2, args.lr, args.max_epochs, args.patience, seed, args.batch, log))
             r = results[-1]
             print(f"l2 {l2:g} seed {seed} done ({len(results)} of {len(args.l2) * len(args.seeds)}): best epoch "
                   f"{r['best_epoch']} of {r['epochs']}, val RMSE {r['val_rmse']:.4f}, {r['wall_time_s']:.0f} s", flush=True)  # fmt: skip

@@ -19,8 +19,13 @@ autorec = load_benchmark("autorec")
 
 
 @pytest.fixture(scope="module")
-def store():
-    return build_datamodule(compose_train(["model=mf", "task=rating", *SMALL]))._ready()
+def datamodule():
+    return build_datamodule(compose_train(["model=mf", "task=rating", *SMALL]))
+
+
+@pytest.fixture(scope="module")
+def store(datamodule):
+    return datamodule._ready()
 
 
 def test_rating_matrix_holds_each_users_training_ratings_and_nothing_held_out(store):
@@ -37,6 +42,14 @@ def test_rating_matrix_holds_each_users_training_ratings_and_nothing_held_out(st
     users, items, _ = autorec.held_out(store, "test")
     only_held_out = seen[items, users] == 0  # test items the user never rated in training
     assert only_held_out.any() and (ratings.numpy()[items[only_held_out], users[only_held_out]] == 0).all()
+
+
+def test_held_out_are_each_users_second_last_and_last_ratings(store):
+    for stage, back in (("val", 2), ("test", 1)):
+        users, items, ratings = autorec.held_out(store, stage)
+        want = [(user, store.items[store.offsets[user + 1] - back], store.ratings[store.offsets[user + 1] - back])
+                for user in range(store.n_users)]  # fmt: skip
+        assert list(zip(users, items, ratings, strict=True)) == want
 
 
 def reference_output(model, column: np.ndarray, user: int) -> float:
@@ -56,7 +69,7 @@ def test_predictions_match_a_float64_reference_with_clamping_and_the_mean_for_un
     unrated_item = int(items[0])
     mask[unrated_item] = 0
     ratings[unrated_item] = 0
-    got = autorec.predict(model, ratings, mask, users, items, 3.25, 1.0, 5.0)
+    got = autorec.predict(model, ratings, mask.sum(1), users, items, 3.25, 1.0, 5.0)
     want = []
     for user, item in zip(users, items, strict=True):
         if item == unrated_item:
@@ -119,9 +132,9 @@ def test_a_ranking_run_is_refused_as_the_reference(tmp_path):
         autorec.main([str(tmp_path)])
 
 
-def test_a_diverging_model_stops_with_a_clear_error(store):
+def test_a_diverging_model_stops_with_a_clear_error(datamodule):
     with pytest.raises(SystemExit, match=r"diverged in epoch 0: training loss (inf|nan); lower --lr \(now 1e\+30\)"):
-        autorec.fit(store, hidden=4, l2=1.0, lr=1e30, max_epochs=3, patience=1, seed=0, log=lambda _line: None)
+        autorec.fit(datamodule, hidden=4, l2=1.0, lr=1e30, max_epochs=3, patience=1, seed=0, log=lambda _line: None)
 
 
 def test_a_folder_without_a_record_is_refused_by_name(tmp_path):
