@@ -197,7 +197,7 @@ def test_wandb_logger_runs_offline_and_finishes(tmp_path, monkeypatch):
     assert wandb.run is None  # and finished, so the next multirun job starts its own
 
 
-@pytest.mark.parametrize("base", ["mf", "svdpp", "timesvdpp"])
+@pytest.mark.parametrize("base", ["mf", "svdpp", "timesvdpp", "autorec"])
 def test_a_rating_base_run_starts_from_the_base_runs_predictions(tmp_path, base):
     """SS4Rec on a frozen MF, SVD++ or timeSVD++ (model.rating_base) with a learning rate too small to move its
     zero-started correction scores the base run's validation and test RMSE: the base run's tables (SVD++'s
@@ -251,7 +251,7 @@ def test_a_recent_drift_weight_trains_from_the_training_batches_places(tmp_path)
     assert not torch.equal(runs["false"]["model.rating_head.mlp.0.weight"], runs["true"]["model.rating_head.mlp.0.weight"])
 
 
-@pytest.mark.parametrize("base", ["svdpp", "timesvdpp"])
+@pytest.mark.parametrize("base", ["svdpp", "timesvdpp", "autorec"])
 def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path, base):
     """The K runs of a cross-fitting (data.holdout_folds) given as a glob: each is trained without its fold, and
     an SS4Rec on them whose correction cannot move (lr 1e-12) scores validation and test on the runs' mean
@@ -281,3 +281,10 @@ def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_r
         assert got == pytest.approx(expected, abs=1e-5)
         fold_record = folds[0]["best_val" if stage == "val" else "test"]
         assert expected != pytest.approx(fold_record[f"{stage}/rmse"], abs=1e-3)
+
+
+def test_a_models_default_batch_size_applies_only_when_data_batch_size_is_null():
+    """I-AutoRec trains on 256 users a batch unless data.batch_size says otherwise; other history models keep 64."""
+    sizes = {(model, tuple(extra)): build_datamodule(compose_train([f"model={model}", "task=rating", *extra])).train_batch_size
+             for model, extra in (("autorec", []), ("autorec", ["data.batch_size=32"]), ("svdpp", []))}  # fmt: skip
+    assert sizes == {("autorec", ()): 256, ("autorec", ("data.batch_size=32",)): 32, ("svdpp", ()): 64}

@@ -28,7 +28,7 @@ from ss4rec.paths import CONFIG_DIR
 from ss4rec.report import build_report, load_runs
 
 #: every model, in the report's order
-MODELS = ("pop", "mf", "svdpp", "timesvdpp", "ncf", "hybrid_vae", "gru4rec", "sasrec", "mamba4rec", "ss4rec")
+MODELS = ("pop", "mf", "svdpp", "timesvdpp", "autorec", "ncf", "hybrid_vae", "gru4rec", "sasrec", "mamba4rec", "ss4rec")
 
 #: how each model is trained for ranking: its natural objective (pairs models: BPR with sampled negatives;
 #: the others: full cross-entropy, which for hybrid_vae is Mult-VAE's multinomial likelihood)
@@ -38,10 +38,10 @@ RANKING_OVERRIDES = {
 }
 
 #: models that are also trained for ratings (task=rating, selected by validation RMSE) by default
-RATING_MODELS = ("pop", "mf", "svdpp", "timesvdpp", "ncf", "hybrid_vae", "ss4rec")
+RATING_MODELS = ("pop", "mf", "svdpp", "timesvdpp", "autorec", "ncf", "hybrid_vae", "ss4rec")
 
 #: models that only predict ratings (no ranking score): never planned for ranking or joint
-RATING_ONLY = ("svdpp", "timesvdpp")
+RATING_ONLY = ("svdpp", "timesvdpp", "autorec")
 
 #: tasks a comparison can train
 TASKS = ("ranking", "rating", "joint")
@@ -131,7 +131,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]]:
     parser.add_argument(
         "--tasks",
         default="ranking,rating",
-        help="ranking: every model but svdpp and timesvdpp; rating: the rating models; joint: as ranking (default: ranking,rating)",
+        help="ranking: every model but svdpp, timesvdpp and autorec; rating: the rating models; joint: as ranking (default: ranking,rating)",
     )
     parser.add_argument(
         "--rating-models", default=",".join(RATING_MODELS), help="models trained with task=rating"

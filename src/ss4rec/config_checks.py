@@ -225,13 +225,13 @@ def check_data(problems: Problems, data: Mapping) -> None:
 
 
 def check_holdout(problems: Problems, data: Mapping, model: Mapping) -> None:
-    """``data.holdout_folds`` > 0 trains a cross-fitted rating base: only ``mf``, ``svdpp`` and ``timesvdpp`` read it."""
+    """``data.holdout_folds`` > 0 trains a cross-fitted rating base: only ``mf``, ``svdpp``, ``timesvdpp`` and ``autorec`` read it."""
     from ss4rec.models.rating_base import BASE_TARGETS
 
     folds = _get(data, "holdout_folds", 0)
     if _int(folds) and folds > 0 and _get(model, "_target_") not in BASE_TARGETS:
         problems.add("data.holdout_folds", folds, f"0 with model {_get(model, '_target_')} (a held-out fold is for "
-                     "the mf, svdpp and timesvdpp runs of a cross-fitted model.rating_base)")  # fmt: skip
+                     "the mf, svdpp, timesvdpp and autorec runs of a cross-fitted model.rating_base)")  # fmt: skip
 
 
 def check_positions(problems: Problems, data: Mapping, model: Mapping, model_cls: Any) -> None:
@@ -261,7 +261,7 @@ def _split_options(data: Mapping) -> dict:
 
 
 def check_rating_base(problems: Problems, cfg: DictConfig) -> None:
-    """``model.rating_base``: an ``mf``, ``svdpp`` or ``timesvdpp`` run (or checkpoint) trained on the same split, or the K runs of
+    """``model.rating_base``: an ``mf``, ``svdpp``, ``timesvdpp`` or ``autorec`` run (or checkpoint) trained on the same split, or the K runs of
     a cross-fitting, used by a rating task; ``model.rating_base_heldout``: a run on every training rating beside a
     cross-fitted base. Not read when resuming (``ckpt_path``): the checkpoint holds the MF tables."""
     path, heldout = _get(cfg.model, "rating_base"), _get(cfg.model, "rating_base_heldout")
@@ -350,7 +350,7 @@ def _split_differences(cfg: DictConfig, saved_data: Mapping, who: str) -> list[s
 
 
 def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> list[tuple[Path, dict]] | None:
-    """The run folders ``path`` names, with their configs, each an mf, svdpp or timesvdpp run on this run's split; None (with
+    """The run folders ``path`` names, with their configs, each an mf, svdpp, timesvdpp or autorec run on this run's split; None (with
     the problem added) when one is not."""
     from ss4rec.models.rating_base import BASE_TARGETS, RatingBaseError, base_paths, mf_checkpoint
     from ss4rec.paths import checkpoint_run
@@ -374,7 +374,7 @@ def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> l
     for each, saved in runs:
         shown = path if len(paths) == 1 else f"{path} ({each})"
         if (saved.get("model") or {}).get("_target_") not in BASE_TARGETS:
-            problems.add(option, shown, f"an mf, svdpp or timesvdpp run (model=mf|svdpp|timesvdpp task=rating); {each} "
+            problems.add(option, shown, f"an mf, svdpp, timesvdpp or autorec run (model=mf|svdpp|timesvdpp|autorec task=rating); {each} "
                          f"trained {(saved.get('model') or {}).get('_target_')}")  # fmt: skip
             return None
         differ = _split_differences(cfg, saved.get("data") or {}, "the base run")

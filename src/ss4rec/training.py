@@ -43,7 +43,10 @@ def choice(cfg: DictConfig, group: str, fallback: str | None = None) -> str | No
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """Instantiate the data module for the model's training layout, prepared and set up."""
     datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.train_format = hydra.utils.get_class(cfg.model._target_).train_format
+    model_class = hydra.utils.get_class(cfg.model._target_)
+    datamodule.train_format = model_class.train_format
+    if datamodule.batch_size is None and getattr(model_class, "default_batch_size", None):
+        datamodule.batch_size = model_class.default_batch_size  # the model's own, e.g. I-AutoRec's 256 users
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
@@ -89,6 +92,8 @@ def build_module(cfg: DictConfig, datamodule: Any) -> RecModule:
         module.model.set_item_features(genres.float())
     if timed:
         module.model.set_time_index(users, times)
+    if getattr(model_class, "uses_rating_matrix", False):  # I-AutoRec: the training ratings are its input
+        module.model.set_rating_matrix(*datamodule.training_ratings())
     return module
 
 

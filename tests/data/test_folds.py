@@ -66,6 +66,19 @@ def test_history_training_keeps_n_u_and_marks_the_held_out_ratings_as_no_target(
     torch.testing.assert_close(query, all_query[expected[history > 0]])  # each target's own user query
 
 
+@pytest.mark.parametrize("fold", [0, 2])
+def test_the_training_ratings_an_autorec_reads_are_the_pairs_training_fits(data_dir, fold):
+    """``training_ratings`` (I-AutoRec's input columns) holds exactly the ratings pairs training fits: every training
+    rating, or those outside the held-out fold, with their values."""
+    for options in ({}, {"holdout_folds": 3, "holdout_fold": fold}):
+        dm = module(data_dir, PAIRS, **options)
+        users, items, ratings = dm.training_ratings()
+        batch = next(iter(module_loader(dm, 10**7)))
+        fitted = dict(zip(zip(batch["users"].tolist(), batch["items"].tolist()), batch["ratings"].tolist()))
+        assert dict(zip(zip(users.tolist(), items.tolist()), ratings.tolist())) == fitted
+        assert len(users) == len(fitted)  # no pair twice
+
+
 def test_a_held_out_fold_is_refused_for_sequence_windows_and_out_of_range(data_dir):
     with pytest.raises(DataError, match="a held-out fold is for pairs and history training"):
         module(data_dir, SEQUENCE, holdout_folds=5, holdout_fold=0).train_dataloader()

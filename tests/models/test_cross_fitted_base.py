@@ -143,3 +143,20 @@ def test_a_heldout_run_predicts_held_out_ratings_and_the_folds_keep_the_training
     single = FrozenMF(store.n_users, store.n_items, str(tmp_path / "full" / "run0"), str(tmp_path / "full" / "run0"))
     with pytest.raises(RatingBaseError, match="replaces the mean of a cross-fitted base's runs; .* is one run"):
         single.fill(store)
+
+
+def test_the_runs_of_one_base_must_share_the_factor_width(tmp_path):
+    """Folds of another size (an SVD++ of dim 6 among dim 4, or an I-AutoRec among SVD++ runs) are refused by name."""
+    from ss4rec.models.autorec import IAutoRec
+
+    store = varied_store()
+    fold_runs(tmp_path / "svdpp", store, which=[0, 1])
+    save_run(tmp_path / "svdpp" / "wide", SVDpp(store.n_items, store.n_users, dim=6), fold=(K, 2))
+    network = IAutoRec(store.n_items, store.n_users, hidden=4)
+    network.set_rating_matrix(np.array([0, 1]), np.array([1, 2]), np.array([4.0, 2.0]))
+    fold_runs(tmp_path / "mixed", store, which=[0, 1])
+    save_run(tmp_path / "mixed" / "autorec", network, fold=(K, 2))
+    for folder, width in (("svdpp", r"wide/checkpoints/best-epoch001.ckpt \(6\)"), ("mixed", r"autorec/checkpoints/best-epoch001.ckpt \(5\)")):
+        base = FrozenMF(store.n_users, store.n_items, str(tmp_path / folder / "*"))
+        with pytest.raises(RatingBaseError, match=r"factors of one width .*run\d/checkpoints/best-epoch001.ckpt \(4\).*" + width):
+            base.fill(store)

@@ -106,7 +106,7 @@ def test_a_base_that_does_not_fit_is_refused_with_its_reason(tmp_path):
     (tmp_path / "sasrec" / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": {"model.item_embedding.weight": torch.zeros(3, 2)}},
                tmp_path / "sasrec" / "checkpoints" / "best-epoch001.ckpt")  # fmt: skip
-    with pytest.raises(RatingBaseError, match=r"not a biased-MF \(model=mf\), SVD\+\+ \(svdpp\) or timeSVD\+\+ \(timesvdpp\) checkpoint: it has no "
+    with pytest.raises(RatingBaseError, match=r"not a biased-MF \(model=mf\), SVD\+\+ \(svdpp\), timeSVD\+\+ \(timesvdpp\) or I-AutoRec \(autorec\) checkpoint: it has no "
                        "user_embedding.weight"):
         FrozenMF(N_USERS, N_ITEMS, str(tmp_path / "sasrec")).fill()
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")

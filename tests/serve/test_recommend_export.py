@@ -80,10 +80,11 @@ def test_ddp_export_equals_one_process(trained_run, tmp_path):
     assert two.select("user_id", "rank", "item_id").equals(one.select("user_id", "rank", "item_id"))
 
 
-@pytest.mark.parametrize("name", ["svdpp", "timesvdpp"])
+@pytest.mark.parametrize("name", ["svdpp", "timesvdpp", "autorec"])
 def test_rating_only_models_export_by_predicted_rating_after_the_whole_history(name, tmp_path):
-    """svdpp and timesvdpp rank by predicted rating: N(u) is every item the user rated and, for timeSVD++, the
-    rating's time is --at. Checked against the model's own prediction from a batch built by hand."""
+    """svdpp, timesvdpp and autorec rank by predicted rating: N(u) is every item the user rated and, for
+    timeSVD++, the rating's time is --at (I-AutoRec reads the training ratings its checkpoint holds). Checked
+    against the model's own prediction from a batch built by hand."""
     run = tmp_path / "run"
     summary = train(compose_train([f"model={name}", "task=rating", "debug=limit", "logger=none", "threads=1",
                                    "trainer.enable_progress_bar=false"], run))  # fmt: skip

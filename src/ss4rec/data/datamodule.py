@@ -27,6 +27,7 @@ from ss4rec.data.datasets import (
     WindowDataset,
 )
 from ss4rec.data.errors import DataError
+from ss4rec.data.folds import rating_fold
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
 from ss4rec.data.store import SequenceStore
@@ -75,7 +76,7 @@ class SequenceDataModule(L.LightningDataModule):
         length_pool: training windows are sorted by length within pools of this many batches, then the
             batches are shuffled (see ``BatchSampler``): less padding, faster epochs. 0: plain shuffling.
         holdout_folds / holdout_fold: with ``holdout_folds`` K > 0, ``pairs`` and ``history`` training (``mf``,
-            ``svdpp``, ``timesvdpp``) leaves out the training ratings of cross-fitting fold ``holdout_fold`` of K
+            ``svdpp``, ``timesvdpp``, ``autorec``) leaves out the training ratings of cross-fitting fold ``holdout_fold`` of K
             (``ss4rec.data.folds``); the split, validation and test are unchanged. 0: every training rating.
         holdout_last: leave each user's last ``holdout_last`` ratings out of everything (``SequenceStore.without_last``):
             validation and test move that many ratings back, into what is otherwise the training part. A
@@ -205,6 +206,18 @@ class SequenceDataModule(L.LightningDataModule):
         store = self._ready()
         rows = store.train_rows()
         return store.users_of_rows()[rows], np.asarray(store.times)[rows]
+
+    def training_ratings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """User index, item id and rating of every training rating a run fits, (R,) each: the training part, without
+        the held-out cross-fitting fold when ``holdout_folds`` > 0 (I-AutoRec's input columns hold only these)."""
+        store = self._ready()
+        rows = store.train_rows()
+        users, items = store.users_of_rows()[rows], np.asarray(store.items)[rows].astype(np.int64)
+        ratings = np.asarray(store.ratings)[rows]
+        if self.holdout_folds:
+            keep = rating_fold(users, items, self.holdout_folds) != self.holdout_fold
+            users, items, ratings = users[keep], items[keep], ratings[keep]
+        return users, items, ratings
 
     @property
     def rating_range(self) -> tuple[float, float]:

@@ -33,6 +33,8 @@ class Recommender(nn.Module):
     supports_ranking: ClassVar[bool] = True
     #: False for models fitted by counting (popularity): the trainer then skips the optimizer
     learns_by_gradient: ClassVar[bool] = True
+    #: training examples per batch when ``data.batch_size`` is null (None: the layout's, ``DEFAULT_BATCH_SIZE``)
+    default_batch_size: ClassVar[int | None] = None
     #: state-dict prefixes only the rating loss trains: a ranking run's are never trained, so ``init_from`` does not copy them
     rating_only: ClassVar[tuple[str, ...]] = ()
 
@@ -113,7 +115,7 @@ class SequentialRecommender(Recommender):
     Subclasses implement ``encode_sequence`` and own an ``item_embedding`` (N + 1, D) used both as input
     and, tied, as the output scoring table. The rating head predicts ratings from the same queries.
 
-    With ``rating_base`` (an ``mf``, ``svdpp`` or ``timesvdpp`` run, ``ss4rec.models.rating_base``) the head
+    With ``rating_base`` (an ``mf``, ``svdpp``, ``timesvdpp`` or ``autorec`` run, ``ss4rec.models.rating_base``) the head
     corrects a frozen MF's ratings instead of predicting from the training mean: a query is then ``[h, user part]``
     (D + F (K + 2); F (K + 3) for timeSVD++),
     the hidden state and the user's MF part (``FrozenMF.user_part``); ranking scores read ``h`` only.

@@ -1,6 +1,6 @@
-"""A trained biased-MF, SVD++ or timeSVD++ model, frozen, as the base a sequence model's rating head corrects.
+"""A trained biased-MF, SVD++, timeSVD++ or I-AutoRec model, frozen, as the base a sequence model's rating head corrects.
 
-``model.rating_base=<MF, SVD++ or timeSVD++ run folder or checkpoint>``: a sequential model then predicts
+``model.rating_base=<MF, SVD++, timeSVD++ or I-AutoRec run folder or checkpoint>``: a sequential model then predicts
 ``rating = base(u, i) + head(h_t, e_i)`` instead of ``mean + head(h_t, e_i)``, where base(u, i) =
 ``mean + b_u + b_i + p_u . q_i`` comes from an ``mf`` run trained with ``task=rating`` on the same split. An
 ``svdpp`` run is the same formula with ``p_u + |N(u)|^(-1/2) sum_{j in N(u)} y_j`` as the user's factor: N(u) is
@@ -8,7 +8,9 @@ the user's training part in training, validation and test alike (``ss4rec.models
 fixed vector per user, computed once from the data when the base is filled. A ``timesvdpp`` run adds its time
 terms: ``b_{i,Bin(t)}``, ``alpha_u dev_u(t)`` and ``b_{u,day(t)}`` at the time t of the rating predicted (a
 training target's, a past rating's, or the held-out rating's, known as for ``model=timesvdpp``), from the run's
-own time index (``ss4rec.models.time_bias``), so the base predicts what the timeSVD++ run predicts.
+own time index (``ss4rec.models.time_bias``), so the base predicts what the timeSVD++ run predicts. An ``autorec``
+run (I-AutoRec) is read as the MF it is once its input columns are fixed: ``p_u = [W_u, c_u]`` and ``q_i = [code_i,
+1]``, each item coded once from the rating matrix in the run's checkpoint (``IAutoRec.mf_tables``).
 The head starts at zero, so training starts from the base's predictions and learns what the user's sequence (its
 order, times and recent ratings) adds to them. The tables are buffers: never trained, saved in the
 sequence model's checkpoints. The model is built with empty tables; a new training run fills them from the
@@ -54,8 +56,11 @@ MF_KEYS = {
 }
 #: what an ``svdpp`` checkpoint has beyond MF's keys: the implicit factors y_j
 IMPLICIT_KEY = "implicit_embedding.weight"
+#: what marks an ``autorec`` checkpoint (its rating matrix), read as MF tables by ``IAutoRec.mf_tables``
+AUTOREC_KEY = "row_starts"
 #: the models a base may come from (``model._target_`` of the run)
-BASE_TARGETS = ("ss4rec.models.mf.MF", "ss4rec.models.svdpp.SVDpp", "ss4rec.models.timesvdpp.TimeSVDpp")
+BASE_TARGETS = ("ss4rec.models.mf.MF", "ss4rec.models.svdpp.SVDpp", "ss4rec.models.timesvdpp.TimeSVDpp",
+                "ss4rec.models.autorec.IAutoRec")  # fmt: skip
 #: the rank of each table with its leading fold dimension (checkpoints from before cross-fitting lack it)
 TABLE_RANKS = {"user_factors": 3, "user_bias": 2, "item_factors": 3, "item_bias": 2, "mean": 1}
 #: a ``timesvdpp`` checkpoint's time terms and time index (under ``model.``), by the base's buffer names
@@ -94,7 +99,7 @@ def mf_checkpoint(path: str | Path) -> Path:
     if not best:
         raise RatingBaseError(
             f"model.rating_base={str(path)!r}: no checkpoints/best-*.ckpt in the folder; train one with "
-            f"`python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp, timesvdpp) on the same data"
+            f"`python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp, timesvdpp, autorec) on the same data"
         )
     raise RatingBaseError(
         f"model.rating_base={str(path)!r}: {len(best)} best checkpoints ({', '.join(c.name for c in best)}) and "
@@ -238,6 +243,11 @@ class FrozenMF(nn.Module):
         if any(timed) and not all(timed):
             shown = ", ".join(f"{checkpoint} ({'timeSVD++' if flag else 'no time terms'})" for checkpoint, flag in zip(checkpoints, timed))
             raise RatingBaseError(f"model.rating_base: the runs of one base must all be timeSVD++ runs or none; got {shown}")
+        widths = [table["user_factors"].shape[-1] for table in tables]
+        if len(set(widths)) > 1:
+            shown = ", ".join(f"{checkpoint} ({width})" for checkpoint, width in zip(checkpoints, widths))
+            raise RatingBaseError(f"model.rating_base: the runs of one base must have factors of one width (the same model "
+                                  f"and dim or hidden); got {shown}")  # fmt: skip
         for name in TABLE_RANKS:
             setattr(self, name, torch.stack([table[name] for table in tables]))
         self.heldout_table = torch.tensor(self.heldout is not None, device=self.mean.device)
@@ -268,11 +278,13 @@ class FrozenMF(nn.Module):
             state = saved["state_dict"]
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
             raise RatingBaseError(f"model.rating_base: cannot read {checkpoint}: {error}") from error
+        if f"model.{AUTOREC_KEY}" in state:
+            return self._read_autorec(checkpoint, state)
         tables = {name: state.get(f"model.{key}") for name, key in MF_KEYS.items()}
         missing = [MF_KEYS[name] for name, value in tables.items() if value is None]
         if missing:
             raise RatingBaseError(
-                f"model.rating_base: {checkpoint} is not a biased-MF (model=mf), SVD++ (svdpp) or timeSVD++ (timesvdpp) checkpoint: "
+                f"model.rating_base: {checkpoint} is not a biased-MF (model=mf), SVD++ (svdpp), timeSVD++ (timesvdpp) or I-AutoRec (autorec) checkpoint: "
                 f"it has no {', '.join(missing)}"
             )
         found = (tables["user_factors"].shape[0], tables["item_factors"].shape[0] - 1)
@@ -300,6 +312,24 @@ class FrozenMF(nn.Module):
         if f"model.{TIME_KEYS['user_drift']}" in state:
             out["time"] = self._read_time(checkpoint, state, saved.get("hyper_parameters") or {}, like)
         return out
+
+    def _read_autorec(self, checkpoint: Path, state: dict) -> dict[str, torch.Tensor]:
+        """An I-AutoRec checkpoint's network as MF tables (``IAutoRec.mf_tables``): its codes of every item from the
+        rating matrix the checkpoint holds (the run's training ratings, without its held-out fold)."""
+        from ss4rec.models.autorec import IAutoRec  # here: autorec -> base -> this module at import time
+
+        model = {key[len("model."):]: value for key, value in state.items() if key.startswith("model.")}
+        hidden, n_users = model["encoder.weight"].shape
+        n_items = model[AUTOREC_KEY].shape[0] - 2
+        if (n_users, n_items) != (self.n_users, self.n_items):
+            raise RatingBaseError(
+                f"model.rating_base: {checkpoint} has {n_users} users and {n_items} items, this run's data "
+                f"has {self.n_users} and {self.n_items}: train the base run on the same data options"
+            )
+        network = IAutoRec(n_items, n_users, hidden=hidden)
+        network.load_state_dict(model)
+        like = {"device": self.mean.device, "dtype": self.mean.dtype}
+        return {name: table.to(**like) for name, table in network.to(**like).mf_tables().items()}
 
     @staticmethod
     def _read_time(checkpoint: Path, state: dict, hyper: dict, like: dict) -> dict[str, torch.Tensor]:

@@ -299,7 +299,7 @@ def _one_run_per_seed(group: Group, written: dict[int, tuple[float, str]]) -> li
 
 
 #: row order of the report: non-sequential baselines, sequential baselines, then SS4Rec; others after
-MODEL_ORDER = ("pop", "mf", "svdpp", "timesvdpp", "ncf", "hybrid_vae", "gru4rec", "sasrec", "mamba4rec", "ss4rec")
+MODEL_ORDER = ("pop", "mf", "svdpp", "timesvdpp", "autorec", "ncf", "hybrid_vae", "gru4rec", "sasrec", "mamba4rec", "ss4rec")
 TASK_ORDER = ("ranking", "joint", "rating")
 
 
