@@ -288,3 +288,18 @@ def test_a_models_default_batch_size_applies_only_when_data_batch_size_is_null()
     sizes = {(model, tuple(extra)): build_datamodule(compose_train([f"model={model}", "task=rating", *extra])).train_batch_size
              for model, extra in (("autorec", []), ("autorec", ["data.batch_size=32"]), ("svdpp", []))}  # fmt: skip
     assert sizes == {("autorec", ()): 256, ("autorec", ("data.batch_size=32",)): 32, ("svdpp", ()): 64}
+
+
+def test_the_onednn_primitive_cache_is_off_unless_the_user_set_it():
+    """oneDNN's per-shape primitive cache grew a rating run's memory every epoch (the OOM killer after 35 epochs on
+    ML-100K); importing the trainer turns it off before the first primitive, and keeps a value the user gave."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import ss4rec.training, os; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    for given, expected in ((None, "0"), ("64", "64")):
+        extra = {} if given is None else {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": given}
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, check=True, timeout=120)
+        assert out.stdout.strip() == expected
