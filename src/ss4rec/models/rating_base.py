@@ -272,7 +272,6 @@ class FrozenMF(nn.Module):
         self.day_bias = torch.cat([run["day_bias"] for run in runs])
 
     def _read(self, checkpoint: Path, store: SequenceStore | None) -> dict[str, torch.Tensor]:
-        n_users, n_items = self.n_users, self.n_items
         try:
             saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
             state = saved["state_dict"]
@@ -287,12 +286,7 @@ class FrozenMF(nn.Module):
                 f"model.rating_base: {checkpoint} is not a biased-MF (model=mf), SVD++ (svdpp), timeSVD++ (timesvdpp) or I-AutoRec (autorec) checkpoint: "
                 f"it has no {', '.join(missing)}"
             )
-        found = (tables["user_factors"].shape[0], tables["item_factors"].shape[0] - 1)
-        if found != (n_users, n_items):
-            raise RatingBaseError(
-                f"model.rating_base: {checkpoint} has {found[0]} users and {found[1]} items, this run's data "
-                f"has {n_users} and {n_items}: train the base run on the same data options"
-            )
+        self._check_size(checkpoint, tables["user_factors"].shape[0], tables["item_factors"].shape[0] - 1)
         like = {"device": self.mean.device, "dtype": self.mean.dtype}  # the module's, e.g. after .double()
         user_factors = tables["user_factors"].to(**like)
         implicit = state.get(f"model.{IMPLICIT_KEY}")
@@ -313,6 +307,14 @@ class FrozenMF(nn.Module):
             out["time"] = self._read_time(checkpoint, state, saved.get("hyper_parameters") or {}, like)
         return out
 
+    def _check_size(self, checkpoint: Path, n_users: int, n_items: int) -> None:
+        """Refuse a base run whose users and items are not this run's."""
+        if (n_users, n_items) != (self.n_users, self.n_items):
+            raise RatingBaseError(
+                f"model.rating_base: {checkpoint} has {n_users} users and {n_items} items, this run's data "
+                f"has {self.n_users} and {self.n_items}: train the base run on the same data options"
+            )
+
     def _read_autorec(self, checkpoint: Path, state: dict) -> dict[str, torch.Tensor]:
         """An I-AutoRec checkpoint's network as MF tables (``IAutoRec.mf_tables``): its codes of every item from the
         rating matrix the checkpoint holds (the run's training ratings, without its held-out fold)."""
@@ -321,11 +323,7 @@ class FrozenMF(nn.Module):
         model = {key[len("model."):]: value for key, value in state.items() if key.startswith("model.")}
         hidden, n_users = model["encoder.weight"].shape
         n_items = model[AUTOREC_KEY].shape[0] - 2
-        if (n_users, n_items) != (self.n_users, self.n_items):
-            raise RatingBaseError(
-                f"model.rating_base: {checkpoint} has {n_users} users and {n_items} items, this run's data "
-                f"has {self.n_users} and {self.n_items}: train the base run on the same data options"
-            )
+        self._check_size(checkpoint, n_users, n_items)
         network = IAutoRec(n_items, n_users, hidden=hidden)
         network.load_state_dict(model)
         like = {"device": self.mean.device, "dtype": self.mean.dtype}
