@@ -59,9 +59,10 @@ test-all:  ## every test, slow ones included
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "slow or not slow" $(ARGS)
 
 # benchmarks/gpu.py needs a GPU (make gpu-check runs it); benchmarks/scale.py takes minutes (make bench-scale);
-# benchmarks/rating_drift.py, rating_blend.py, pooled_splits.py, user_groups.py and autorec.py read trained runs (README, Ratings, Results)
+# benchmarks/rating_drift.py, rating_blend.py, pooled_splits.py, user_groups.py and autorec.py read trained runs (README, Ratings, Results);
+# benchmarks/autorec_splits.py trains them (hours)
 bench:  ## benchmarks: data preparation, SSM scans, training throughput, serving (ratios against references)
-	@for b in $(filter-out benchmarks/gpu.py benchmarks/scale.py benchmarks/rating_drift.py benchmarks/rating_blend.py benchmarks/pooled_splits.py benchmarks/user_groups.py benchmarks/autorec.py,$(wildcard benchmarks/*.py)); do \
+	@for b in $(filter-out benchmarks/gpu.py benchmarks/scale.py benchmarks/rating_drift.py benchmarks/rating_blend.py benchmarks/pooled_splits.py benchmarks/user_groups.py benchmarks/autorec.py benchmarks/autorec_splits.py,$(wildcard benchmarks/*.py)); do \
 		echo "=== $$b"; $(PY) $$b || exit 1; done
 
 SCALE ?= 1.0

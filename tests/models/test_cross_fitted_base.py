@@ -56,6 +56,10 @@ def test_training_ratings_come_from_the_run_that_left_them_out_held_out_ones_fro
     # shapes beyond one dimension, as the residual inputs (B, L) use them
     square = base(base.user_part(users.reshape(-1, 5), items.reshape(-1, 5)), items.reshape(-1, 5))
     torch.testing.assert_close(square.reshape(-1), out_of_fold, rtol=0, atol=1e-12)
+    # from the fold's own tables alone (residual inputs and drift read it): the same ratings, in any shape
+    torch.testing.assert_close(base.out_of_fold(users, items), out_of_fold, rtol=0, atol=1e-12)
+    torch.testing.assert_close(base.out_of_fold(users.reshape(-1, 5), items.reshape(-1, 5)).reshape(-1), out_of_fold,
+                               rtol=0, atol=1e-12)  # fmt: skip
 
 
 def test_a_sequence_model_reads_targets_and_past_ratings_out_of_fold_and_scores_held_out_ones_on_the_mean(tmp_path):
@@ -137,6 +141,7 @@ def test_a_heldout_run_predicts_held_out_ratings_and_the_folds_keep_the_training
     by_full = torch.tensor([svdpp_reference(full, store, int(u), int(i)) for u, i in zip(users, items)], dtype=torch.float64)
     torch.testing.assert_close(base(base.user_part(users, items), items), out_of_fold, rtol=0, atol=1e-12)
     torch.testing.assert_close(base(base.user_part(users), items), by_full, rtol=0, atol=1e-12)
+    torch.testing.assert_close(base.out_of_fold(users, items), out_of_fold, rtol=0, atol=1e-12)  # never the full run
     restored = FrozenMF(store.n_users, store.n_items, "unused").double()
     restored.load_state_dict(base.state_dict())  # a checkpoint keeps which table serves the held-out ratings
     torch.testing.assert_close(restored(restored.user_part(users), items), by_full, rtol=0, atol=1e-12)

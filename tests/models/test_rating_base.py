@@ -343,6 +343,7 @@ def test_an_svdpp_base_predicts_the_svdpp_runs_ratings(tmp_path):
     expected = torch.tensor([svdpp_reference(model, store, int(u), int(i)) for u, i in zip(users, items)],
                             dtype=torch.float64)  # fmt: skip
     torch.testing.assert_close(base(base.user_part(users), items), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(base.out_of_fold(users, items), expected, rtol=0, atol=1e-12)  # one run: every rating
     model.eval()
     for stage in ("val", "test"):
         batch = collate.eval_batch(store, np.arange(store.n_users), stage, max_len=4)  # inputs cut, N(u) not

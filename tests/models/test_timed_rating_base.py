@@ -77,6 +77,12 @@ def test_a_cross_fitted_timesvdpp_base_reads_each_run_at_its_own_index(tmp_path)
     assert set(folds.tolist()) == {0, 1, 2}
     torch.testing.assert_close(base(base.user_part(users, items, times), items), per_run[torch.arange(len(users)), folds],
                                rtol=0, atol=1e-12)  # fmt: skip
+    # the same from the fold's own tables alone (residual inputs and drift), in any shape; the time is needed
+    torch.testing.assert_close(base.out_of_fold(users, items, times), per_run[torch.arange(len(users)), folds], rtol=0, atol=1e-12)
+    square = base.out_of_fold(users.reshape(-1, 5), items.reshape(-1, 5), times.reshape(-1, 5))
+    torch.testing.assert_close(square.reshape(-1), per_run[torch.arange(len(users)), folds], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="out_of_fold needs times"):
+        base.out_of_fold(users, items)
     torch.testing.assert_close(base(base.user_part(users, times=times), items), per_run.mean(-1), rtol=0, atol=1e-12)
 
 

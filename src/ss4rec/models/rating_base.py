@@ -385,6 +385,22 @@ class FrozenMF(nn.Module):
             parts = torch.cat([parts, bins.movedim(0, -1).unsqueeze(-1).to(parts.dtype)], dim=-1)  # (..., T, K + 3)
         return parts.flatten(-2)
 
+    def out_of_fold(self, users: torch.Tensor, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """The base's ratings of training ratings (...), each from the fold that left it out: ``self(self.user_part(
+        users, items, times), items)`` computed from that fold's tables alone, without the others' (zero-weighted)
+        parts, which a wide base (I-AutoRec: 501 factors a table) makes the bulk of the work and memory."""
+        fold = rating_fold(users, items, self.folds) if self.folds > 1 else torch.zeros_like(users)
+        user_bias, item_bias = self.user_bias[fold, users], self.item_bias[fold, items]
+        if self.timed:
+            if times is None:
+                raise ValueError("a timeSVD++ rating base predicts a rating at its time: out_of_fold needs times")
+            shift, bins = self._time_terms(users, times)  # (T, ...)
+            user_bias = user_bias + shift.gather(0, fold.unsqueeze(0)).squeeze(0)
+            item_bins = self.item_bin_bias[fold, items]  # (..., bins)
+            item_bias = item_bias + item_bins.gather(-1, bins.gather(0, fold.unsqueeze(0)).squeeze(0).unsqueeze(-1)).squeeze(-1)
+        dot = (self.user_factors[fold, users] * self.item_factors[fold, items]).sum(-1)
+        return dot + user_bias + (self.mean[fold] + item_bias)
+
     def _time_terms(self, users: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each run's ``alpha_u dev_u(t) + b_{u,day(t)}`` and ``Bin(t)``, (T, ...) each (the bin as long), for users
         and unix-second ``times`` (...)."""

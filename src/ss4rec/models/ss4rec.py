@@ -250,7 +250,7 @@ class SS4Rec(SequentialRecommender):
         items, ratings = batch["items"], batch["ratings"]
         users = batch["users"][:, None].expand_as(items)
         times = batch["times"] if self.rating_base.timed else None  # each rating's own time
-        expected = self.rating_base(self.rating_base.user_part(users, items, times), items)
+        expected = self.rating_base.out_of_fold(users, items, times)
         rated = (ratings > 0) & (items > 0)
         return torch.where(rated, ratings - expected, 0.0), rated
 
