@@ -374,7 +374,7 @@ class FrozenMF(nn.Module):
         parts = torch.cat([self.user_factors[:, users], user_bias.unsqueeze(-1)], dim=-1)  # (T, ..., K + 1)
         parts = torch.cat([parts, torch.ones_like(parts[..., :1])], dim=-1).movedim(0, -2)  # (..., T, K + 2)
         if items is not None:
-            fold = rating_fold(users, items, folds) if folds > 1 else torch.zeros_like(users)
+            fold = self._fold(users, items)
             weights = nn.functional.one_hot(fold, tables).to(parts.dtype)  # (..., T)
         elif bool(self.heldout_table):
             weights = nn.functional.one_hot(torch.full_like(users, folds), tables).to(parts.dtype)
@@ -385,11 +385,15 @@ class FrozenMF(nn.Module):
             parts = torch.cat([parts, bins.movedim(0, -1).unsqueeze(-1).to(parts.dtype)], dim=-1)  # (..., T, K + 3)
         return parts.flatten(-2)
 
+    def _fold(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The fold run that left out each training rating of ``users`` on ``items`` (0 for a base of one run)."""
+        return rating_fold(users, items, self.folds) if self.folds > 1 else torch.zeros_like(users)
+
     def out_of_fold(self, users: torch.Tensor, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """The base's ratings of training ratings (...), each from the fold that left it out: ``self(self.user_part(
         users, items, times), items)`` computed from that fold's tables alone, without the others' (zero-weighted)
         parts, which a wide base (I-AutoRec: 501 factors a table) makes the bulk of the work and memory."""
-        fold = rating_fold(users, items, self.folds) if self.folds > 1 else torch.zeros_like(users)
+        fold = self._fold(users, items)
         user_bias, item_bias = self.user_bias[fold, users], self.item_bias[fold, items]
         if self.timed:
             if times is None:
