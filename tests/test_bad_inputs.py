@@ -98,6 +98,7 @@ TRAIN_CASES = [
     (["model.dropout=1.5"], r"model\.dropout=1\.5: expected a number in \[0, 1\)"),
     (["model.time_unit=year"], r"model\.time_unit='year': expected one of second, minute, hour, day"),
     (["model.blocks=s6_only"], r"model\.blocks='s6_only': expected one of both, s5_only, mamba_only"),
+    (["model=autorec", "task=rating", "model.batches=columns"], r"model\.batches='columns': expected one of users, items"),
     (["model.ffn=maybe"], r"model\.ffn='maybe': expected true or false"),
     (["model=sasrec", "model.n_heads=3"], r"model\.n_heads=3: expected a divisor of model\.hidden=64"),
     (["+model.hiddn=32"], r"model\.hiddn: unknown option of SS4Rec; known: blocks, .*hidden"),

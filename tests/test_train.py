@@ -251,13 +251,14 @@ def test_a_recent_drift_weight_trains_from_the_training_batches_places(tmp_path)
     assert not torch.equal(runs["false"]["model.rating_head.mlp.0.weight"], runs["true"]["model.rating_head.mlp.0.weight"])
 
 
-@pytest.mark.parametrize("base", ["svdpp", "timesvdpp", "autorec"])
-def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path, base):
+@pytest.mark.parametrize(("base", "options"), [("svdpp", []), ("timesvdpp", []), ("autorec", []),
+                                               ("autorec", ["model.batches=items"])])  # fmt: skip
+def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_runs(tmp_path, base, options):
     """The K runs of a cross-fitting (data.holdout_folds) given as a glob: each is trained without its fold, and
     an SS4Rec on them whose correction cannot move (lr 1e-12) scores validation and test on the runs' mean
-    (timeSVD++'s at the held-out rating's time)."""
+    (timeSVD++'s at the held-out rating's time). I-AutoRec trains on batches of users or of item columns."""
     folds = [train(compose_train([f"model={base}", "task=rating", "debug=limit", "optimizer.lr=0.05", "data.holdout_folds=2",
-                                  f"data.holdout_fold={k}", *SMALL], tmp_path / "folds" / f"run{k}")) for k in (0, 1)]  # fmt: skip
+                                  f"data.holdout_fold={k}", *options, *SMALL], tmp_path / "folds" / f"run{k}")) for k in (0, 1)]  # fmt: skip
     assert folds[0]["best_val"]["val/rmse"] != pytest.approx(folds[1]["best_val"]["val/rmse"], abs=1e-3)
     pattern = str(tmp_path / "folds" / "run*")
     cfg = compose_train(["model=ss4rec", "task=rating", "model.use_ratings=true", f"model.rating_base='{pattern}'",
@@ -284,10 +285,15 @@ def test_a_cross_fitted_rating_base_scores_held_out_ratings_on_the_mean_of_its_r
 
 
 def test_a_models_default_batch_size_applies_only_when_data_batch_size_is_null():
-    """I-AutoRec trains on 256 users a batch unless data.batch_size says otherwise; other history models keep 64."""
-    sizes = {(model, tuple(extra)): build_datamodule(compose_train([f"model={model}", "task=rating", *extra])).train_batch_size
-             for model, extra in (("autorec", []), ("autorec", ["data.batch_size=32"]), ("svdpp", []))}  # fmt: skip
-    assert sizes == {("autorec", ()): 256, ("autorec", ("data.batch_size=32",)): 32, ("svdpp", ()): 64}
+    """I-AutoRec trains on 256 users (or item columns, model.batches=items) a batch unless data.batch_size says
+    otherwise; other history models keep 64."""
+    modules = {(model, tuple(extra)): build_datamodule(compose_train([f"model={model}", "task=rating", *extra]))
+               for model, extra in (("autorec", []), ("autorec", ["data.batch_size=32"]), ("svdpp", []),
+                                    ("autorec", ["model.batches=items"]))}  # fmt: skip
+    sizes = {key: (dm.train_format, dm.train_batch_size) for key, dm in modules.items()}
+    assert sizes == {("autorec", ()): ("history", 256), ("autorec", ("data.batch_size=32",)): ("history", 32),
+                     ("svdpp", ()): ("history", 64), ("autorec", ("model.batches=items",)): ("columns", 256)}  # fmt: skip
+    assert len(next(iter(modules["autorec", ("model.batches=items",)].train_dataloader()))["items"].unique()) == 256
 
 
 def test_the_onednn_primitive_cache_is_off_unless_the_user_set_it():

@@ -33,6 +33,10 @@ Batches are plain ``dict[str, Tensor]``. Ids: users are ``0..n_users-1``; items 
 ``history`` batches (user models trained on a whole history row: Mult-VAE)
     users (B,) long, history (B, S) long right-padded with 0, history_ratings (B, S) float,
     history_times (B, S) int64 (0 on padding)
+
+``columns`` batches (item models trained on whole item columns: I-AutoRec with ``batches: items``)
+    the keys of ``pairs`` batches, holding every fitted training rating of a set of items (grouped by item); the
+    batch size counts items, so the number of ratings varies
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ import torch
 SEQUENCE = "sequence"
 PAIRS = "pairs"
 HISTORY = "history"
-TRAIN_FORMATS = (SEQUENCE, PAIRS, HISTORY)
+COLUMNS = "columns"
+TRAIN_FORMATS = (SEQUENCE, PAIRS, HISTORY, COLUMNS)
 
 Batch = dict[str, torch.Tensor]
 

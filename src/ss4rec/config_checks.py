@@ -147,6 +147,7 @@ MODEL_RULES: dict[str, Rule] = {
     "target_time": one_of("known", "unknown"),
     "blocks": one_of("both", "s5_only", "mamba_only"),
     "init": one_of("official", "mamba"),
+    "batches": one_of("users", "items"),
     "rating_base": STRING_OR_NULL,
     "rating_base_heldout": STRING_OR_NULL,
     "mlp_hidden": (lambda v: isinstance(v, list) and v and all(_int(x) and x >= 1 for x in v),

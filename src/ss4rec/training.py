@@ -50,7 +50,7 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """Instantiate the data module for the model's training layout, prepared and set up."""
     datamodule = hydra.utils.instantiate(cfg.data)
     model_class = hydra.utils.get_class(cfg.model._target_)
-    datamodule.train_format = model_class.train_format
+    datamodule.train_format = model_class.layout(cfg.model)
     if datamodule.batch_size is None and getattr(model_class, "default_batch_size", None):
         datamodule.batch_size = model_class.default_batch_size  # the model's own, e.g. I-AutoRec's 256 users
     datamodule.prepare_data()

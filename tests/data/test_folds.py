@@ -1,4 +1,5 @@
-"""Cross-fitting folds: one hash in numpy and torch, and a held-out fold left out of pairs and history training."""
+"""Cross-fitting folds: one hash in numpy and torch, and a held-out fold left out of pairs, history and columns
+training; columns batches hold whole item columns."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from data_modules import ml100k_module as module
-from ss4rec.batch import HISTORY, PAIRS, SEQUENCE
+from ss4rec.batch import COLUMNS, HISTORY, PAIRS, SEQUENCE
 from ss4rec.data.datamodule import SequenceDataModule
 from ss4rec.data.errors import DataError
 from ss4rec.data.folds import rating_fold
@@ -79,8 +80,33 @@ def test_the_training_ratings_an_autorec_reads_are_the_pairs_training_fits(data_
         assert len(users) == len(fitted)  # no pair twice
 
 
+@pytest.mark.parametrize("options", [{}, {"holdout_folds": 3, "holdout_fold": 1}])
+def test_columns_batches_hold_whole_item_columns_of_what_pairs_training_fits(data_dir, options):
+    """An epoch of ``columns`` batches (60 items each) holds every rating pairs training fits exactly once, each
+    batch all the fitted ratings of its items and of no other, grouped item by item."""
+    fitted = every_pair(module(data_dir, PAIRS, **options))
+    dm = module(data_dir, COLUMNS, **options)
+    assert dm.train_batch_size == 256  # the layout's default, in items
+    seen, items_seen, n_batches = [], set(), 0
+    for batch in module_loader(dm, 60):
+        n_batches += 1
+        items = batch["items"].numpy()
+        starts = np.flatnonzero(np.diff(items, prepend=-1))
+        assert len(set(items[starts])) == len(starts) <= 60  # each item in one run of the batch
+        assert items_seen.isdisjoint(items[starts])
+        items_seen.update(items[starts].tolist())
+        seen += list(zip(batch["users"].tolist(), items.tolist()))
+        assert set(batch) == {"users", "items", "ratings", "times"}
+    assert len(seen) == len(set(seen)) and set(seen) == fitted
+    assert items_seen == {item for _, item in fitted}
+    assert n_batches == -(-len(items_seen) // 60)
+    values = dict(zip(zip(*dm.training_ratings()[:2]), dm.training_ratings()[2]))
+    assert all(values[(int(u), int(i))] == r for batch in module_loader(dm, 500)
+               for u, i, r in zip(batch["users"], batch["items"], batch["ratings"]))  # fmt: skip
+
+
 def test_a_held_out_fold_is_refused_for_sequence_windows_and_out_of_range(data_dir):
-    with pytest.raises(DataError, match="a held-out fold is for pairs and history training"):
+    with pytest.raises(DataError, match="a held-out fold is for pairs, history and columns training"):
         module(data_dir, SEQUENCE, holdout_folds=5, holdout_fold=0).train_dataloader()
     with pytest.raises(DataError, match="holdout_fold in \\[0, holdout_folds\\)"):
         SequenceDataModule(name="ml100k", holdout_folds=3, holdout_fold=3)

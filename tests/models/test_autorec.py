@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ss4rec.batch import HISTORY
+from ss4rec.batch import COLUMNS, HISTORY
 from ss4rec.models.autorec import IAutoRec
 
 N_ITEMS, N_USERS, HIDDEN = 9, 7, 4
@@ -101,6 +101,33 @@ def test_training_examples_are_the_batch_ratings_outside_the_held_out_fold():
     query, items, targets = model.train_queries(batch)
     assert items.tolist() == [3, 2, 4] and targets.tolist() == [1.0, 5.0, 2.0]
     assert torch.equal(query, model.user_query(torch.tensor([2, 2, 6])))
+
+
+def test_item_batches_train_on_columns_and_fit_each_rating_with_its_users_query():
+    """``batches: items`` reads ``columns`` batches (the keys of pairs batches): every rating is one example with its
+    user's query, and the predictions and loss are those of the same ratings in a ``history`` batch."""
+    assert IAutoRec.layout({}) == IAutoRec.layout({"batches": "users"}) == HISTORY
+    assert IAutoRec.layout({"batches": "items"}) == COLUMNS
+    model = make(batches="items")
+    assert model.train_format == COLUMNS and make().train_format == HISTORY
+    batch = {"users": torch.tensor([2, 6, 0, 2]), "items": torch.tensor([3, 3, 5, 5]),
+             "ratings": torch.tensor([1.0, 2, 4, 5]), "times": torch.zeros(4, dtype=torch.long)}  # fmt: skip
+    query, items, targets = model.train_queries(batch)
+    assert items.tolist() == [3, 3, 5, 5] and targets.tolist() == [1.0, 2.0, 4.0, 5.0]
+    assert torch.equal(query, model.user_query(torch.tensor([2, 6, 0, 2])))
+    history = {"users": torch.tensor([0, 2, 6]), "history": torch.tensor([[5, 0], [3, 5], [3, 0]]),
+               "history_ratings": torch.tensor([[4.0, 0], [1, 5], [2, 0]])}  # fmt: skip
+    by_user = dict(zip(zip(*(t.tolist() for t in model.train_queries(history)[1:])),
+                       model.predict_rating(*model.train_queries(history)[:2]).tolist()))  # fmt: skip
+    by_item = dict(zip(zip(items.tolist(), targets.tolist()), model.predict_rating(query, items).tolist()))
+    assert by_item == pytest.approx(by_user, abs=0) and len(by_item) == 4
+
+
+def test_unknown_batches_are_refused_by_name():
+    with pytest.raises(ValueError, match="batches must be one of users, items, got 'columns'"):
+        IAutoRec.layout({"batches": "columns"})
+    with pytest.raises(ValueError, match="batches must be one of users, items"):
+        IAutoRec(N_ITEMS, N_USERS, hidden=HIDDEN, batches="rows")
 
 
 def test_an_empty_matrix_is_refused_in_training():

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ss4rec.batch import HISTORY, PAIRS, SEQUENCE, TRAIN_FORMATS
+from ss4rec.batch import COLUMNS, HISTORY, PAIRS, SEQUENCE, TRAIN_FORMATS
 from ss4rec.data import stats as stats_mod
 from ss4rec.data.datasets import (
     TRAIN_WINDOWS,
     BatchSampler,
+    ColumnDataset,
     EvalDataset,
     HistoryDataset,
     PairDataset,
@@ -43,8 +44,8 @@ def _process_group() -> tuple[int, int]:
 
 
 #: training examples per batch when ``batch_size`` is None: windows of up to max_len targets, single
-#: interactions, or whole user histories
-DEFAULT_BATCH_SIZE = {SEQUENCE: 32, PAIRS: 1024, HISTORY: 64}
+#: interactions, whole user histories, or whole item columns
+DEFAULT_BATCH_SIZE = {SEQUENCE: 32, PAIRS: 1024, HISTORY: 64, COLUMNS: 256}
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -75,7 +76,7 @@ class SequenceDataModule(L.LightningDataModule):
         fixed_length: pad sequence batches to ``max_len`` (training: ``train_max_len``) instead of the longest row.
         length_pool: training windows are sorted by length within pools of this many batches, then the
             batches are shuffled (see ``BatchSampler``): less padding, faster epochs. 0: plain shuffling.
-        holdout_folds / holdout_fold: with ``holdout_folds`` K > 0, ``pairs`` and ``history`` training (``mf``,
+        holdout_folds / holdout_fold: with ``holdout_folds`` K > 0, ``pairs``, ``history`` and ``columns`` training (``mf``,
             ``svdpp``, ``timesvdpp``, ``autorec``) leaves out the training ratings of cross-fitting fold ``holdout_fold`` of K
             (``ss4rec.data.folds``); the split, validation and test are unchanged. 0: every training rating.
         holdout_last: leave each user's last ``holdout_last`` ratings out of everything (``SequenceStore.without_last``):
@@ -283,9 +284,11 @@ class SequenceDataModule(L.LightningDataModule):
             return self._loader(PairDataset(store, holdout), self.train_batch_size, shuffle=True)
         if self.train_format == HISTORY:
             return self._loader(HistoryDataset(store, holdout), self.train_batch_size, shuffle=True)
+        if self.train_format == COLUMNS:
+            return self._loader(ColumnDataset(store, holdout), self.train_batch_size, shuffle=True)
         if holdout is not None:
             raise DataError(
-                f"holdout_folds={self.holdout_folds}: a held-out fold is for pairs and history training (model=mf "
+                f"holdout_folds={self.holdout_folds}: a held-out fold is for pairs, history and columns training (model=mf "
                 "or svdpp, the runs a rating_base reads), not sequence windows"
             )
         dataset = self._windows()

@@ -181,6 +181,31 @@ class PairDataset(Dataset):
         return collate.pairs_batch(self.store, self.rows[np.asarray(index)], self.row_users)
 
 
+class ColumnDataset(PairDataset):
+    """Training ``columns`` batches: one example per item, every fitted training rating of it (its column).
+
+    The items are those with at least one such rating; ``holdout=(K, k)`` as for ``PairDataset``. A batch holds
+    the ratings of its items item by item, each item's in the store's order.
+    """
+
+    def __init__(self, store: SequenceStore, holdout: tuple[int, int] | None = None):
+        super().__init__(store, holdout)
+        items = store.items[self.rows]
+        order = np.argsort(items, kind="stable")
+        self.rows = self.rows[order]
+        self.items, first = np.unique(items[order], return_index=True)
+        self.starts = np.append(first, len(self.rows))  # item j's rows: rows[starts[j]:starts[j + 1]]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        index = np.asarray(index, dtype=np.int64)
+        starts, counts = self.starts[index], self.starts[index + 1] - self.starts[index]
+        shift = np.repeat(starts - (np.cumsum(counts) - counts), counts)  # each entry's start minus its offset
+        return collate.pairs_batch(self.store, self.rows[shift + np.arange(counts.sum())], self.row_users)
+
+
 class HistoryDataset(Dataset):
     """Training ``history`` batches: one example per user (the whole training part).
 

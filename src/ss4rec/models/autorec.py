@@ -8,9 +8,12 @@ the same objective is divided by the number R of training ratings: the trainer's
 ratings plus ``l2 / 2 (|W|^2 + |V|^2) / R`` (``extra_loss``).
 
 The model keeps the training rating matrix (item rows, compressed) as buffers the trainer fills from the training
-part (``set_rating_matrix``), so a checkpoint predicts without the data. It trains on ``history`` rows like
-``svdpp``: each of a batch's training ratings is one example, and each item of the batch is coded once from its
-whole column (a sparse product, O(its ratings x hidden)). With a held-out cross-fitting fold
+part (``set_rating_matrix``), so a checkpoint predicts without the data. Each training rating is one example and
+each item of a batch is coded once from its whole column (a sparse product, O(its ratings x hidden)). ``batches``
+picks what a batch holds: ``users`` (``history`` rows like ``svdpp``: every training rating of a set of users,
+which touches most items, so each step codes most columns and fits only the batch users' decoder rows) or
+``items`` (``columns``: every training rating of a set of items, the paper's batches of item columns; each step
+codes only its own items and fits every decoder row that rates them). With a held-out cross-fitting fold
 (``data.holdout_folds``) the fold's ratings are neither fitted nor in any column. A held-out rating (validation,
 test) is read off its item's code, whose input holds training ratings only; an item with no training rating gets
 the training mean (``rating_head.rating_mean``, set by the trainer), as in the paper.
@@ -18,16 +21,19 @@ the training mean (``rating_head.rating_mean``, set by the trainer), as in the p
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from ss4rec.batch import HISTORY, Batch
+from ss4rec.batch import COLUMNS, HISTORY, Batch
 from ss4rec.models.base import Recommender
 from ss4rec.models.svdpp import fitted_ratings
 
+#: ``batches`` -> the training layout (``ss4rec.batch``)
+BATCHES = {"users": HISTORY, "items": COLUMNS}
 #: the rating matrix's buffers (compressed item rows), resized to a checkpoint's own when it is loaded
 MATRIX_BUFFERS = ("row_starts", "row_users", "row_ratings")
 
@@ -41,7 +47,7 @@ class RatingMean(nn.Module):
 
 
 class IAutoRec(Recommender):
-    """Item-based AutoRec over ``history`` batches; rating only.
+    """Item-based AutoRec over ``history`` (``batches: users``) or ``columns`` (``batches: items``) batches; rating only.
 
     The query of a user is ``[W_u, c_u]`` (B, hidden + 1), the user's row of the decoder; ``predict_rating``
     codes the items (``codes``) and takes the dot product. Ranking is not offered: as for ``svdpp``, every
@@ -51,27 +57,37 @@ class IAutoRec(Recommender):
         hidden: hidden units (500 in the paper).
         l2: the paper's L2 coefficient on both weight matrices (biases are not penalised); 0 disables it.
         rating_mean: the prediction for unrated items (the trainer overwrites it with the training mean).
+        batches: ``users`` or ``items`` (see the module docstring); ``data.batch_size`` counts users or items.
     """
 
     train_format: ClassVar[str] = HISTORY
     supports_ranking: ClassVar[bool] = False
-    #: users per training batch when ``data.batch_size`` is null: on ML-100K 64 gave a noisy validation curve that
-    #: stopped early at 0.980, 256 a smooth one that kept falling (a seed-0 probe; the paper's batches are columns)
+    #: users (or items) per training batch when ``data.batch_size`` is null: on ML-100K 64 users gave a noisy
+    #: validation curve that stopped early at 0.980, 256 a smooth one that kept falling (a seed-0 probe)
     default_batch_size: ClassVar[int | None] = 256
     #: the trainer calls ``set_rating_matrix`` with the training ratings before the first step
     uses_rating_matrix: ClassVar[bool] = True
 
-    def __init__(self, n_items: int, n_users: int, hidden: int = 500, l2: float = 100.0, rating_mean: float = 3.5):
+    def __init__(self, n_items: int, n_users: int, hidden: int = 500, l2: float = 100.0, rating_mean: float = 3.5,
+                 batches: str = "users"):  # fmt: skip
         super().__init__(n_items, n_users)
         if hidden < 1 or l2 < 0:
             raise ValueError(f"autorec: expected hidden >= 1 and l2 >= 0, got hidden={hidden}, l2={l2}")
-        self.hidden, self.l2 = int(hidden), float(l2)
+        self.train_format = self.layout({"batches": batches})
+        self.hidden, self.l2, self.batches = int(hidden), float(l2), batches
         self.encoder = nn.Linear(n_users, hidden)  # V, b
         self.decoder = nn.Linear(hidden, n_users)  # W (U, hidden), c (U,)
         self.rating_head = RatingMean(rating_mean)
         self.register_buffer("row_starts", torch.zeros(n_items + 2, dtype=torch.long))  # item i: [starts[i], starts[i+1])
         self.register_buffer("row_users", torch.zeros(0, dtype=torch.long))
         self.register_buffer("row_ratings", torch.zeros(0))
+
+    @classmethod
+    def layout(cls, config: Mapping[str, Any]) -> str:
+        batches = config.get("batches", "users")
+        if batches not in BATCHES:
+            raise ValueError(f"autorec: batches must be one of {', '.join(BATCHES)}, got {batches!r}")
+        return BATCHES[batches]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in MATRIX_BUFFERS:  # a checkpoint's matrix has its own number of ratings
@@ -133,6 +149,8 @@ class IAutoRec(Recommender):
         if self.n_ratings == 0:
             raise RuntimeError("autorec: the rating matrix is empty; call set_rating_matrix with the training ratings "
                                "first (the trainer does)")  # fmt: skip
+        if "history" not in batch:  # columns: one example per rating already
+            return self.user_query(batch["users"]), batch["items"], batch["ratings"]
         users, history = batch["users"], batch["history"]
         targets = fitted_ratings(batch)
         rows = torch.arange(history.shape[0], device=history.device)[:, None].expand_as(history)[targets]  # (M,)

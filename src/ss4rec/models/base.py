@@ -10,7 +10,8 @@ item ids are ``1..N`` and ``0`` is padding; ``Q`` is a model's query width.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -25,7 +26,8 @@ State = dict[str, torch.Tensor]
 class Recommender(nn.Module):
     """Base of every model. Subclasses set ``train_format`` and implement the four methods below."""
 
-    #: which training batches the model consumes: ``sequence``, ``pairs`` or ``history`` (see ss4rec.batch)
+    #: which training batches the model consumes: ``sequence``, ``pairs``, ``history`` or ``columns`` (see
+    #: ss4rec.batch); ``layout`` gives it for a model config (an option may pick another)
     train_format: ClassVar[str] = SEQUENCE
     #: whether ``predict_rating`` is meaningful (rating and joint objectives need it)
     supports_rating: ClassVar[bool] = True
@@ -42,6 +44,11 @@ class Recommender(nn.Module):
         super().__init__()
         self.n_items = n_items
         self.n_users = n_users
+
+    @classmethod
+    def layout(cls, config: Mapping[str, Any]) -> str:
+        """The training batches a model built from ``config`` (its model config) consumes: ``train_format``."""
+        return cls.train_format
 
     def frozen_step(self):
         """``step`` for serving: a callable ``(state, event) -> (hidden, new state)`` that may derive constants
