@@ -1,16 +1,23 @@
-"""SS4Rec's rating network on a cross-fitted I-AutoRec, on ML-100K's leave-last-out splits: every run it needs, in
-order, for each split k and seed s (``reports/ml100k/rating/README.md``, "SS4Rec on I-AutoRec"):
+"""SS4Rec's rating network on a cross-fitted I-AutoRec, on ML-100K's leave-last-out splits (or ML-1M's standard
+one): every run it needs, in order, for each split k and seed s (``reports/ml100k/rating/README.md``, "SS4Rec on
+I-AutoRec"):
 
 1. the ranking encoder: ``experiment=ml100k_ss4rec`` (about 4 minutes of one core);
 2. I-AutoRec on the split: ``model=autorec`` (2-3 minutes), the base for the held-out ratings and the baseline;
 3. I-AutoRec on each of the five cross-fitting folds (10 minutes together);
 4. ``experiment=ml100k_rating`` with its encoder, base and held-out base pointed at 1-3 (8-15 minutes).
 
+``--data ml1m`` (split 0 only; ``reports/ml1m/rating/README.md``, "SS4Rec on I-AutoRec"): 1. ``experiment=ml1m_paper``
+into ``reports/ml1m/runs/pretrain/ss4rec_known_s<s>`` (about an hour of one core); 2-3. ``model=autorec
+model.batches=items`` at lr 3e-4 into ``autorec_items/<s>_autorec_s<s>`` and ``autorec_items_oof_s<s>/<f>_autorec_s<s>``
+(10-20 minutes each); 4. ``experiment=ml1m_rating_autorec`` (10-20 minutes).
+
     python benchmarks/autorec_splits.py --splits 1 2 3 4 --seeds 0 1 2
     python benchmarks/autorec_splits.py --splits 0 --seeds 0 --dry-run     # print the commands only
+    python benchmarks/autorec_splits.py --data ml1m --splits 0 --seeds 1
 
 Each run goes into the folder the write-up's commands and ``benchmarks/pooled_splits.py`` read
-(``reports/ml100k/runs[/rating][/holdout_last<k>]/...``, k = 0 without ``holdout_last``). A run whose record says
+(``reports/<data>/runs[/rating][/holdout_last<k>]/...``, k = 0 without ``holdout_last``). A run whose record says
 ``finished`` and whose best checkpoint is in its folder is skipped (a finished record without it, as git holds
 them, is run again); one with a ``checkpoints/last.ckpt`` and no finished record resumes from it (the same
 command with ``ckpt_path``), so the script can be stopped and started again. Each run gets ``threads=1``: two
@@ -32,10 +39,17 @@ RUNS = Path("reports/ml100k/runs")
 FOLDS = 5
 AUTOREC = ["model=autorec", "task=rating", "trainer.max_epochs=300", "callbacks.early_stopping.patience=15"]
 RESULT = "ss4rec_pretrained_frozen_on_autorec_oof_full_stage"
+ML1M_RUNS = Path("reports/ml1m/runs")
+ML1M_AUTOREC = ["data=ml1m", *AUTOREC[:1], "model.batches=items", *AUTOREC[1:], "optimizer.lr=0.0003"]
+ML1M_RESULT = "ss4rec_pretrained_frozen_on_autorec_items_oof_full"
+DATA = ("ml100k", "ml1m")
 
 
-def plan(split: int, seed: int) -> Iterator[tuple[Path, list[str]]]:
+def plan(split: int, seed: int, data: str = "ml100k") -> Iterator[tuple[Path, list[str]]]:
     """(run folder, overrides without ``hydra.run.dir``) of every run split ``split`` and seed ``seed`` need."""
+    if data == "ml1m":
+        yield from plan_ml1m(seed)
+        return
     ranking = RUNS / "default" if split == 0 else RUNS / f"holdout_last{split}" / "default"
     rating = RUNS / "rating" if split == 0 else RUNS / "rating" / f"holdout_last{split}"
     on_split = [f"seed={seed}", *([f"data.holdout_last={split}"] if split else [])]
@@ -49,6 +63,17 @@ def plan(split: int, seed: int) -> Iterator[tuple[Path, list[str]]]:
     yield rating / RESULT / f"s{seed}", ["experiment=ml100k_rating", *on_split, f"init_from={encoder}",
                                          f"model.rating_base='{folds}/*_autorec_s{seed}'",
                                          f"model.rating_base_heldout={full}"]  # fmt: skip
+
+
+def plan_ml1m(seed: int) -> Iterator[tuple[Path, list[str]]]:
+    """``plan`` on ML-1M's standard split: the folders ``experiment=ml1m_rating_autorec`` reads."""
+    rating = ML1M_RUNS / "rating"
+    yield ML1M_RUNS / "pretrain" / f"ss4rec_known_s{seed}", ["experiment=ml1m_paper", f"seed={seed}"]
+    yield rating / "autorec_items" / f"{seed}_autorec_s{seed}", [*ML1M_AUTOREC, f"seed={seed}"]
+    for fold in range(FOLDS):
+        yield (rating / f"autorec_items_oof_s{seed}" / f"{fold}_autorec_s{seed}",
+               [*ML1M_AUTOREC, f"seed={seed}", f"data.holdout_folds={FOLDS}", f"data.holdout_fold={fold}"])  # fmt: skip
+    yield rating / ML1M_RESULT / f"s{seed}", ["experiment=ml1m_rating_autorec", f"seed={seed}"]
 
 
 def done(folder: Path) -> bool:
@@ -75,13 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--splits", type=int, nargs="+", required=True, help="the k of data.holdout_last (0: the standard split)")
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--data", choices=DATA, default="ml100k", help="ml1m: its standard split only (--splits 0)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands left to run, run nothing")
     args = parser.parse_args(argv)
     if bad := [k for k in args.splits if k < 0]:
         parser.error(f"--splits: {bad} are not leave-last-out splits (expected k >= 0)")
+    if args.data == "ml1m" and args.splits != [0]:
+        parser.error(f"--data ml1m: only the standard split (--splits 0) is planned, got --splits {args.splits}")
     for seed in args.seeds:
         for split in args.splits:
-            for folder, overrides in plan(split, seed):
+            for folder, overrides in plan(split, seed, args.data):
                 argv_ = command(folder, overrides)
                 if argv_ is None:
                     print(f"done: {folder}", flush=True)

@@ -97,3 +97,25 @@ def test_a_negative_split_is_refused(capsys):
     with pytest.raises(SystemExit):
         splits.main(["--splits", "-1", "--seeds", "0"])
     assert "expected k >= 0" in capsys.readouterr().err
+
+
+def test_the_ml1m_plan_writes_the_folders_its_rating_experiment_reads(tmp_path):
+    """``--data ml1m``: the encoder, the full I-AutoRec run and its five folds go where ``experiment=ml1m_rating_autorec``
+    looks for them (``init_from``, ``model.rating_base_heldout``, ``model.rating_base``'s glob), item-column batches."""
+    runs = list(splits.plan(0, 1, "ml1m"))
+    assert len(runs) == 8 and all("seed=1" in overrides for _, overrides in runs)
+    cfg = compose_train(runs[-1][1], tmp_path)
+    assert str(runs[0][0]) == cfg.init_from and str(runs[1][0]) == cfg.model.rating_base_heldout
+    assert sorted(str(folder) for folder, _ in runs[2:7]) == sorted(
+        str(p.relative_to(tmp_path)) for p in [tmp_path / folder for folder, _ in runs[2:7]]
+        if p.match(str(tmp_path / cfg.model.rating_base)))  # fmt: skip
+    for _, overrides in runs[1:7]:
+        assert {"data=ml1m", "model=autorec", "model.batches=items", "optimizer.lr=0.0003"} <= set(overrides)
+    assert [o for _, overrides in runs[2:7] for o in overrides if o.startswith("data.holdout_fold=")] == [
+        f"data.holdout_fold={f}" for f in range(5)]
+
+
+def test_ml1m_plans_its_standard_split_only(capsys):
+    with pytest.raises(SystemExit):
+        splits.main(["--data", "ml1m", "--splits", "0", "1", "--seeds", "0"])
+    assert "only the standard split" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from ss4rec.errors import ConfigError
 from ss4rec.paths import CONFIG_DIR
 from ss4rec.training import resolved
 
-NEEDS_RUNS = {"ml1m_rating", "ml1m_rating_ffn", "ml100k_rating", "ml100k_rating_autorec"}
+NEEDS_RUNS = {"ml1m_rating", "ml1m_rating_ffn", "ml1m_rating_autorec", "ml100k_rating", "ml100k_rating_autorec"}
 
 
 def _flat(cfg) -> dict:
@@ -63,9 +63,13 @@ ML1M_RATING_FFN = ("ml1m_rating_ffn", "ml1m_rating", ["model.ffn=true", "init_fr
 ML100K_RATING_AUTOREC = ("ml100k_rating_autorec", "ml100k_rating", [
     "model.rating_base=reports/ml100k/runs/rating/autorec_oof_s2/*_autorec_s2",
     "model.rating_base_heldout=reports/ml100k/runs/rating/autorec_best/2_autorec_s2"])  # fmt: skip
+ML1M_RATING_AUTOREC = ("ml1m_rating_autorec", "ml1m_rating", [
+    "model.rating_base=reports/ml1m/runs/rating/autorec_items_oof_s2/*_autorec_s2",
+    "model.rating_base_heldout=reports/ml1m/runs/rating/autorec_items/2_autorec_s2"])  # fmt: skip
 
 
-@pytest.mark.parametrize(("name", "base", "flags"), [ML1M_RATING, ML1M_RATING_FFN, ML100K_RATING, ML100K_RATING_AUTOREC])
+@pytest.mark.parametrize(("name", "base", "flags"), [ML1M_RATING, ML1M_RATING_FFN, ML1M_RATING_AUTOREC,
+                                                       ML100K_RATING, ML100K_RATING_AUTOREC])  # fmt: skip
 def test_rating_experiments_are_the_write_ups_commands(name, base, flags, tmp_path):
     """``experiment=<name> seed=<s>`` is the frozen-encoder rating command of the dataset's rating write-up
     (``reports/<data>/rating/README.md``, its base experiment plus flags naming seed <s>'s runs), every option the
@@ -79,6 +83,7 @@ def test_rating_experiments_are_the_write_ups_commands(name, base, flags, tmp_pa
 @pytest.mark.parametrize(("name", "runs"), [
     ("ml1m_rating", ["reports/ml1m/runs/pretrain/ss4rec_known_s1", "reports/ml1m/runs/rating/svdpp_oof_s1/*_svdpp_s1"]),
     ("ml1m_rating_ffn", ["reports/ml1m/runs/ffn/ss4rec_known_ffn_s1", "reports/ml1m/runs/rating/svdpp_oof_s1/*_svdpp_s1"]),
+    ("ml1m_rating_autorec", ["reports/ml1m/runs/pretrain/ss4rec_known_s1", "reports/ml1m/runs/rating/autorec_items_oof_s1/*_autorec_s1"]),
     ("ml100k_rating", ["reports/ml100k/runs/default/ss4rec/1_ss4rec_s1", "reports/ml100k/runs/rating/svdpp_oof_s1/*_svdpp_s1"]),
     ("ml100k_rating_autorec", ["reports/ml100k/runs/default/ss4rec/1_ss4rec_s1", "reports/ml100k/runs/rating/autorec_oof_s1/*_autorec_s1"]),
 ])  # fmt: skip
