@@ -80,6 +80,8 @@ def test_a_sequence_model_reads_targets_and_past_ratings_out_of_fold_and_scores_
         users = batch["users"][:, None].expand_as(batch["target_items"])[batch["target_items"] > 0]
         expected = base(base.user_part(users, targets), targets)  # zero correction: the out-of-fold base
         torch.testing.assert_close(model.predict_rating(query, targets), expected.float())
+        assert query.shape == (len(targets), model.hidden + 1)  # [h, the target's base rating], not every run's part
+        torch.testing.assert_close(query[:, -1], expected.float(), rtol=0, atol=0)
         assert not torch.allclose(expected, base(base.user_part(users), targets))  # not the mean
         eval_query = model.eval_queries(batch)
         held_out = torch.tensor([6, 8])

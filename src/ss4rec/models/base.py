@@ -123,9 +123,10 @@ class SequentialRecommender(Recommender):
     and, tied, as the output scoring table. The rating head predicts ratings from the same queries.
 
     With ``rating_base`` (an ``mf``, ``svdpp``, ``timesvdpp`` or ``autorec`` run, ``ss4rec.models.rating_base``) the head
-    corrects a frozen MF's ratings instead of predicting from the training mean: a query is then ``[h, user part]``
-    (D + F (K + 2); F (K + 3) for timeSVD++),
-    the hidden state and the user's MF part (``FrozenMF.user_part``); ranking scores read ``h`` only.
+    corrects a frozen MF's ratings instead of predicting from the training mean: an evaluation query is then ``[h,
+    user part]`` (D + F (K + 2); F (K + 3) for timeSVD++), the hidden state and the user's MF part
+    (``FrozenMF.user_part``), and a training query ``[h, r_base]`` (D + 1), the base's rating of its own target;
+    ranking scores read ``h`` only.
     """
 
     train_format: ClassVar[str] = SEQUENCE
@@ -194,6 +195,10 @@ class SequentialRecommender(Recommender):
         return torch.cat([query, self.rating_base.user_part(users, items, times).to(query.dtype)], dim=-1)
 
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training queries; with a rating base ``[h, r_base]`` (M, D + 1): the base's rating of the query's own
+        target (``FrozenMF.out_of_fold``, from the run that left it out), not the user's part of every run, which a
+        wide cross-fitted base (I-AutoRec: 6 x 503 floats) makes the bulk of a batch. ``predict_rating`` reads the
+        column, so such a query rates its own target only."""
         hidden = self.encode_sequence(batch)  # (B, L, D)
         mask = batch["target_items"] > 0  # (B, L)
         targets = batch["target_items"][mask]
@@ -201,7 +206,8 @@ class SequentialRecommender(Recommender):
             return hidden[mask], targets, batch["target_ratings"][mask]
         users = batch["users"][:, None].expand_as(mask)[mask]
         times = batch["target_times"][mask] if self.rating_base.timed else None
-        return self.with_user(hidden[mask], users, targets, times), targets, batch["target_ratings"][mask]
+        base = self.rating_base.out_of_fold(users, targets, times).to(hidden.dtype)
+        return torch.cat([hidden[mask], base[:, None]], -1), targets, batch["target_ratings"][mask]
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
         query = gather_last(self.encode_sequence(batch), batch["lengths"])  # (B, D)
@@ -216,7 +222,9 @@ class SequentialRecommender(Recommender):
     def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.rating_base is not None:
             hidden, user_part = query[..., : self.hidden], query[..., self.hidden :]
-            rating = self.rating_base(user_part, items) + self.rating_head.residual(hidden, self.item_embedding(items))
+            # a training query carries its target's base rating (one column); a user part is at least 2 wide
+            base = user_part[..., 0] if user_part.shape[-1] == 1 else self.rating_base(user_part, items)
+            rating = base + self.rating_head.residual(hidden, self.item_embedding(items))
         else:
             rating = self.rating_head(query, self.item_embedding(items))
         if self.item_rating_bias is not None:
