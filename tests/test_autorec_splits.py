@@ -26,10 +26,8 @@ def _flat(node, prefix=""):
     return out
 
 
-@pytest.mark.parametrize("step", range(8))
-def test_the_standard_split_commands_are_the_recorded_runs(step, tmp_path):
-    """Every option the record holds (options added since it ran are not in it) has the value the command gives."""
-    folder, overrides = list(splits.plan(0, 0))[step]
+def assert_the_command_gives_the_record(folder, overrides, tmp_path):
+    """Every option the run's record holds (options added since it ran are not in it) has the value the command gives."""
     record = _flat(json.loads((splits.REPO / folder / "metrics.json").read_text())["config"])
     argv = splits.command(tmp_path / "absent", overrides)  # a folder with nothing in it: the full command
     cfg = resolved(compose_train([a for a in argv if not a.startswith("hydra.")], tmp_path))
@@ -37,6 +35,11 @@ def test_the_standard_split_commands_are_the_recorded_runs(step, tmp_path):
     recorded = {k: v for k, v in record.items() if not k.startswith(IGNORED)}
     assert len(recorded) > 60
     assert {k: composed.get(k, "(absent)") for k in recorded} == recorded
+
+
+@pytest.mark.parametrize("step", range(8))
+def test_the_standard_split_commands_are_the_recorded_runs(step, tmp_path):
+    assert_the_command_gives_the_record(*list(splits.plan(0, 0))[step], tmp_path)
 
 
 def test_a_later_split_reads_only_its_own_runs():
@@ -119,3 +122,10 @@ def test_ml1m_plans_its_standard_split_only(capsys):
     with pytest.raises(SystemExit):
         splits.main(["--data", "ml1m", "--splits", "0", "1", "--seeds", "0"])
     assert "only the standard split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("step", range(7))
+def test_the_ml1m_commands_are_the_recorded_runs(step, tmp_path):
+    """``--data ml1m``, seed 0: the encoder's, the full I-AutoRec run's and its folds' commands give their records'
+    configs."""
+    assert_the_command_gives_the_record(*list(splits.plan(0, 0, "ml1m"))[step], tmp_path)
