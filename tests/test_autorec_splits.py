@@ -124,8 +124,8 @@ def test_ml1m_plans_its_standard_split_only(capsys):
     assert "only the standard split" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("step", range(7))
+@pytest.mark.parametrize("step", range(8))
 def test_the_ml1m_commands_are_the_recorded_runs(step, tmp_path):
-    """``--data ml1m``, seed 0: the encoder's, the full I-AutoRec run's and its folds' commands give their records'
-    configs."""
+    """``--data ml1m``, seed 0: every command (the encoder, the full I-AutoRec run, its folds, the rating run) gives its
+    record's config."""
     assert_the_command_gives_the_record(*list(splits.plan(0, 0, "ml1m"))[step], tmp_path)
