@@ -56,8 +56,8 @@ def user_batches(users, items, ratings, n_users: int, rng) -> list[dict]:
 
 def item_batches(users, items, ratings, rng) -> list[dict]:
     """``columns`` batches of BATCH items, every rating of each."""
-    out = []
-    for chunk in np.array_split(rng.permutation(np.unique(items)), -(-len(np.unique(items)) // BATCH)):
+    out, rated = [], np.unique(items)
+    for chunk in np.array_split(rng.permutation(rated), -(-len(rated) // BATCH)):
         rows = np.flatnonzero(np.isin(items, chunk))
         rows = rows[np.argsort(items[rows], kind="stable")]
         out.append({"users": torch.from_numpy(users[rows]), "items": torch.from_numpy(items[rows]),

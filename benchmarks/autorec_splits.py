@@ -40,7 +40,7 @@ FOLDS = 5
 AUTOREC = ["model=autorec", "task=rating", "trainer.max_epochs=300", "callbacks.early_stopping.patience=15"]
 RESULT = "ss4rec_pretrained_frozen_on_autorec_oof_full_stage"
 ML1M_RUNS = Path("reports/ml1m/runs")
-ML1M_AUTOREC = ["data=ml1m", *AUTOREC[:1], "model.batches=items", *AUTOREC[1:], "optimizer.lr=0.0003"]
+ML1M_AUTOREC = ["data=ml1m", *AUTOREC, "model.batches=items", "optimizer.lr=0.0003"]
 ML1M_RESULT = "ss4rec_pretrained_frozen_on_autorec_items_oof_full"
 DATA = ("ml100k", "ml1m")
 

@@ -74,7 +74,7 @@ class IAutoRec(Recommender):
         if hidden < 1 or l2 < 0:
             raise ValueError(f"autorec: expected hidden >= 1 and l2 >= 0, got hidden={hidden}, l2={l2}")
         self.train_format = self.layout({"batches": batches})
-        self.hidden, self.l2, self.batches = int(hidden), float(l2), batches
+        self.hidden, self.l2 = int(hidden), float(l2)
         self.encoder = nn.Linear(n_users, hidden)  # V, b
         self.decoder = nn.Linear(hidden, n_users)  # W (U, hidden), c (U,)
         self.rating_head = RatingMean(rating_mean)

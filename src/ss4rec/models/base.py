@@ -180,19 +180,12 @@ class SequentialRecommender(Recommender):
         """
         raise NotImplementedError(f"{type(self).__name__} has no recurrent step; recompute its window")
 
-    def with_user(
-        self,
-        query: torch.Tensor,
-        users: torch.Tensor | None,
-        items: torch.Tensor | None = None,
-        times: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``query`` (..., D) with the users' MF part appended when there is a rating base (..., D + F (K + 2));
-        ``items``: the training ratings the queries predict (each then read from the base that left it out);
-        ``times``: when those ratings were made (a timeSVD++ base reads them)."""
+    def with_user(self, query: torch.Tensor, users: torch.Tensor | None, times: torch.Tensor | None = None) -> torch.Tensor:
+        """``query`` (..., D) with the users' MF part for held-out ratings appended when there is a rating base (...,
+        D + F (K + 2)); ``times``: when those ratings are made (a timeSVD++ base reads them)."""
         if self.rating_base is None:
             return query
-        return torch.cat([query, self.rating_base.user_part(users, items, times).to(query.dtype)], dim=-1)
+        return torch.cat([query, self.rating_base.user_part(users, times=times).to(query.dtype)], dim=-1)
 
     def train_queries(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training queries; with a rating base ``[h, r_base]`` (M, D + 1): the base's rating of the query's own
