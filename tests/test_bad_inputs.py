@@ -76,6 +76,8 @@ TRAIN_CASES = [
     (["task=rating", "model.rating_base_residuals=true"], r"model\.rating_base_residuals=true: expected false without model\.rating_base"),
     (["task.rating_recent_targets=5"], r"task\.rating_recent_targets=5: expected 0 without a rating loss"),
     (["model=mf", "task=rating", "task.rating_recent_targets=5"], r"task\.rating_recent_targets=5: expected 0 with MF, which trains on pairs batches"),
+    (["model=autorec", "model.batches=items", "task=rating", "task.rating_recent_targets=5"], r"expected 0 with IAutoRec, which trains on columns batches"),
+    (["model=autorec", "task=rating", "task.rating_recent_targets=5"], r"expected 0 with IAutoRec, which trains on history batches"),
     (["task=rating", "task.rating_recent_weight=0"], r"task\.rating_recent_weight=0: expected a finite number > 0"),
     (["task=rating", "model.rating_base_drift=5"], r"model\.rating_base_drift=5: expected 0 without model\.rating_base"),
     (["task=rating", "model.rating_base_drift=-1"], r"model\.rating_base_drift=-1: expected an integer >= 0"),

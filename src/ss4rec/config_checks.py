@@ -385,7 +385,16 @@ def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> l
     return runs
 
 
-def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> None:
+def _layout(model_cls: Any, model: Mapping | None) -> str | None:
+    """The training batches ``model_cls`` built from ``model`` trains on (``Recommender.layout``); None when the
+    options that pick it are bad (``check_model`` reports those)."""
+    try:
+        return model_cls.layout(model if model is not None else {})
+    except (ValueError, AttributeError):
+        return getattr(model_cls, "train_format", None)
+
+
+def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list, model: Mapping | None = None) -> None:
     problems.check("task.mode", _get(task, "mode"), one_of("min", "max"))
     problems.check("task.target_weighting", _get(task, "target_weighting", "batch"), one_of("batch", "uniform"))
     weight = _get(task, "rating_weight", 0.0)
@@ -401,7 +410,7 @@ def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list) -> N
     if _int(recent) and recent > 0:
         if not uses_rating:
             problems.add("task.rating_recent_targets", recent, "0 without a rating loss (task.rating_weight > 0)")
-        elif model_cls is not None and (layout := getattr(model_cls, "train_format", None)) != "sequence":  # batch.SEQUENCE
+        elif model_cls is not None and (layout := _layout(model_cls, model)) != "sequence":  # batch.SEQUENCE
             problems.add("task.rating_recent_targets", recent, f"0 with {model_cls.__name__}, which trains on "
                          f"{layout} batches (only sequence models know each target's place)")  # fmt: skip
     if ranking is None and not uses_rating:
@@ -560,7 +569,7 @@ def check_train_config(cfg: DictConfig, check_checkpoint: bool = True) -> None:
     check_positions(problems, cfg.data, cfg.model, model_cls)
     check_holdout(problems, cfg.data, cfg.model)
     ks = check_evaluation(problems, cfg.evaluation)
-    check_task(problems, cfg.task, model_cls, ks)
+    check_task(problems, cfg.task, model_cls, ks, cfg.model)
     check_trainer(problems, cfg.trainer)
     check_callbacks(problems, _get(cfg, "callbacks"))
     check_optimisation(problems, cfg)
