@@ -1,7 +1,8 @@
-"""The LightningDataModule every training run uses: prepared store in, the three batch layouts out.
+"""The LightningDataModule every training run uses: prepared store in, the four training batch layouts out.
 
 Built from ``conf/data/<name>.yaml`` with ``hydra.utils.instantiate(cfg.data)``. The trainer sets
-``train_format`` (``sequence`` | ``pairs`` | ``history``, see ``ss4rec.batch``) before ``setup``;
+``train_format`` (``sequence`` | ``pairs`` | ``history`` | ``columns``, see ``ss4rec.batch``; the model's
+``Recommender.layout`` of its config) before ``setup``;
 validation and test loaders always yield evaluation ``sequence`` batches with ``seen``.
 """
 
