@@ -385,16 +385,16 @@ def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> l
     return runs
 
 
-def _layout(model_cls: Any, model: Mapping | None) -> str | None:
-    """The training batches ``model_cls`` built from ``model`` trains on (``Recommender.layout``); None when the
-    options that pick it are bad (``check_model`` reports those)."""
+def _layout(model_cls: Any, model: Mapping) -> str | None:
+    """The training batches ``model_cls`` built from ``model`` trains on (``Recommender.layout``); the class's
+    ``train_format`` when the options that pick it are bad (``check_model`` reports those)."""
     try:
-        return model_cls.layout(model if model is not None else {})
+        return model_cls.layout(model)
     except (ValueError, AttributeError):
         return getattr(model_cls, "train_format", None)
 
 
-def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list, model: Mapping | None = None) -> None:
+def check_task(problems: Problems, task: Mapping, model_cls: Any, ks: list, model: Mapping) -> None:
     problems.check("task.mode", _get(task, "mode"), one_of("min", "max"))
     problems.check("task.target_weighting", _get(task, "target_weighting", "batch"), one_of("batch", "uniform"))
     weight = _get(task, "rating_weight", 0.0)
