@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_copy_matching_refuses_another_size_or_another_model():
 
 def test_init_checkpoint_names_a_run_folders_best_checkpoint(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(InitFromError, match="no checkpoints/best-\\*.ckpt and no metrics.json"):
+    with pytest.raises(InitFromError, match="no checkpoints/best-\\*.ckpt in the folder and no metrics.json"):
         init_checkpoint(tmp_path / "run")
     best = tmp_path / "run" / "checkpoints" / "best-epoch003.ckpt"
     best.write_bytes(b"")
@@ -56,6 +57,15 @@ def test_init_checkpoint_names_a_run_folders_best_checkpoint(tmp_path):
         init_checkpoint(tmp_path / "run")
     with pytest.raises(InitFromError, match="no such file or run folder"):
         init_checkpoint(tmp_path / "elsewhere")
+
+
+def test_init_checkpoint_says_when_a_run_record_has_lost_its_checkpoint(tmp_path):
+    """A run record as git holds it: metrics.json names a best checkpoint that is not in the folder."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"checkpoint": "/elsewhere/checkpoints/best-epoch004.ckpt"}))
+    with pytest.raises(InitFromError, match=r"its metrics.json names best-epoch004.ckpt, which is not in .*run/checkpoints "
+                       r"\(run records in git keep no checkpoints\); train the run again into this folder"):  # fmt: skip
+        init_checkpoint(tmp_path / "run")
 
 
 def test_a_rating_run_starts_from_a_ranking_runs_encoder_and_its_own_zero_correction(tmp_path):

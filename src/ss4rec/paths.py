@@ -45,6 +45,27 @@ def named_checkpoint(run: Path) -> Path | None:
     return None
 
 
+def lost_checkpoint(run: Path) -> str | None:
+    """When ``run/metrics.json`` names a checkpoint that is gone (the repo's run records, as git holds them), what
+    to say; None otherwise."""
+    named = run_metrics(run).get("checkpoint")
+    if not isinstance(named, str) or not named or named_checkpoint(run) is not None:
+        return None
+    return (f"its metrics.json names {Path(named).name}, which is not in {run / 'checkpoints'} (run records in git "
+            "keep no checkpoints); train the run again into this folder with the command its write-up gives (its "
+            "config is in metrics.json)")  # fmt: skip
+
+
+def no_checkpoint(run: Path, best: list[Path]) -> str:
+    """Why ``chosen_checkpoint`` found none in ``run``, given the ``best-*.ckpt`` it saw: a run record whose
+    checkpoint is gone, several best checkpoints, or none."""
+    if lost := lost_checkpoint(run):
+        return lost
+    if best:
+        return f"{len(best)} best checkpoints ({', '.join(c.name for c in best)}) and no metrics.json naming one; pass the checkpoint file"
+    return "no checkpoints/best-*.ckpt in the folder and no metrics.json naming one"
+
+
 def chosen_checkpoint(run: Path) -> tuple[Path | None, list[Path]]:
     """A run folder's best checkpoint: the one ``metrics.json`` names, else its only ``checkpoints/best-*.ckpt``
     (None when neither), with every ``best-*.ckpt`` found there."""

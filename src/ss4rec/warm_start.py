@@ -17,7 +17,7 @@ from torch import nn
 
 from ss4rec.checkpoints import model_state, read_checkpoint
 from ss4rec.errors import UserError
-from ss4rec.paths import chosen_checkpoint
+from ss4rec.paths import chosen_checkpoint, no_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,7 @@ def init_checkpoint(path: str | Path) -> Path:
     chosen, best = chosen_checkpoint(path)
     if chosen is not None:
         return chosen
-    found = f"{len(best)} best checkpoints ({', '.join(c.name for c in best)})" if best else "no checkpoints/best-*.ckpt"
-    raise InitFromError(f"init_from={str(path)!r}: {found} and no metrics.json naming one; pass the checkpoint file")
+    raise InitFromError(f"init_from={str(path)!r}: {no_checkpoint(path, best)}")
 
 
 def copy_matching(model: nn.Module, source: dict[str, torch.Tensor], skip: tuple[str, ...] = (),

@@ -97,8 +97,12 @@ def test_a_base_that_does_not_fit_is_refused_with_its_reason(tmp_path):
     with pytest.raises(RatingBaseError, match="no such file or run folder"):
         mf_checkpoint(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RatingBaseError, match=r"no checkpoints/best-\*\.ckpt"):
+    with pytest.raises(RatingBaseError, match=r"no checkpoints/best-\*\.ckpt .*; train one with `python train.py model=mf"):
         mf_checkpoint(tmp_path / "empty")
+    (tmp_path / "empty" / "metrics.json").write_text(json.dumps({"checkpoint": "best-epoch009.ckpt"}))  # a record, as git holds it
+    with pytest.raises(RatingBaseError, match=r"its metrics.json names best-epoch009.ckpt, which is not in .*\(run records in git keep no checkpoints\)") as lost:
+        mf_checkpoint(tmp_path / "empty")
+    assert "model=mf" not in str(lost.value)  # its own command, not a generic one
     run, _ = mf_run(tmp_path / "other", n_users=N_USERS + 1)
     with pytest.raises(RatingBaseError, match=f"has {N_USERS + 1} users and {N_ITEMS} items, this run's data has "
                        f"{N_USERS} and {N_ITEMS}"):  # fmt: skip

@@ -99,6 +99,13 @@ def test_serve_folder_without_checkpoints(serve_cli, tmp_path):
     _expect(serve_cli(tmp_path), r"path='.*': expected a run folder .*\(the folder has no checkpoints/best-\*\.ckpt")
 
 
+def test_serve_run_record_without_its_checkpoint(serve_cli, tmp_path):
+    """A run folder as a clone of the repo has it: metrics.json naming a best checkpoint that is not there."""
+    (tmp_path / "metrics.json").write_text('{"checkpoint": "/gone/checkpoints/best-epoch002.ckpt"}')
+    _expect(serve_cli(tmp_path), r"expected a run folder .*\(its metrics.json names best-epoch002.ckpt, which is not in "
+            r".*\(run records in git keep no checkpoints\); train the run again")  # fmt: skip
+
+
 @pytest.mark.parametrize("port", [0, -1, 65536])
 def test_serve_port_out_of_range(serve_cli, trained_run, tmp_path, port):
     _expect(serve_cli(trained_run, "--port", port, "--state-dir", tmp_path / "s"),

@@ -41,7 +41,7 @@ from ss4rec.data.collate import history_batch
 from ss4rec.data.folds import rating_fold
 from ss4rec.errors import UserError
 from ss4rec.models.time_bias import drift_deviation, find_keys, time_bins, user_day_keys
-from ss4rec.paths import checkpoint_run, chosen_checkpoint
+from ss4rec.paths import checkpoint_run, chosen_checkpoint, no_checkpoint
 
 if TYPE_CHECKING:
     from ss4rec.data.store import SequenceStore
@@ -96,15 +96,11 @@ def mf_checkpoint(path: str | Path) -> Path:
     chosen, best = chosen_checkpoint(path)
     if chosen is not None:
         return chosen
-    if not best:
-        raise RatingBaseError(
-            f"model.rating_base={str(path)!r}: no checkpoints/best-*.ckpt in the folder; train one with "
-            f"`python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp, timesvdpp, autorec) on the same data"
-        )
-    raise RatingBaseError(
-        f"model.rating_base={str(path)!r}: {len(best)} best checkpoints ({', '.join(c.name for c in best)}) and "
-        "no metrics.json naming one; pass the checkpoint file"
-    )
+    why = no_checkpoint(path, best)
+    if not best and not (path / "metrics.json").is_file():
+        why += (f"; train one with `python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp, "
+                "timesvdpp, autorec) on the same data")  # fmt: skip
+    raise RatingBaseError(f"model.rating_base={str(path)!r}: {why}")
 
 
 def base_paths(path: str | Path) -> list[Path]:

@@ -22,7 +22,7 @@ from ss4rec.checkpoints import model_state, read_checkpoint
 from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
 from ss4rec.errors import CheckpointError, UserError
-from ss4rec.paths import checkpoint_run, named_checkpoint, run_metrics
+from ss4rec.paths import checkpoint_run, lost_checkpoint, named_checkpoint, run_metrics
 from ss4rec.serve.catalogue import Catalogue
 from ss4rec.serve.core import ServeOptions, ServingCore
 from ss4rec.serve.interactions import EventJournal, InteractionLog
@@ -54,7 +54,7 @@ def path_problem(path: str | Path) -> str | None:
     elif p.is_dir():
         if _checkpoint_of(p) is not None:
             return None
-        why = "the folder has no checkpoints/best-*.ckpt or checkpoints/last.ckpt"
+        why = lost_checkpoint(p) or "the folder has no checkpoints/best-*.ckpt or checkpoints/last.ckpt"
     elif p.is_file():
         return None
     else:
