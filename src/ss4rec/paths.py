@@ -56,14 +56,14 @@ def lost_checkpoint(run: Path) -> str | None:
             "config is in metrics.json)")  # fmt: skip
 
 
-def no_checkpoint(run: Path, best: list[Path]) -> str:
+def no_checkpoint(run: Path, best: list[Path], train_hint: str = "") -> str:
     """Why ``chosen_checkpoint`` found none in ``run``, given the ``best-*.ckpt`` it saw: a run record whose
-    checkpoint is gone, several best checkpoints, or none."""
+    checkpoint is gone, several best checkpoints, or none (then ``train_hint`` follows, when given)."""
     if lost := lost_checkpoint(run):
         return lost
     if best:
         return f"{len(best)} best checkpoints ({', '.join(c.name for c in best)}) and no metrics.json naming one; pass the checkpoint file"
-    return "no checkpoints/best-*.ckpt in the folder and no metrics.json naming one"
+    return "no checkpoints/best-*.ckpt in the folder and no metrics.json naming one" + (f"; {train_hint}" if train_hint else "")
 
 
 def chosen_checkpoint(run: Path) -> tuple[Path | None, list[Path]]:

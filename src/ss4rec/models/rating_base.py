@@ -96,11 +96,9 @@ def mf_checkpoint(path: str | Path) -> Path:
     chosen, best = chosen_checkpoint(path)
     if chosen is not None:
         return chosen
-    why = no_checkpoint(path, best)
-    if not best and not (path / "metrics.json").is_file():
-        why += (f"; train one with `python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp, "
-                "timesvdpp, autorec) on the same data")  # fmt: skip
-    raise RatingBaseError(f"model.rating_base={str(path)!r}: {why}")
+    hint = (f"train one with `python train.py model=mf task=rating hydra.run.dir={path}` (or model=svdpp, timesvdpp, "
+            "autorec) on the same data")  # fmt: skip
+    raise RatingBaseError(f"model.rating_base={str(path)!r}: {no_checkpoint(path, best, hint)}")
 
 
 def base_paths(path: str | Path) -> list[Path]:
