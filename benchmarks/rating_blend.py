@@ -155,18 +155,18 @@ def check_same_split(data: dict[str, dict[str, np.ndarray]]) -> None:
                 raise SystemExit(f"error: {name!r} and {first!r} hold out different {stage} ratings; blend runs of one split")
 
 
-def drift_column(run: str, k: int, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def drift_column(run: str, k: int, like: dict[str, np.ndarray], option: str = "--drift") -> dict[str, np.ndarray]:
     """``predictions``' layout for the drift feature: ``like``'s user, item and rating columns, then the mean
     error of each user's last ``k`` training ratings under ``run`` (``benchmarks/rating_drift.py``)."""
     spec = importlib.util.spec_from_file_location("rating_drift", Path(__file__).with_name("rating_drift.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    drift = module.residuals(run, [k])
+    drift = module.residuals(run, [k], option)
     out = {}
     for stage in STAGES:
         users = like[stage][:, 0]
         if not np.array_equal(users, np.arange(len(drift[stage][1]))):
-            raise SystemExit(f"error: --drift {run!r} and the members hold out different {stage} users")
+            raise SystemExit(f"error: {option} {run!r} and the members hold out different {stage} users")
         out[stage] = np.column_stack([like[stage][:, :3], drift[stage][1][:, 0]])
     return out
 
@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None) -> None:
               [fit_runs[name] for name in names] if args.fit else None, args.fit_drift, record)  # fmt: skip
 
 
-def load(names: list[str], runs: list[str], drift: str | None, k: int) -> tuple[dict, float, float]:
-    """Each run's predictions (and the drift column) on one split, and the rating range they share."""
+def load(names: list[str], runs: list[str], drift: str | None, k: int, option: str = "--drift") -> tuple[dict, float, float]:
+    """Each run's predictions (and the drift column, from ``drift`` as ``option`` gave it) on one split, and the
+    rating range they share."""
     data, ranges = {}, set()
     for name, run in zip(names, runs, strict=True):
         data[name], bounds = predictions(run)
@@ -227,7 +228,7 @@ def load(names: list[str], runs: list[str], drift: str | None, k: int) -> tuple[
         raise SystemExit(f"error: the runs clamp to different rating ranges {sorted(ranges)}")
     low, high = ranges.pop()
     if drift is not None:
-        data[f"drift{k}"] = drift_column(drift, k, data[names[0]])
+        data[f"drift{k}"] = drift_column(drift, k, data[names[0]], option)
         print(f"drift{k}: the mean error of the last {k} training ratings under {drift}", file=sys.stderr)
     return data, low, high
 
@@ -240,7 +241,7 @@ def blend(
     data, low, high = load(names, runs, drift, k)
     fit_on = None
     if fit_runs is not None:
-        fit_on, *bounds = load(names, fit_runs, fit_drift, k)
+        fit_on, *bounds = load(names, fit_runs, fit_drift, k, "--fit-drift")
         if tuple(bounds) != (low, high):
             raise SystemExit(f"error: the --fit runs clamp to {tuple(bounds)}, the members to {(low, high)}")
         if np.array_equal(fit_on[names[0]]["val"][:, :3], data[names[0]]["val"][:, :3]):

@@ -31,7 +31,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ss4rec.models.rating_base import FrozenMF, cross_fitting
+from ss4rec.data.store import SequenceStore
+from ss4rec.errors import reported_errors
+from ss4rec.models.rating_base import FrozenMF, RatingBaseError, cross_fitting
 from ss4rec.paths import checkpoint_run
 from ss4rec.serve.loading import run_config
 from ss4rec.training import build_datamodule
@@ -47,16 +49,15 @@ def previous_means(errors: np.ndarray, k: int) -> np.ndarray:
     return (sums[t] - sums[start]) / (t - start)
 
 
-def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
+def residuals(run: str | Path, ks: list[int], option: str = "run") -> dict[str, np.ndarray]:
     """Per held-out stage: (U,) MF errors and (U, len(ks)) mean MF errors of the last k training ratings; under
     ``train``, every training rating after a user's first: (R,) errors and (R, len(ks)) means of the k before it;
-    ``from_end``: (R,) each one's place counted from the end of its user's training part (1 = the last)."""
-    cfg = OmegaConf.create(run_config(checkpoint_run(cross_fitting(run)[0])))
-    cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
-    datamodule = build_datamodule(cfg)
-    store = datamodule._ready()
-    base = FrozenMF(store.n_users, store.n_items, str(run)).double()
-    base.fill(store)  # float64 tables: the module's dtype; the store gives SVD++ its N(u)
+    ``from_end``: (R,) each one's place counted from the end of its user's training part (1 = the last).
+    ``option``: the argument that gave ``run``, named by the error when ``run`` is no base run."""
+    try:
+        store, base = frozen_base(run)
+    except RatingBaseError as err:
+        raise err.naming(option) from None
     out = {stage: ([], []) for stage in ("val", "test", "train")}
     from_end = []
     for user in range(store.n_users):
@@ -83,12 +84,27 @@ def residuals(run: str | Path, ks: list[int]) -> dict[str, np.ndarray]:
     }
 
 
+def frozen_base(run: str | Path) -> tuple[SequenceStore, FrozenMF]:
+    """The data store of ``run``'s split and its MF/SVD++ (or cross-fitting) as a float64 frozen base, filled."""
+    first = checkpoint_run(cross_fitting(run)[0])
+    if first is None:
+        raise RatingBaseError(f"model.rating_base={str(run)!r}: a checkpoint outside a run folder's checkpoints/ has "
+                              "no run config to rebuild the split from; pass the run folder")  # fmt: skip
+    cfg = OmegaConf.create(run_config(first))
+    cfg.model = OmegaConf.create({"_target_": "ss4rec.models.mf.MF"})
+    store = build_datamodule(cfg)._ready()
+    base = FrozenMF(store.n_users, store.n_items, str(run)).double()
+    base.fill(store)  # float64 tables: the module's dtype; the store gives SVD++ its N(u)
+    return store, base
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="an mf or svdpp run folder (model=mf|svdpp task=rating), or a glob of the K runs of a cross-fitting")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 20, 10_000], help="recent ratings averaged")
     args = parser.parse_args(argv)
-    data = residuals(args.run, args.k)
+    with reported_errors():  # a missing or wrong base run: one error line, not a traceback
+        data = residuals(args.run, args.k)
     y_val, x_val = data["val"]
     print(f"base run {args.run}: RMSE of the base alone, validation {np.sqrt((y_val**2).mean()):.4f}, "
           f"test {np.sqrt((data['test'][0] ** 2).mean()):.4f}")  # fmt: skip

@@ -87,6 +87,15 @@ def test_fit_options_that_do_not_pair_up_are_refused(argv, message, capsys):
     assert re.search(message, capsys.readouterr().err)
 
 
+def test_a_missing_drift_run_is_named_by_the_option_that_gave_it(tmp_path, capsys):
+    table = np.column_stack([np.arange(3), np.ones(3), np.full(3, 4.0), np.full(3, 3.5)])
+    for option in ("--drift", "--fit-drift"):
+        with pytest.raises(SystemExit):
+            with blend.reported_errors():  # as main runs it
+                blend.drift_column(str(tmp_path / "missing"), 5, {"val": table, "test": table}, option)
+        assert capsys.readouterr().err.strip() == f"error: {option}={str(tmp_path / 'missing')!r}: no such file or run folder"
+
+
 def test_runs_of_different_splits_are_refused():
     table = np.column_stack([np.arange(5), np.ones(5), np.full(5, 4.0), np.full(5, 3.5)])
     other = table.copy()

@@ -4,10 +4,12 @@ mean error of the user's last k training ratings, and the same pairs over every 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from benchmark_scripts import load_benchmark
 from composing import compose_train
+from ss4rec.models.rating_base import RatingBaseError
 from ss4rec.training import build_datamodule, train
 
 SMALL = ["data.max_len=20", "data.batch_size=128", "data.eval_batch_size=512", "logger=none", "debug=limit"]
@@ -48,3 +50,14 @@ def test_residuals_are_the_mf_runs_errors_on_held_out_and_training_ratings(tmp_p
         np.testing.assert_allclose(got[stage][0], want[stage][0], rtol=0, atol=1e-9)
         np.testing.assert_allclose(got[stage][1], want[stage][1], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(got["from_end"], from_end)
+
+
+def test_a_missing_base_run_is_one_error_line_naming_the_argument(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        drift.main([str(tmp_path / "missing")])
+    assert stop.value.code != 0
+    assert capsys.readouterr().err.strip() == f"error: run={str(tmp_path / 'missing')!r}: no such file or run folder"
+    (tmp_path / "kept").mkdir()
+    torch.save({}, tmp_path / "kept" / "base.ckpt")  # a checkpoint outside a run folder: no config for the split
+    with pytest.raises(RatingBaseError, match=r"^--drift='.*base.ckpt': a checkpoint outside a run folder's checkpoints/"):
+        drift.residuals(tmp_path / "kept" / "base.ckpt", [1], "--drift")

@@ -370,7 +370,7 @@ def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> l
                 return None
             runs.append((each, run_config(run)))
     except RatingBaseError as err:
-        problems.append(str(err).replace("model.rating_base=", f"{option}="))
+        problems.append(str(err.naming(option)))
         return None
     for each, saved in runs:
         shown = path if len(paths) == 1 else f"{path} ({each})"

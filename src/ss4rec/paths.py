@@ -36,9 +36,18 @@ def named_checkpoint(run: Path) -> Path | None:
     path it recorded (a checkpoint kept elsewhere); None when it names none or the file is gone. The run's own
     file comes first: a copied or moved folder (a clone of the repo's run records) reads its own checkpoint, not
     the one at the recorded path, which may belong to the original folder."""
+    named = recorded_checkpoint(run)
+    return None if named is None else _found(run, named)
+
+
+def recorded_checkpoint(run: Path) -> str | None:
+    """The checkpoint path ``run/metrics.json`` records; None when it records none."""
     named = run_metrics(run).get("checkpoint")
-    if not isinstance(named, str) or not named:
-        return None
+    return named if isinstance(named, str) and named else None
+
+
+def _found(run: Path, named: str) -> Path | None:
+    """``named`` (a recorded checkpoint path) as a file: in ``run/checkpoints/`` first, else where it was recorded."""
     for candidate in (run / "checkpoints" / Path(named).name, Path(named)):
         if candidate.is_file():
             return candidate
@@ -48,8 +57,8 @@ def named_checkpoint(run: Path) -> Path | None:
 def lost_checkpoint(run: Path) -> str | None:
     """When ``run/metrics.json`` names a checkpoint that is gone (the repo's run records, as git holds them), what
     to say; None otherwise."""
-    named = run_metrics(run).get("checkpoint")
-    if not isinstance(named, str) or not named or named_checkpoint(run) is not None:
+    named = recorded_checkpoint(run)
+    if named is None or _found(run, named) is not None:
         return None
     return (f"its metrics.json names {Path(named).name}, which is not in {run / 'checkpoints'} (run records in git "
             "keep no checkpoints); train the run again into this folder with the command its write-up gives (its "

@@ -118,6 +118,16 @@ def test_a_base_that_does_not_fit_is_refused_with_its_reason(tmp_path):
         FrozenMF(N_USERS, N_ITEMS, str(tmp_path / "junk.ckpt")).fill()
 
 
+@pytest.mark.parametrize("message, option, want", [
+    ("model.rating_base='x': no such file or run folder", "--drift", "--drift='x': no such file or run folder"),
+    ("model.rating_base: x has 3 users", "model.rating_base_heldout", "model.rating_base_heldout: x has 3 users"),
+    ("model.rating_base_heldout='y' replaces the mean", "--drift", "model.rating_base_heldout='y' replaces the mean"),
+])  # fmt: skip
+def test_an_error_met_through_another_option_names_that_option(message, option, want):
+    renamed = RatingBaseError(message).naming(option)
+    assert isinstance(renamed, RatingBaseError) and str(renamed) == want
+
+
 def test_residual_inputs_add_each_past_ratings_mf_error_times_a_learned_vector(tmp_path):
     """Against float64: the input with ``rating_base_residuals`` minus the input without it is
     ``(r - MF(u, i)) * v`` at rated positions, 0 at padding and missing ratings; ``v`` gets that gradient."""

@@ -85,6 +85,15 @@ RUN_BITS = 56  # a run's user-day key: run << 56 | user << 32 | day (users below
 class RatingBaseError(UserError):
     """The rating base cannot be read, or does not fit the model's users and items."""
 
+    OPTION = "model.rating_base"
+
+    def naming(self, option: str) -> RatingBaseError:
+        """This error as met through ``option`` (another config key, a script's argument) rather than
+        ``model.rating_base``, which its message opens with (``model.rating_base=...`` or ``model.rating_base: ...``)."""
+        text = str(self)
+        rest = text.removeprefix(self.OPTION)
+        return RatingBaseError(option + rest if rest[:1] in ("=", ":") else text)
+
 
 def mf_checkpoint(path: str | Path) -> Path:
     """The checkpoint of an MF, SVD++ or timeSVD++ run folder (its best, as ``metrics.json`` names it), or ``path`` itself."""
