@@ -24,7 +24,8 @@ score), and shows what the stage is worth when nothing beyond the training ratin
 
 ``--record FILE`` also writes the blend of all as a JSON record shaped like a run's ``metrics.json`` (its test
 RMSE, validation RMSE, weights, and the members' ``data.holdout_last``), so that ``benchmarks/pooled_splits.py``
-pools a stage over several leave-last-out splits as it pools trained runs.
+pools a stage over several leave-last-out splits as it pools trained runs; with ``--record-mean`` the record is the
+members' plain mean instead (nothing fitted: an ensemble of networks, pooled the same way).
 
 Every run must be a ``task=rating`` (or ``joint``) run on the same split: the script refuses runs whose
 held-out users, items or ratings differ. ``--threads`` sets torch's threads (default 1).
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit-drift", metavar="RUN", help="with --fit: the --drift column of the runs fitted on")
     parser.add_argument("--record", metavar="FILE", type=Path, help="also write the blend of all as a JSON record "
                         "(test and validation RMSE, weights, the split's data.holdout_last) for pooled_splits.py")  # fmt: skip
+    parser.add_argument("--record-mean", action="store_true", help="with --record: record the members' plain mean "
+                        "(nothing fitted) instead of the fitted blend")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     names = [name for name, _ in args.members]
@@ -204,11 +207,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--fit-drift is the drift column of the --fit runs; give them")
     if args.drift_k < 1:
         parser.error(f"--drift-k={args.drift_k}: expected a positive number of ratings")
+    if args.record_mean and (not args.record or args.drift or args.fit):
+        parser.error("--record-mean records the members' plain mean: give --record, and neither --drift nor --fit")
     if args.drift and f"drift{args.drift_k}" in names:
         parser.error(f"drift{args.drift_k} names the --drift column; give the member another name")
     torch.set_num_threads(args.threads)
     command = shlex.join(["python", "benchmarks/rating_blend.py", *(sys.argv[1:] if argv is None else argv)])
-    record = (args.record, command) if args.record else None
+    record = (args.record, command, args.record_mean) if args.record else None
     with reported_errors():  # a missing run or checkpoint: one error line, not a traceback
         fit_runs = dict(args.fit)
         blend(names, [run for _, run in args.members], args.drift, args.drift_k,
@@ -235,9 +240,10 @@ def load(names: list[str], runs: list[str], drift: str | None, k: int, option: s
 
 def blend(
     names: list[str], runs: list[str], drift: str | None = None, k: int = 5,
-    fit_runs: list[str] | None = None, fit_drift: str | None = None, record: tuple[Path, str] | None = None,
+    fit_runs: list[str] | None = None, fit_drift: str | None = None, record: tuple[Path, str, bool] | None = None,
 ) -> None:
-    """Print the blends' table; ``record``: (file, the command that asked for it) to write the blend of all to."""
+    """Print the blends' table; ``record``: (file, the command that asked for it, whether to record the members'
+    plain mean rather than the blend of all) to write to."""
     data, low, high = load(names, runs, drift, k)
     fit_on = None
     if fit_runs is not None:
@@ -252,24 +258,34 @@ def blend(
     print("|---|---|---:|---:|")
     print("\n".join(blend_rows(list(data), data, low, high, features=int(drift is not None), fit_on=fit_on)))
     if record is not None:
-        write_record(*record, list(data), data, low, high, fit_on, runs[0])
+        path, command, mean = record
+        write_record(path, command, list(data), data, low, high, fit_on, runs[0], mean)
 
 
 def write_record(
     path: Path, command: str, names: list[str], data: dict, low: float, high: float, fit_on: dict | None, run: str,
+    mean: bool = False,
 ) -> None:
     """The blend of all as a run-like record: ``test/rmse``, ``best_val``'s ``val/rmse`` (held out when fitted on
-    --fit runs, 10-fold otherwise), the weights, and ``config.data.holdout_last`` of the members' split."""
+    --fit runs, 10-fold otherwise), the weights, and ``config.data.holdout_last`` of the members' split; ``mean``:
+    the members' plain mean instead (equal weights, nothing fitted)."""
     members = columns(names, data)
-    weights, val, test = score(list(range(len(names))), members, columns(names, fit_on) if fit_on else members, low,
-                               high, cross_validate=fit_on is None)  # fmt: skip
+    if mean:
+        y, x = members
+        weights = np.array([0.0] + [1 / len(names)] * len(names))
+        val, test = (rmse(y[stage], x[stage].mean(1)) for stage in STAGES)
+        fitted = "nothing (the members' plain mean)"
+    else:
+        weights, val, test = score(list(range(len(names))), members, columns(names, fit_on) if fit_on else members, low,
+                                   high, cross_validate=fit_on is None)  # fmt: skip
+        fitted = "validation (scored by 10-fold cross-validation)" if fit_on is None else "the --fit runs' validation"
     holdout = int(run_config(resolve(run)[0])["data"].get("holdout_last") or 0)
     out = {
         "status": "finished",
         "command": command,
         "config": {"data": {"holdout_last": holdout}},
         "weights": {"intercept": float(weights[0]), **{n: float(w) for n, w in zip(names, weights[1:], strict=True)}},
-        "fitted_on": "validation (scored by 10-fold cross-validation)" if fit_on is None else "the --fit runs' validation",
+        "fitted_on": fitted,
         "best_val": {"val/rmse": val},
         "test": {"test/rmse": test},
     }

@@ -80,6 +80,8 @@ def test_weights_fitted_on_other_runs_score_both_held_out_stages():
     (["a=x", "b=y", "--fit=a=z", "--fit=c=w"], r"--fit names a, c; give one"),
     (["a=x", "--drift=d", "--fit=a=z"], r"with --fit, give --drift and --fit-drift together"),
     (["a=x", "b=y", "--fit-drift=d"], r"--fit-drift is the drift column of the --fit runs"),
+    (["a=x", "b=y", "--record-mean"], r"--record-mean records the members' plain mean: give --record"),
+    (["a=x", "b=y", "--record=r.json", "--record-mean", "--drift=d"], r"and neither --drift nor --fit"),
 ])  # fmt: skip
 def test_fit_options_that_do_not_pair_up_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -149,6 +151,14 @@ def test_each_members_predictions_are_its_runs_evaluation(tmp_path, capsys):
     assert saved["test"]["test/rmse"] == pytest.approx(blend.rmse(y["test"], blend.apply(weights, x["test"], 1, 5)), abs=1e-9)
     assert saved["best_val"]["val/rmse"] == pytest.approx(blend.cross_validated(x["val"], y["val"], 1, 5), abs=1e-9)
     assert f"{saved['test']['test/rmse']:.4f}" == row[3] and row[2] == f"{saved['best_val']['val/rmse']:.4f} (10-fold)"
+    # --record-mean: the members' plain mean, nothing fitted (its row of the table)
+    blend.main([f"mf={tmp_path / 'mf_last1'}", f"svdpp={tmp_path / 'svdpp_last1'}", f"--record={tmp_path / 'm.json'}", "--record-mean"])
+    row = cells(next(r for r in capsys.readouterr().out.splitlines() if r.startswith("| mean of the members")))
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["weights"] == {"intercept": 0.0, "mf": 0.5, "svdpp": 0.5} and saved["fitted_on"].startswith("nothing")
+    assert saved["test"]["test/rmse"] == pytest.approx(blend.rmse(y["test"], (x["test"][:, 0] + x["test"][:, 1]) / 2), abs=1e-9)
+    assert saved["best_val"]["val/rmse"] == pytest.approx(blend.rmse(y["val"], x["val"].mean(1)), abs=1e-9)
+    assert f"{saved['test']['test/rmse']:.4f}" == row[3] and f"{saved['best_val']['val/rmse']:.4f}" == row[2]
     train(compose_train(["model=pop", *SMALL], tmp_path / "pop"))
     with pytest.raises(SystemExit, match="predicts no rating"):
         blend.main([f"mf={tmp_path / 'mf'}", f"pop={tmp_path / 'pop'}"])
