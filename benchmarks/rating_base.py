@@ -7,7 +7,12 @@ The base is shaped like SS4Rec's on I-AutoRec on ML-100K (five fold runs and the
 window of a training batch. Time = median of ``--repeats`` warm calls on one thread, with the ratio's spread over
 ``--rounds`` rounds (min-max); the two routes give the same numbers to the bit (checked here on every round).
 
-    python benchmarks/rating_base.py [--repeats 5] [--rounds 3]
+Second table: every item's rating for a batch of ``--users`` held-out queries (what the batch export ranks a rating
+model by, ``rate_every_item``): ``FrozenMF.every_item`` (one matrix product per table) against the query route
+per (user, item) pair, a chunk of items at a time (``ss4rec.models.base.by_item_chunks``, what every item cost before);
+the two agree to float32 rounding (checked on every round).
+
+    python benchmarks/rating_base.py [--repeats 5] [--rounds 3] [--users 64]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 
 import torch
 
+from ss4rec.models.base import by_item_chunks
 from ss4rec.models.rating_base import FrozenMF
 
 USERS, ITEMS, TABLES, FOLDS = 943, 1682, 6, 5
@@ -59,11 +65,30 @@ def rounds(base: FrozenMF, users, items, repeats: int, count: int, name: str) ->
     return wide, narrow, ratios
 
 
+def every_item_rounds(base: FrozenMF, users, repeats: int, count: int, name: str) -> tuple[list, list, list]:
+    """Pair by pair (chunked) and ``every_item``: median seconds and their ratio, per round; stops if they differ."""
+    part = base.user_part(users)  # (U, T (K + 2)): held-out queries
+
+    def pairwise():
+        return by_item_chunks(lambda ids: base(part[:, None].expand(-1, len(ids), -1), ids.expand(len(part), -1)),
+                              ITEMS + 1, len(part))  # fmt: skip
+
+    chunked, every, ratios = [], [], []
+    for _ in range(count):
+        chunked.append(median_seconds(pairwise, repeats))
+        every.append(median_seconds(lambda: base.every_item(part), repeats))
+        ratios.append(chunked[-1] / every[-1])
+        if not torch.allclose(pairwise(), base.every_item(part), rtol=0, atol=1e-4):
+            raise SystemExit(f"rating_base: every_item differs from the pairwise route on the {name} base")
+    return chunked, every, ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, nargs=2, default=[64, 200], metavar=("B", "L"))
+    parser.add_argument("--users", type=int, default=64, help="users whose every item is rated at once")
     args = parser.parse_args()
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1)
@@ -77,6 +102,14 @@ def main() -> None:
             base = random_base(factors)
             wide, narrow, ratios = rounds(base, users, items, args.repeats, args.rounds, name)
             print(f"| {name} | {factors} | {1e3 * statistics.median(wide):.1f} | {1e3 * statistics.median(narrow):.1f} | "
+                  f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f}) |")  # fmt: skip
+        print(f"\nevery item ({ITEMS} + padding) for {args.users} users, one thread")
+        print("| base | factors | pair by pair, chunked (ms) | every_item (ms) | speed-up (min-max over rounds) |")
+        print("|---|---:|---:|---:|---:|")
+        some = torch.randint(0, USERS, (args.users,), generator=g)
+        for name, factors in (("I-AutoRec-shaped", 501), ("SVD++-shaped", 65)):
+            chunked, every, ratios = every_item_rounds(random_base(factors), some, args.repeats, args.rounds, name)
+            print(f"| {name} | {factors} | {1e3 * statistics.median(chunked):.1f} | {1e3 * statistics.median(every):.1f} | "
                   f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f}) |")  # fmt: skip
 
 

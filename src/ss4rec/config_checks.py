@@ -336,13 +336,13 @@ def check_init_from(problems: Problems, cfg: DictConfig) -> None:
     if theirs != ours:
         problems.add("init_from", path, f"a run of this model ({ours}); it trained {theirs}")
         return
-    differ = _split_differences(cfg, saved.get("data") or {}, "that run")
+    differ = split_differences(cfg, saved.get("data") or {}, "that run")
     if differ:
         problems.append(f"init_from={path!r} was trained on another split (its weights would have seen ratings this "
                         "run holds out):\n  " + "\n  ".join(differ))  # fmt: skip
 
 
-def _split_differences(cfg: DictConfig, saved_data: Mapping, who: str) -> list[str]:
+def split_differences(cfg: DictConfig, saved_data: Mapping, who: str) -> list[str]:
     """Each data option deciding the split that differs between another run's config and this run's."""
     ours, theirs = _split_options(_plain(cfg.data)), _split_options(saved_data)
     added = _constructor_defaults(_get(cfg.data, "_target_"))
@@ -378,7 +378,7 @@ def _base_runs(problems: Problems, cfg: DictConfig, option: str, path: str) -> l
             problems.add(option, shown, f"an mf, svdpp, timesvdpp or autorec run (model=mf|svdpp|timesvdpp|autorec task=rating); {each} "
                          f"trained {(saved.get('model') or {}).get('_target_')}")  # fmt: skip
             return None
-        differ = _split_differences(cfg, saved.get("data") or {}, "the base run")
+        differ = split_differences(cfg, saved.get("data") or {}, "the base run")
         if differ:
             problems.append(f"{option}={shown!r} was trained on another split:\n  " + "\n  ".join(differ))
             return None

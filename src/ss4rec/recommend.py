@@ -1,14 +1,17 @@
 """Batch export: top-k items for every user of a run, with Lightning ``predict`` and a prediction writer.
 
     python -m ss4rec.recommend RUN_DIR_OR_CKPT --k 100 --out recs.parquet [--at UNIX_S] [--no-exclude-seen]
+    python -m ss4rec.recommend RUN_A RUN_B [...] --k 100 --out recs.parquet   # rating runs of one split, averaged
 
 Each user's input is their most recent ``max_len`` events (the run's ``data.max_len``: what evaluation reads,
 and ``--history window`` serving), with the request time ``--at`` (default: now) as the time of the next
 interaction. Rows of the output: ``user_id, rank (1..k), item_id, score`` plus ``rating`` when the model has
 a rating head and ``title`` when the data has titles. Rating-only models (``svdpp``, ``timesvdpp``) rank by
 predicted rating, with every item the user rated as N(u) and, for ``timesvdpp``, ``--at`` as the rating's time
-(a time far past the data extrapolates its drift term: pass an ``--at`` near the data's end). Every process (GPU,
-DDP) writes its batches as part files; process 0 joins them into ``--out`` at the end.
+(a time far past the data extrapolates its drift term: pass an ``--at`` near the data's end). Several runs (an
+ensemble of rating runs on one split, ``ss4rec.serve.ensemble``) rank by the plain mean of their clamped
+predicted ratings, which is also the row's ``score`` and ``rating``; each reads its own ``max_len`` last events.
+Every process (GPU, DDP) writes its batches as part files; process 0 joins them into ``--out`` at the end.
 
 Bad input (a path that is not a run folder or checkpoint, a damaged or foreign checkpoint, ``--k`` outside
 1..catalogue, an ``--out`` that is not a writable ``.parquet`` path, a negative ``--at``, ...) exits with
@@ -24,7 +27,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-import hydra
 import lightning as L
 import numpy as np
 import polars as pl
@@ -37,7 +39,7 @@ from ss4rec.data.prepare import prepare
 from ss4rec.data.preprocess import Options
 from ss4rec.errors import ConfigError, reported_errors
 from ss4rec.serve.checks import check_recommend_arguments
-from ss4rec.serve.loading import load_model, resolve, run_config
+from ss4rec.serve.ensemble import RatingEnsemble, load_members
 
 
 class LatestWindows(Dataset):
@@ -98,7 +100,8 @@ def collate(rows: list[dict], at: int) -> dict[str, torch.Tensor]:
 
 
 class TopK(L.LightningModule):
-    """``predict_step``: the top ``k`` items of each user of a batch, (B, k) indices, scores and ratings."""
+    """``predict_step``: the top ``k`` items of each user of a batch, (B, k) indices, scores and ratings. A
+    :class:`~ss4rec.serve.ensemble.RatingEnsemble` ranks by its mean rating, the row's score and rating."""
 
     def __init__(self, model, k: int, exclude_seen: bool, rating_range=None, ranks: bool = True):
         super().__init__()
@@ -106,19 +109,21 @@ class TopK(L.LightningModule):
         self.rating_range, self.ranks = rating_range, ranks
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
-        query = self.model.eval_queries(batch)  # (B, D)
-        n = self.model.n_items
-        if self.ranks:
-            scores = self.model.score(query).float()  # (B, N + 1)
-        else:  # a rating-only model ranks by predicted rating
-            ids = torch.arange(n + 1, device=query.device)
-            scores = self.model.predict_rating(query[:, None].expand(-1, n + 1, -1), ids.expand(len(query), -1))
+        ensemble = isinstance(self.model, RatingEnsemble)
+        if ensemble:
+            scores = self.model(batch)  # (B, N + 1), already clamped
+        else:
+            query = self.model.eval_queries(batch)  # (B, D)
+            # a rating-only model ranks by predicted rating
+            scores = self.model.score(query).float() if self.ranks else self.model.rate_every_item(query)
         scores[:, 0] = float("-inf")  # padding
         if self.exclude_seen:
             scores.scatter_(1, batch["seen"], float("-inf"))
         top = torch.topk(scores, self.k, dim=1)
         out = {"users": batch["users"], "items": top.indices, "scores": top.values}
-        if self.rating_range is not None:
+        if ensemble:
+            out["ratings"] = top.values
+        elif self.rating_range is not None:
             ratings = self.model.predict_rating(query[:, None].expand(-1, self.k, -1), top.indices)
             out["ratings"] = ratings.clamp(*self.rating_range)
         return out
@@ -158,7 +163,7 @@ class ParquetWriter(BasePredictionWriter):
 
 
 def export(
-    path: str | Path,
+    path: str | Path | list[str | Path],
     out: str | Path,
     k: int = 100,
     exclude_seen: bool = True,
@@ -166,18 +171,19 @@ def export(
     batch_size: int = 512,
     trainer_kwargs: dict | None = None,
 ) -> Path:
-    """Top-``k`` of every user of a run into the parquet file ``out``; returns its path."""
-    run, checkpoint = resolve(path)
-    cfg = run_config(run)
-    model, hp = load_model(checkpoint)
-    data = cfg["data"]
+    """Top-``k`` of every user of a run into the parquet file ``out``; returns its path. A list of several runs
+    (rating runs of one split) exports the mean of their predicted ratings."""
+    members = load_members([path] if isinstance(path, str | Path) else list(path))
+    model, data = members[0].model, members[0].config["data"]
     store, _, _ = prepare(data["name"], data.get("source"),
                           Options(k_core=int(data.get("k_core", 5)), duplicates=data.get("duplicates", "keep_all")),
                           data.get("data_dir"))  # fmt: skip
     if not 1 <= k <= store.n_items:
         raise ConfigError([f"--k={k}: expected an integer in 1..{store.n_items} (the catalogue size)"])
-    objective = hydra.utils.instantiate(hp["objective"])
-    rating_range = tuple(hp.get("rating_range", (1.0, 5.0))) if objective.uses_rating else None
+    objective = members[0].objective
+    rating_range = members[0].rating_range if objective.uses_rating else None
+    if len(members) > 1:
+        model = RatingEnsemble([m.model for m in members], [m.max_len for m in members], members[0].rating_range)
     at = int(time.time()) if at is None else int(at)
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
@@ -185,7 +191,7 @@ def export(
     parts.mkdir(parents=True)
     titles = None if store.item_titles is None else np.asarray(store.item_titles).astype(str)
     writer = ParquetWriter(parts, np.asarray(store.user_map), np.asarray(store.item_map), titles)
-    loader = DataLoader(LatestWindows(store, int(data.get("max_len", 200))), batch_size=batch_size,
+    loader = DataLoader(LatestWindows(store, max(m.max_len for m in members)), batch_size=batch_size,
                         collate_fn=partial(collate, at=at))  # fmt: skip
     settings = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
                 "accelerator": "auto", "devices": 1} | (trainer_kwargs or {})  # fmt: skip
@@ -204,7 +210,8 @@ def export(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ss4rec.recommend", description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="a run folder (outputs/runs/...) or a checkpoint inside one")
+    parser.add_argument("path", nargs="+", help="a run folder (outputs/runs/...) or a checkpoint inside one; several "
+                        "rating runs of one split: the mean of their predicted ratings")  # fmt: skip
     parser.add_argument("--k", type=int, default=100, help="items per user")
     parser.add_argument("--out", default="recs.parquet", help="output parquet file")
     parser.add_argument("--at", type=int, default=None, help="request time, unix seconds (default: now)")

@@ -22,6 +22,16 @@ from ss4rec.models.rating_base import FrozenMF
 #: a recurrent model's inference state: named tensors, batch first (see ``SequentialRecommender.step``)
 State = dict[str, torch.Tensor]
 
+#: (query, item) pairs rated at once by ``rate_every_item`` (bounds the memory of a rating head's pairs)
+PAIRS_PER_CHUNK = 1 << 18
+
+
+def by_item_chunks(rate, n: int, rows: int, pairs: int = PAIRS_PER_CHUNK) -> torch.Tensor:
+    """``rate(ids)`` -> (rows, len(ids)) over the ids ``0..n - 1`` a chunk at a time (about ``pairs`` (row, id)
+    pairs each), joined: (rows, n)."""
+    step = max(1, pairs // max(rows, 1))
+    return torch.cat([rate(torch.arange(start, min(n, start + step))) for start in range(0, n, step)], dim=1)
+
 
 class Recommender(nn.Module):
     """Base of every model. Subclasses set ``train_format`` and implement the four methods below."""
@@ -74,6 +84,16 @@ class Recommender(nn.Module):
     def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Predicted rating of item ``items`` (M,) for queries (M, Q): (M,)."""
         raise NotImplementedError
+
+    def rate_every_item(self, query: torch.Tensor, pairs: int = PAIRS_PER_CHUNK) -> torch.Tensor:
+        """``predict_rating`` of every item id (column 0, padding, included) for evaluation queries (B, Q): (B,
+        N + 1), a chunk of items at a time (about ``pairs`` pairs each). A model with a faster way overrides it."""
+
+        def rate(ids: torch.Tensor) -> torch.Tensor:
+            ids = ids.to(query.device)
+            return self.predict_rating(query[:, None].expand(-1, len(ids), -1), ids.expand(len(query), -1))
+
+        return by_item_chunks(rate, self.n_items + 1, len(query), pairs)
 
     def extra_loss(self, batch: Batch) -> torch.Tensor | None:
         """A model-specific term added to the objective (a VAE's KL, say); None when there is none.
@@ -223,3 +243,21 @@ class SequentialRecommender(Recommender):
         if self.item_rating_bias is not None:
             rating = rating + self.item_rating_bias(items).squeeze(-1)
         return rating
+
+    def rate_every_item(self, query: torch.Tensor, pairs: int = PAIRS_PER_CHUNK) -> torch.Tensor:
+        """With a rating base its part comes from ``FrozenMF.every_item`` (matrix products), the head's correction a
+        chunk of items at a time: ``predict_rating``'s ratings without a base row per (user, item) pair."""
+        if self.rating_base is None:
+            return super().rate_every_item(query, pairs)
+        hidden, user_part = query[:, : self.hidden], query[:, self.hidden :]
+
+        def correction(ids: torch.Tensor) -> torch.Tensor:
+            ids = ids.to(query.device)
+            rating = self.rating_head.residual(hidden[:, None].expand(-1, len(ids), -1),
+                                               self.item_embedding(ids).expand(len(hidden), -1, -1))  # fmt: skip
+            if self.item_rating_bias is not None:
+                rating = rating + self.item_rating_bias(ids).squeeze(-1)
+            return rating
+
+        base = self.rating_base.every_item(user_part).to(hidden.dtype)
+        return base + by_item_chunks(correction, self.n_items + 1, len(hidden), pairs)

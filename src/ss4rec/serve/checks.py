@@ -103,10 +103,15 @@ def check_serve_arguments(args: argparse.Namespace) -> None:
 
 
 def check_recommend_arguments(args: argparse.Namespace) -> None:
-    """``python -m ss4rec.recommend``'s path and flags (``--k``, ``--out``, ``--at``, ``--batch-size``,
-    ``--threads``)."""
+    """``python -m ss4rec.recommend``'s paths (one or more) and flags (``--k``, ``--out``, ``--at``,
+    ``--batch-size``, ``--threads``)."""
+    paths = [args.path] if isinstance(args.path, str | Path) else list(args.path)
     problems = Problems()
-    _check_path(problems, args.path)
+    checkpoints = [found[1].resolve() for found in (_check_path(problems, path) for path in paths) if found]
+    twice = sorted({str(c) for c in checkpoints if checkpoints.count(c) > 1})
+    if twice:
+        problems.append(f"path: {', '.join(twice)} named twice; expected each run once (the ratings are averaged "
+                        "with equal weights)")  # fmt: skip
     problems.check("--k", args.k, POSITIVE_INT)
     out = Path(args.out).expanduser()
     if out.suffix != ".parquet":
@@ -123,4 +128,5 @@ def check_recommend_arguments(args: argparse.Namespace) -> None:
     if args.threads is not None:
         problems.check("--threads", args.threads, POSITIVE_INT)
     problems.raise_if_any()
-    check_checkpoint(args.path)
+    for path in paths:
+        check_checkpoint(path)

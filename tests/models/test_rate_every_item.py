@@ -1,0 +1,95 @@
+"""``rate_every_item``: every item id's predicted rating for a batch of queries at once (what the batch export
+ranks rating models by), against ``predict_rating`` pair by pair, float64: the default (items a chunk at a time)
+and a sequence model on each kind of rating base (``FrozenMF.every_item``: matrix products)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rating_fixtures import save_run, timed_store, timesvdpp_run, varied_store
+from ss4rec.models.ss4rec import SS4Rec
+from ss4rec.models.svdpp import SVDpp
+
+DAY = 86_400
+
+
+def pairwise(model, query: torch.Tensor) -> torch.Tensor:
+    """(B, N + 1): ``predict_rating`` of every item id, one query at a time."""
+    ids = torch.arange(model.n_items + 1)
+    with torch.no_grad():
+        return torch.stack([model.predict_rating(q.expand(len(ids), -1), ids) for q in query])
+
+
+def svdpp(store, seed: int) -> SVDpp:
+    torch.manual_seed(seed)
+    model = SVDpp(store.n_items, store.n_users, dim=4, init_std=0.5)
+    with torch.no_grad():
+        model.user_bias.weight.normal_()
+        model.item_bias.weight[1:].normal_()
+        model.rating_head.rating_mean.fill_(3.0 + 0.1 * seed)
+    return model
+
+
+def base_runs(kind: str, root, store) -> tuple[str, str | None]:
+    """``rating_base`` (and ``rating_base_heldout``) naming runs with random tables of ``kind``."""
+    if kind == "svdpp":
+        save_run(root / "run", svdpp(store, 0))
+        return str(root / "run"), None
+    if kind == "timesvdpp":
+        for fold in range(3):
+            timesvdpp_run(root / f"run{fold}", store, seed=fold, fold=fold)
+        return str(root / "run*"), None
+    for fold in range(3):  # a cross-fitted SVD++, with the run on every training rating for held-out ones
+        save_run(root / f"run{fold}", svdpp(store, fold), fold=(3, fold))
+    if kind == "cross_fitted":
+        return str(root / "run*"), None
+    save_run(root / "full", svdpp(store, 7))
+    (root / "full" / "metrics.json").write_text(json.dumps({"config": {"data": {"holdout_folds": 0}}}))
+    return str(root / "run*"), str(root / "full")
+
+
+@pytest.mark.parametrize("kind", ["svdpp", "cross_fitted", "heldout", "timesvdpp"])
+def test_a_sequence_model_on_a_rating_base_rates_every_item_as_pair_by_pair(tmp_path, kind):
+    """The base's part by matrix products plus the head's correction and the item rating bias, each non-zero,
+    chunks of 7 pairs (uneven); timeSVD++ at times before, inside and years after its training period."""
+    store = timed_store() if kind == "timesvdpp" else varied_store()
+    base, heldout = base_runs(kind, tmp_path, store)
+    torch.manual_seed(1)
+    model = SS4Rec(store.n_items, store.n_users, hidden=8, d_state=4, mamba_d_state=4, use_ratings=True,
+                   rating_item_bias=True, rating_base=base, rating_base_heldout=heldout)  # fmt: skip
+    model.rating_base.fill(store)
+    with torch.no_grad():
+        for parameter in (model.rating_head.mlp[-1].weight, model.rating_head.mlp[-1].bias, model.item_rating_bias.weight):
+            parameter.normal_()
+    model = model.double().eval()
+    users = torch.arange(store.n_users)
+    times = None
+    if kind == "timesvdpp":
+        train = np.asarray(store.times)[store.train_rows()]
+        moments = torch.tensor([int(train.min()) - 3 * DAY, int(train.min()), int(train.max()) + 9 * 365 * DAY])
+        times = moments[users % 3]
+    query = model.with_user(torch.randn(store.n_users, 8, dtype=torch.float64), users, times=times)
+    with torch.no_grad():
+        every = model.rate_every_item(query, pairs=7)
+    expected = pairwise(model, query)
+    assert every.shape == (store.n_users, store.n_items + 1)
+    torch.testing.assert_close(every, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("pairs", [1, 5, 10**6])
+def test_the_default_rates_every_item_a_chunk_at_a_time(pairs):
+    """A model without its own way (SVD++; SS4Rec without a base): chunks of any size, one pair to all."""
+    store = varied_store()
+    torch.manual_seed(2)
+    for model in (svdpp(store, 3).double().eval(),
+                  SS4Rec(store.n_items, store.n_users, hidden=8, d_state=4, mamba_d_state=4, use_ratings=True).double().eval()):
+        query = torch.randn(4, 4 if isinstance(model, SVDpp) else 8, dtype=torch.float64)
+        if isinstance(model, SVDpp):  # a query is [z_u, b_u]: the user factor and bias
+            query = torch.cat([query, torch.randn(4, 1, dtype=torch.float64)], dim=1)
+        with torch.no_grad():
+            every = model.rate_every_item(query, pairs=pairs)
+        torch.testing.assert_close(every, pairwise(model, query), rtol=0, atol=1e-12)
