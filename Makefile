@@ -80,7 +80,7 @@ serve:  ## serve a trained run over HTTP (RUN=outputs/runs/... PORT=8000 ARGS="-
 	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
 	$(PY) -m ss4rec.serve $(RUN) --port $(PORT) $(ARGS)
 
-recommend:  ## top-100 for every user of a run into recs.parquet (RUN=..., ARGS="--k 20 --out x.parquet")
+recommend:  ## top-100 for every user of a run into recs.parquet (RUN=..., ARGS="--k 20 --out x.parquet"; RUN="A B": rating runs averaged)
 	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
 	$(PY) -m ss4rec.recommend $(RUN) $(ARGS)
 

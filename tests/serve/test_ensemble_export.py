@@ -14,7 +14,7 @@ import torch
 from clean_errors import expect_clean_error
 from composing import compose_train
 from ss4rec import recommend
-from ss4rec.recommend import LatestWindows, collate, export
+from ss4rec.recommend import LatestWindows, collate
 from ss4rec.serve.ensemble import RatingEnsemble, last_events
 from ss4rec.serve.loading import load_model, resolve
 from ss4rec.training import build_datamodule, train
@@ -53,10 +53,11 @@ def _expected(runs, store, user: int) -> torch.Tensor:
 
 
 def test_an_ensemble_exports_the_mean_of_its_members_ratings(trained_run, svdpp_run, tmp_path):
-    """The top k by the mean of the members' clamped ratings, each member reading its own last max_len events
-    (SS4Rec 20 of the batch's 200), the mean as score and rating; checked for users with long histories."""
+    """The command line's top k by the mean of the members' clamped ratings, each member reading its own last
+    max_len events (SS4Rec 20 of the batch's 200), the mean as score and rating; checked for the users with the
+    longest histories and the shortest."""
     out = tmp_path / "mean.parquet"
-    export([trained_run, svdpp_run], out, k=6, at=AT, batch_size=100, trainer_kwargs={"enable_progress_bar": False})
+    recommend.main([str(trained_run), str(svdpp_run), "--k", "6", "--at", str(AT), "--batch-size", "100", "--out", str(out)])
     recs = pl.read_parquet(out)
     store = build_datamodule(compose_train(["model=svdpp", "task=rating"]))._ready()  # the runs' data, whole
     lengths = np.diff(np.asarray(store.offsets))
