@@ -342,11 +342,12 @@ def check_init_from(problems: Problems, cfg: DictConfig) -> None:
                         "run holds out):\n  " + "\n  ".join(differ))  # fmt: skip
 
 
-def split_differences(cfg: DictConfig, saved_data: Mapping, who: str) -> list[str]:
-    """Each data option deciding the split that differs between another run's config and this run's."""
+def split_differences(cfg: DictConfig, saved_data: Mapping, who: str, here: str = "here") -> list[str]:
+    """Each data option deciding the split that differs between another run's config and this run's (``here``:
+    how the messages name this run)."""
     ours, theirs = _split_options(_plain(cfg.data)), _split_options(saved_data)
     added = _constructor_defaults(_get(cfg.data, "_target_"))
-    return [f"data.{key}: {show(theirs.get(key))} in {who}, {show(ours.get(key))} here"
+    return [f"data.{key}: {show(theirs.get(key))} in {who}, {show(ours.get(key))} {here}"
             for key in sorted(set(ours) | set(theirs)) if _differs(key, theirs, ours, added)]  # fmt: skip
 
 

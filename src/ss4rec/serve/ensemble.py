@@ -67,7 +67,8 @@ def load_members(paths: list[str | Path]) -> list[Member]:
             problems.append(f"path={member.path!r}: expected a run that predicts ratings (task=rating or task=joint) to "
                             "average with the others; it was trained for ranking only")  # fmt: skip
     for member in members[1:]:
-        differ = split_differences(OmegaConf.create({"data": first.config["data"]}), member.config["data"], member.path)
+        differ = split_differences(OmegaConf.create({"data": first.config["data"]}), member.config["data"], member.path,
+                                   f"in {first.path}")  # fmt: skip
         if differ:
             problems.append(f"path={member.path!r} was trained on another split than {first.path!r}:\n  "
                             + "\n  ".join(differ))  # fmt: skip
