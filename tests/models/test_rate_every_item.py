@@ -80,6 +80,36 @@ def test_a_sequence_model_on_a_rating_base_rates_every_item_as_pair_by_pair(tmp_
     torch.testing.assert_close(every, expected, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("drift", [{"rating_base_drift": 2},
+                                   {"rating_base_drift": 2, "rating_base_drift_recent": 3},
+                                   {"rating_base_drift": 2, "rating_base_drift_recent": 3, "rating_base_drift_calibrate": True}])
+def test_the_drift_terms_and_the_stage_in_the_run_apply_to_every_item(tmp_path, drift):
+    """SS4Rec's drift columns (drift; recent) sit between the hidden state and the base's user part: every item's
+    rating carries each row's drift terms and, for recent rows, the stage, as pair by pair (weights non-zero)."""
+    store = varied_store()
+    base, _ = base_runs("cross_fitted", tmp_path, store)
+    torch.manual_seed(3)
+    model = SS4Rec(store.n_items, store.n_users, hidden=8, d_state=4, mamba_d_state=4, use_ratings=True,
+                   rating_base=base, **drift)  # fmt: skip
+    model.rating_base.fill(store)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith(("rating_head.mlp.2", "drift_weight", "calibration")):
+                parameter.normal_()
+    model = model.double().eval()
+    users = torch.arange(store.n_users)
+    columns = [torch.randn(store.n_users, 1, dtype=torch.float64)]  # each user's drift
+    if "rating_base_drift_recent" in drift:
+        columns.append((users % 2).double()[:, None])  # recent rows and earlier ones
+    user_part = model.with_user(torch.zeros(store.n_users, 8, dtype=torch.float64), users)[:, 8:]
+    query = torch.cat([torch.randn(store.n_users, 8, dtype=torch.float64), *columns, user_part], dim=1)
+    with torch.no_grad():
+        every = model.rate_every_item(query, pairs=7)
+        without = model.rate_every_item(torch.cat([query[:, :8], torch.zeros_like(query[:, 8:9]), query[:, 9:]], 1))
+    torch.testing.assert_close(every, pairwise(model, query), rtol=0, atol=1e-10)
+    assert not torch.allclose(every, without)  # the drift moves the ratings
+
+
 @pytest.mark.parametrize("pairs", [1, 5, 10**6])
 def test_the_default_rates_every_item_a_chunk_at_a_time(pairs):
     """A model without its own way (SVD++; SS4Rec without a base): chunks of any size, one pair to all."""

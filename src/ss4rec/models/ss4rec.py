@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ss4rec.batch import Batch, gather_last
-from ss4rec.models.base import SequentialRecommender, State
+from ss4rec.models.base import PAIRS_PER_CHUNK, SequentialRecommender, State
 from ss4rec.models.feed_forward import FeedForward
 from ss4rec.models.mamba import Mamba
 from ss4rec.models.s5 import S5
@@ -303,9 +303,21 @@ class SS4Rec(SequentialRecommender):
     def predict_rating(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.drift_weight is None:
             return super().predict_rating(query, items)
-        end = self.hidden + self.drift_columns
-        rest = torch.cat([query[..., : self.hidden], query[..., end:]], -1)
-        rating, drift = super().predict_rating(rest, items), query[..., self.hidden]
+        return self._drifted(super().predict_rating(self._without_drift(query), items), query)
+
+    def rate_every_item(self, query: torch.Tensor, pairs: int = PAIRS_PER_CHUNK) -> torch.Tensor:
+        if self.drift_weight is None:
+            return super().rate_every_item(query, pairs)
+        return self._drifted(super().rate_every_item(self._without_drift(query), pairs), query[:, None])
+
+    def _without_drift(self, query: torch.Tensor) -> torch.Tensor:
+        """``query`` without its drift columns: the hidden state and the base's user part."""
+        return torch.cat([query[..., : self.hidden], query[..., self.hidden + self.drift_columns :]], -1)
+
+    def _drifted(self, rating: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """The network's ``rating`` (...) with the drift terms (and the in-run stage) of ``query`` (..., Q), whose
+        shape broadcasts against it."""
+        drift = query[..., self.hidden]
         if self.drift_weight_recent is None:
             return rating + (self.drift_lr_scale * self.drift_weight).to(query.dtype) * drift
         recent = query[..., self.hidden + 1] > 0
