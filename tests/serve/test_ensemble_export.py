@@ -11,11 +11,14 @@ import polars as pl
 import pytest
 import torch
 
+from benchmark_scripts import load_benchmark
 from clean_errors import expect_clean_error
 from composing import compose_train
 from ss4rec import recommend
+from ss4rec.batch import eval_targets
+from ss4rec.evaluate_checkpoint import load_run
 from ss4rec.recommend import LatestWindows, collate
-from ss4rec.serve.ensemble import RatingEnsemble, last_events
+from ss4rec.serve.ensemble import RatingEnsemble, last_events, load_members
 from ss4rec.serve.loading import load_model, resolve
 from ss4rec.training import build_datamodule, train
 
@@ -74,6 +77,32 @@ def test_an_ensemble_exports_the_mean_of_its_members_ratings(trained_run, svdpp_
         assert [item_index[i] for i in rows["item_id"].to_list()] == top.indices.tolist()
         assert rows["rating"].to_list() == pytest.approx(top.values.tolist(), abs=1e-5)
         assert rows["score"].to_list() == rows["rating"].to_list()
+
+
+def test_the_exported_ensemble_is_the_one_rating_blend_measures(trained_run, svdpp_run):
+    """On the held-out validation and test ratings the export's ensemble predicts, for every user, the mean that
+    ``benchmarks/rating_blend.py`` (``--record-mean``) scores: the members' predictions, each clamped, averaged."""
+    blend = load_benchmark("rating_blend")
+    runs = [trained_run, svdpp_run]
+    members = load_members(runs)
+    ensemble = RatingEnsemble([m.model for m in members], [m.max_len for m in members], (1.0, 5.0)).eval()
+    measured = [blend.predictions(run)[0] for run in runs]  # {stage: (U, 4) user, item, rating, prediction}
+    _, datamodule, _ = load_run(svdpp_run)  # the longer windows: each member cuts its own
+    for stage in ("val", "test"):
+        datamodule.setup("validate" if stage == "val" else "test")
+        loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
+        rows = []
+        with torch.no_grad():
+            for batch in loader:
+                targets, _, _ = eval_targets(batch)
+                rows.append(torch.stack([batch["users"].double(), ensemble(batch).gather(1, targets[:, None])[:, 0].double()], 1))
+        ours = torch.cat(rows).numpy()
+        ours = ours[np.argsort(ours[:, 0], kind="stable")]
+        for table in measured:
+            np.testing.assert_array_equal(table[stage][:, 0], ours[:, 0])
+        mean = np.mean([table[stage][:, 3] for table in measured], axis=0)
+        np.testing.assert_allclose(ours[:, 1], mean, rtol=0, atol=1e-5)
+        assert np.abs(measured[0][stage][:, 3] - measured[1][stage][:, 3]).max() > 0.01  # the members differ
 
 
 def test_last_events_cuts_each_row_to_its_last_events():
