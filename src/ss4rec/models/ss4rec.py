@@ -306,6 +306,7 @@ class SS4Rec(SequentialRecommender):
         return self._drifted(super().predict_rating(self._without_drift(query), items), query)
 
     def rate_every_item(self, query: torch.Tensor, pairs: int = PAIRS_PER_CHUNK) -> torch.Tensor:
+        """Every item rated from the query without its drift columns, then each row's drift terms and stage."""
         if self.drift_weight is None:
             return super().rate_every_item(query, pairs)
         return self._drifted(super().rate_every_item(self._without_drift(query), pairs), query[:, None])
