@@ -6,8 +6,8 @@
 Each user's input is their most recent ``max_len`` events (the run's ``data.max_len``: what evaluation reads,
 and ``--history window`` serving), with the request time ``--at`` (default: now) as the time of the next
 interaction. Rows of the output: ``user_id, rank (1..k), item_id, score`` plus ``rating`` when the model has
-a rating head and ``title`` when the data has titles. Rating-only models (``svdpp``, ``timesvdpp``) rank by
-predicted rating, with every item the user rated as N(u) and, for ``timesvdpp``, ``--at`` as the rating's time
+a rating head and ``title`` when the data has titles. Rating-only models (``svdpp``, ``timesvdpp``, ``autorec``) rank
+by predicted rating, with every item the user rated as N(u) and, for ``timesvdpp``, ``--at`` as the rating's time
 (a time far past the data extrapolates its drift term: pass an ``--at`` near the data's end). Several runs (an
 ensemble of rating runs on one split, ``ss4rec.serve.ensemble``) rank by the plain mean of their clamped
 predicted ratings, which is also the row's ``score`` and ``rating``; each reads its own ``max_len`` last events.
