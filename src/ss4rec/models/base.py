@@ -26,11 +26,12 @@ State = dict[str, torch.Tensor]
 PAIRS_PER_CHUNK = 1 << 18
 
 
-def by_item_chunks(rate, n: int, rows: int, pairs: int = PAIRS_PER_CHUNK) -> torch.Tensor:
-    """``rate(ids)`` -> (rows, len(ids)) over the ids ``0..n - 1`` a chunk at a time (about ``pairs`` (row, id)
-    pairs each), joined: (rows, n)."""
+def by_item_chunks(rate, n: int, rows: int, pairs: int = PAIRS_PER_CHUNK, device=None) -> torch.Tensor:
+    """``rate(ids)`` -> (rows, len(ids)) over the ids ``0..n - 1`` (on ``device``) a chunk at a time (about ``pairs``
+    (row, id) pairs each), joined: (rows, n)."""
     step = max(1, pairs // max(rows, 1))
-    return torch.cat([rate(torch.arange(start, min(n, start + step))) for start in range(0, n, step)], dim=1)
+    chunks = (torch.arange(start, min(n, start + step), device=device) for start in range(0, n, step))
+    return torch.cat([rate(ids) for ids in chunks], dim=1)
 
 
 class Recommender(nn.Module):
@@ -90,10 +91,9 @@ class Recommender(nn.Module):
         N + 1), a chunk of items at a time (about ``pairs`` pairs each). A model with a faster way overrides it."""
 
         def rate(ids: torch.Tensor) -> torch.Tensor:
-            ids = ids.to(query.device)
             return self.predict_rating(query[:, None].expand(-1, len(ids), -1), ids.expand(len(query), -1))
 
-        return by_item_chunks(rate, self.n_items + 1, len(query), pairs)
+        return by_item_chunks(rate, self.n_items + 1, len(query), pairs, query.device)
 
     def extra_loss(self, batch: Batch) -> torch.Tensor | None:
         """A model-specific term added to the objective (a VAE's KL, say); None when there is none.
@@ -252,7 +252,6 @@ class SequentialRecommender(Recommender):
         hidden, user_part = query[:, : self.hidden], query[:, self.hidden :]
 
         def correction(ids: torch.Tensor) -> torch.Tensor:
-            ids = ids.to(query.device)
             rating = self.rating_head.residual(hidden[:, None].expand(-1, len(ids), -1),
                                                self.item_embedding(ids).expand(len(hidden), -1, -1))  # fmt: skip
             if self.item_rating_bias is not None:
@@ -260,4 +259,4 @@ class SequentialRecommender(Recommender):
             return rating
 
         base = self.rating_base.every_item(user_part).to(hidden.dtype)
-        return base + by_item_chunks(correction, self.n_items + 1, len(hidden), pairs)
+        return base + by_item_chunks(correction, self.n_items + 1, len(hidden), pairs, query.device)

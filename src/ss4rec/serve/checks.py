@@ -105,7 +105,7 @@ def check_serve_arguments(args: argparse.Namespace) -> None:
 def check_recommend_arguments(args: argparse.Namespace) -> None:
     """``python -m ss4rec.recommend``'s paths (one or more) and flags (``--k``, ``--out``, ``--at``,
     ``--batch-size``, ``--threads``)."""
-    paths = [args.path] if isinstance(args.path, str | Path) else list(args.path)
+    paths = args.path  # nargs="+": a list
     problems = Problems()
     checkpoints = [found[1].resolve() for found in (_check_path(problems, path) for path in paths) if found]
     twice = sorted({str(c) for c in checkpoints if checkpoints.count(c) > 1})
