@@ -85,3 +85,32 @@ def timesvdpp_run(run, store, seed=0, n_bins=4, beta=0.4, rows=None, fold=None):
     hyper = {"model": {"_target_": "ss4rec.models.timesvdpp.TimeSVDpp", "n_bins": n_bins, "beta": beta}}
     save_run(run, model, "best-epoch003.ckpt", hyper, fold=None if fold is None else (3, fold))
     return model.double().eval()
+
+
+def random_svdpp(store, seed: int) -> SVDpp:
+    """An SVD++ with random biases and factors (init_std 0.5), its mean 3.0 + 0.1 seed."""
+    torch.manual_seed(seed)
+    model = SVDpp(store.n_items, store.n_users, dim=4, init_std=0.5)
+    with torch.no_grad():
+        model.user_bias.weight.normal_()
+        model.item_bias.weight[1:].normal_()
+        model.rating_head.rating_mean.fill_(3.0 + 0.1 * seed)
+    return model
+
+
+def base_runs(kind: str, root, store) -> tuple[str, str | None]:
+    """``rating_base`` (and ``rating_base_heldout``) naming runs with random tables of ``kind``."""
+    if kind == "svdpp":
+        save_run(root / "run", random_svdpp(store, 0))
+        return str(root / "run"), None
+    if kind == "timesvdpp":
+        for fold in range(3):
+            timesvdpp_run(root / f"run{fold}", store, seed=fold, fold=fold)
+        return str(root / "run*"), None
+    for fold in range(3):  # a cross-fitted SVD++, with the run on every training rating for held-out ones
+        save_run(root / f"run{fold}", random_svdpp(store, fold), fold=(3, fold))
+    if kind == "cross_fitted":
+        return str(root / "run*"), None
+    save_run(root / "full", random_svdpp(store, 7))
+    (root / "full" / "metrics.json").write_text(json.dumps({"config": {"data": {"holdout_folds": 0}}}))
+    return str(root / "run*"), str(root / "full")

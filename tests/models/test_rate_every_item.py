@@ -4,13 +4,11 @@ and a sequence model on each kind of rating base (``FrozenMF.every_item``: matri
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from rating_fixtures import save_run, timed_store, timesvdpp_run, varied_store
+from rating_fixtures import base_runs, random_svdpp, timed_store, varied_store
 from ss4rec.models.ss4rec import SS4Rec
 from ss4rec.models.svdpp import SVDpp
 
@@ -22,34 +20,6 @@ def pairwise(model, query: torch.Tensor) -> torch.Tensor:
     ids = torch.arange(model.n_items + 1)
     with torch.no_grad():
         return torch.stack([model.predict_rating(q.expand(len(ids), -1), ids) for q in query])
-
-
-def svdpp(store, seed: int) -> SVDpp:
-    torch.manual_seed(seed)
-    model = SVDpp(store.n_items, store.n_users, dim=4, init_std=0.5)
-    with torch.no_grad():
-        model.user_bias.weight.normal_()
-        model.item_bias.weight[1:].normal_()
-        model.rating_head.rating_mean.fill_(3.0 + 0.1 * seed)
-    return model
-
-
-def base_runs(kind: str, root, store) -> tuple[str, str | None]:
-    """``rating_base`` (and ``rating_base_heldout``) naming runs with random tables of ``kind``."""
-    if kind == "svdpp":
-        save_run(root / "run", svdpp(store, 0))
-        return str(root / "run"), None
-    if kind == "timesvdpp":
-        for fold in range(3):
-            timesvdpp_run(root / f"run{fold}", store, seed=fold, fold=fold)
-        return str(root / "run*"), None
-    for fold in range(3):  # a cross-fitted SVD++, with the run on every training rating for held-out ones
-        save_run(root / f"run{fold}", svdpp(store, fold), fold=(3, fold))
-    if kind == "cross_fitted":
-        return str(root / "run*"), None
-    save_run(root / "full", svdpp(store, 7))
-    (root / "full" / "metrics.json").write_text(json.dumps({"config": {"data": {"holdout_folds": 0}}}))
-    return str(root / "run*"), str(root / "full")
 
 
 @pytest.mark.parametrize("kind", ["svdpp", "cross_fitted", "heldout", "timesvdpp"])
@@ -115,7 +85,7 @@ def test_the_default_rates_every_item_a_chunk_at_a_time(pairs):
     """A model without its own way (SVD++; SS4Rec without a base): chunks of any size, one pair to all."""
     store = varied_store()
     torch.manual_seed(2)
-    for model in (svdpp(store, 3).double().eval(),
+    for model in (random_svdpp(store, 3).double().eval(),
                   SS4Rec(store.n_items, store.n_users, hidden=8, d_state=4, mamba_d_state=4, use_ratings=True).double().eval()):
         query = torch.randn(4, 4 if isinstance(model, SVDpp) else 8, dtype=torch.float64)
         if isinstance(model, SVDpp):  # a query is [z_u, b_u]: the user factor and bias

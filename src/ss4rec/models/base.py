@@ -223,11 +223,16 @@ class SequentialRecommender(Recommender):
         return torch.cat([hidden[mask], base[:, None]], -1), targets, batch["target_ratings"][mask]
 
     def eval_queries(self, batch: Batch) -> torch.Tensor:
-        query = gather_last(self.encode_sequence(batch), batch["lengths"])  # (B, D)
+        return self.last_queries(gather_last(self.encode_sequence(batch), batch["lengths"]), batch)  # (B, Q)
+
+    def last_queries(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The evaluation queries (B, Q) from the hidden states (B, D) at each row's last position of ``batch``: the
+        hidden states themselves, with a rating base the users' part for the held-out rating at its time appended.
+        Serving calls it with the hidden state of a recurrent step and the user's last events."""
         if self.rating_base is None:
-            return query
+            return hidden
         times = gather_last(batch["target_times"], batch["lengths"]) if self.rating_base.timed else None
-        return self.with_user(query, batch["users"], times=times)  # (B, Q)
+        return self.with_user(hidden, batch["users"], times=times)  # (B, Q)
 
     def score(self, query: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return score_by_dot(query[..., : self.hidden], self.item_embedding.weight, items)

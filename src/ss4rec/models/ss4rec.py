@@ -286,8 +286,10 @@ class SS4Rec(SequentialRecommender):
             drift = torch.stack([drift, recent.to(drift.dtype)], -1)
         return self._insert_drift(query, drift), targets, ratings
 
-    def eval_queries(self, batch: Batch) -> torch.Tensor:
-        query = super().eval_queries(batch)
+    def last_queries(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """With the drift columns of each row's last position (``rating_base_drift``) between the hidden state and
+        the base's user part."""
+        query = super().last_queries(hidden, batch)
         if self.drift_weight is None:
             return query
         drift = gather_last(self.drift(batch), batch["lengths"])
@@ -377,8 +379,8 @@ class SS4Rec(SequentialRecommender):
 
     def frozen_step(self):
         """The same step with constants derived once and fewer operations (ss4rec.models.ss4rec_step);
-        with ``rating_profile``, which it does not cover, the plain ``step``."""
-        if self.rating_profile is not None:
+        with ``rating_profile`` or ``rating_base_residuals``, which it does not cover, the plain ``step``."""
+        if self.rating_profile is not None or self.residual_input is not None:
             return self.step
         from ss4rec.models.ss4rec_step import FrozenStep
 
@@ -387,6 +389,11 @@ class SS4Rec(SequentialRecommender):
     def step(self, state: State, event: Batch) -> tuple[torch.Tensor, State]:
         dt = self.step_scale(state, event)  # (B,)
         one = {"items": event["items"][:, None], "ratings": event["ratings"][:, None]}
+        if self.residual_input is not None:  # each rating's error under the base: whose rating, and when
+            if "users" not in event:
+                raise ValueError("SS4Rec with rating_base_residuals steps an event with its user index (event['users'], "
+                                 "the run's user index): the input adds the rating's error under the user's base factors")  # fmt: skip
+            one |= {"users": event["users"], "times": event["times"][:, None]}
         x = self.embed(one)[:, 0]  # (B, D)
         new: State = {"prev_time": event["times"].clone(), "count": state["count"] + 1}
         for i, layer in enumerate(self.layers):

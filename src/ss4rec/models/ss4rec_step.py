@@ -29,9 +29,9 @@ class FrozenStep:
     """``step(state, event) -> (hidden (B, D), new state)``, as ``SS4Rec.step``, for a frozen SS4Rec."""
 
     def __init__(self, model, compiled: bool = True):
-        if getattr(model, "rating_profile", None) is not None:
-            raise ValueError("FrozenStep does not cover rating_profile; step such a model with model.step "
-                             "(model.frozen_step() returns it)")  # fmt: skip
+        if getattr(model, "rating_profile", None) is not None or getattr(model, "residual_input", None) is not None:
+            raise ValueError("FrozenStep does not cover rating_profile or rating_base_residuals; step such a model with "
+                             "model.step (model.frozen_step() returns it)")  # fmt: skip
         self.model = model
         self._constants: dict[torch.dtype, tuple] = {}
         self.n_layers = len(model.layers)

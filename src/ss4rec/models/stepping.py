@@ -15,17 +15,21 @@ from ss4rec.models.base import SequentialRecommender, State
 
 
 def event_at(batch: Batch, t: int) -> Batch:
-    """The step input of position ``t`` of every row: items, ratings, times and next_times, each (B,).
+    """The step input of position ``t`` of every row: items, ratings, times and next_times, each (B,), and the
+    rows' ``users`` when the batch has them (a model whose input reads a rating's error under a rating base needs them).
 
     ``next_times`` is the batch's ``target_times`` there: the time of the next item, or of the target at
     the last real position (0 when unknown).
     """
-    return {
+    event = {
         "items": batch["items"][:, t],
         "ratings": batch["ratings"][:, t],
         "times": batch["times"][:, t],
         "next_times": batch["target_times"][:, t],
     }
+    if "users" in batch:
+        event["users"] = batch["users"]
+    return event
 
 
 def keep_where(mask: torch.Tensor, new: State, old: State) -> State:
