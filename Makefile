@@ -12,7 +12,7 @@ ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install kernels reference train test test-all bench bench-scale gpu-check lint format compare data serve recommend evaluate clean
+.PHONY: help install kernels reference train test test-all bench bench-scale gpu-check lint format compare data serve serve-check recommend evaluate clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -79,6 +79,10 @@ PORT ?= 8000
 serve:  ## serve a trained run over HTTP (RUN=outputs/runs/... PORT=8000 ARGS="--history window")
 	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
 	$(PY) -m ss4rec.serve $(RUN) --port $(PORT) $(ARGS)
+
+serve-check:  ## a run's test metrics reproduced through the serving core (RUN=...; exit 1 when they differ)
+	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
+	$(PY) -m ss4rec.serve.offline $(RUN) $(ARGS)
 
 recommend:  ## top-100 for every user of a run into recs.parquet (RUN=..., ARGS="--k 20 --out x.parquet"; RUN="A B": rating runs averaged)
 	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)

@@ -122,10 +122,13 @@ def step_vs_recompute(core, n_items: int, length: int, rounds: int, reps: int) -
              "target_times": times[:, 1:]}  # fmt: skip
     from ss4rec.models.stepping import step_through
 
+    prefix = {k: v[:, :-1] if v.dim() == 2 else v - 1 for k, v in batch.items()}
+    users = torch.zeros(1, dtype=torch.long)  # user index 0: a rating base's residual inputs read it
+    batch["users"] = prefix["users"] = users
     with torch.no_grad():
-        _, state = step_through(model, {k: v[:, :-1] if v.dim() == 2 else v - 1 for k, v in batch.items()})
+        _, state = step_through(model, prefix)
         event = {"items": batch["items"][:, -1], "ratings": batch["ratings"][:, -1], "times": batch["times"][:, -1],
-                 "next_times": batch["target_times"][:, -1]}  # fmt: skip
+                 "next_times": batch["target_times"][:, -1], "users": users}  # fmt: skip
         kinds = {"serving step (core.step)": core.step, "model.step": model.step}
         if getattr(core.step, "compiled", False):  # SS4Rec's float32 kernel: its PyTorch path beside it
             from ss4rec.models.ss4rec_step import FrozenStep
@@ -250,31 +253,16 @@ def export_benchmark(run: Path, at: int, k: int) -> None:
 def window_vs_full(run: Path) -> None:
     """Test metrics through the core with the state over the full history vs the last max_len events,
     for users whose test input is longer than max_len (the others get identical inputs)."""
-    from ss4rec.evaluation import ranking_metrics_from_ranks
-    from ss4rec.serve import ServeOptions, ServingCore, load_core
-    from ss4rec.serve.interactions import InteractionLog
+    from ss4rec.serve import load_core
+    from ss4rec.serve.offline import served_test_metrics
 
     base = load_core(run, state_dir=tempfile.mkdtemp(), restore=False)
     store, max_len = base.store, base.options.max_len
     long_users = [int(u) for u, n in zip(store.user_map, store.lengths) if n - 1 > max_len]
-    last = store.offsets[1:] - 1
-    row_of = {int(u): i for i, u in enumerate(store.user_map)}
     print(f"users whose test input is longer than max_len={max_len}: {len(long_users)} of {store.n_users}")
     for history in ("window", "full"):
-        core = ServingCore(base.model, base.catalogue, InteractionLog.from_store(store, drop_last=1),
-                           ServeOptions(**{**base.options.__dict__, "history": history}))  # fmt: skip
-        core.warm(long_users)
-        ranks, errors = [], []
-        for u in long_users:
-            r = last[row_of[u]]
-            target, when = int(store.items[r]), int(store.times[r])
-            scores = core.scores(u, at=when)
-            s = scores[target - 1]
-            ranks.append(int((scores > s).sum() + (scores == s).sum() - 1))
-            if core.options.has_rating:
-                errors.append(float(core.predicted_ratings(u, torch.tensor([target]), at=when)[0]) - float(store.ratings[r]))
-        m = {k: float(v.mean()) for k, v in ranking_metrics_from_ranks(torch.tensor(ranks), 10).items()}
-        rmse = f", RMSE {np.sqrt(np.mean(np.square(errors))):.4f}" if errors else ""
+        m = served_test_metrics(base, users=long_users, history=history)
+        rmse = f", RMSE {m['rmse']:.4f}" if "rmse" in m else ""
         print(f"  history={history:<6} HR@10 {m['hr@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  MRR@10 {m['mrr@10']:.4f}{rmse}")
 
 

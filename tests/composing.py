@@ -11,6 +11,12 @@ from omegaconf import DictConfig, open_dict
 
 from ss4rec.paths import CONFIG_DIR
 
+#: a tiny SS4Rec run (joint ranking + rating, bundled ML-100K, windows of 20) that trains in seconds
+TINY_JOINT_RUN = ["model=ss4rec", "task=joint", "debug=limit", "data.max_len=20", "data.batch_size=128",
+                  "data.eval_batch_size=512", "logger=none", "threads=1", "trainer.limit_test_batches=1.0",
+                  "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "model.hidden=32",
+                  "model.d_state=16", "model.mamba_d_state=8"]  # fmt: skip
+
 
 def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """Compose conf/train.yaml as train.py would, with Hydra's runtime config set."""

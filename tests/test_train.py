@@ -11,10 +11,10 @@ import torch
 
 from composing import compose_train, config_names
 from popularity import popularity_metrics
-from ss4rec.errors import UserError
 from ss4rec.lightning_module import RecModule
 from ss4rec.models.rating_base import FrozenMF
 from ss4rec.serve import load_core
+from ss4rec.serve.offline import served_test_metrics
 from ss4rec.training import build_datamodule, train
 
 SMALL = ["data.max_len=20", "data.batch_size=128", "data.eval_batch_size=512", "logger=none"]
@@ -213,8 +213,8 @@ def test_a_rating_base_run_starts_from_the_base_runs_predictions(tmp_path, base)
     for row in summary["history"]:
         assert row["val/rmse"] == pytest.approx(mf["best_val"]["val/rmse"], abs=1e-5)
     assert summary["test"]["test/rmse"] == pytest.approx(mf["test"]["test/rmse"], abs=1e-5)
-    with pytest.raises(UserError, match="trained with model.rating_base: .* serve a run trained without it"):
-        load_core(tmp_path / "ss4rec")  # served users have no MF factors
+    served = load_core(tmp_path / "ss4rec", state_dir=tmp_path / "state", restore=False)  # its training users
+    assert served_test_metrics(served, ranks=False)["rmse"] == pytest.approx(summary["test"]["test/rmse"], abs=1e-5)
     assert summary["test"]["test/rmse"] != pytest.approx(train(compose_train(
         ["model=ss4rec", "task=rating", "model.use_ratings=true", "debug=limit", *SMALL], tmp_path / "plain"
     ))["test"]["test/rmse"], abs=1e-3)  # fmt: skip - without the base the same run predicts otherwise
@@ -248,6 +248,9 @@ def test_a_recent_drift_weight_trains_from_the_training_batches_places(tmp_path)
         state = torch.load(summary["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
         assert float(state["model.drift_weight_recent"]) != 0.0
         runs[calibrate] = state
+        # served (the residual inputs, the drift columns and the stage): the run's test RMSE
+        served = served_test_metrics(load_core(folder, state_dir=folder / "state", restore=False), ranks=False)
+        assert served["rmse"] == pytest.approx(summary["test"]["test/rmse"], abs=1e-5)
     assert not torch.equal(runs["false"]["model.rating_head.mlp.0.weight"], runs["true"]["model.rating_head.mlp.0.weight"])
 
 

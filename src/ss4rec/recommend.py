@@ -175,9 +175,7 @@ def export(
     (rating runs of one split) exports the mean of their predicted ratings."""
     members = load_members([path] if isinstance(path, str | Path) else list(path))
     model, data = members[0].model, members[0].config["data"]
-    store, _, _ = prepare(data["name"], data.get("source"),
-                          Options(k_core=int(data.get("k_core", 5)), duplicates=data.get("duplicates", "keep_all")),
-                          data.get("data_dir"))  # fmt: skip
+    store, _, _ = prepare(data["name"], data.get("source"), Options.of_run(data), data.get("data_dir"))
     if not 1 <= k <= store.n_items:
         raise ConfigError([f"--k={k}: expected an integer in 1..{store.n_items} (the catalogue size)"])
     objective = members[0].objective

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from ss4rec.evaluation import ranking_metrics_from_ranks
 from ss4rec.serve import ServeOptions, ServingCore, load_core
 from ss4rec.serve.catalogue import Catalogue
 from ss4rec.serve.errors import BadRequest, UnknownItem, UnknownUser
 from ss4rec.serve.interactions import InteractionLog
+from ss4rec.serve.offline import served_test_metrics
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +37,7 @@ def test_offline_evaluation_through_the_core_reproduces_metrics_json(trained_run
     target's time, rank the target among all items: the test metrics of metrics.json to 4 decimals."""
     written = json.loads((trained_run / "metrics.json").read_text())
     assert written["mask_seen"] is False  # the reproduction below ranks without masking
-    store = core.store
-    held_out = InteractionLog.from_store(store, drop_last=1)
-    offline = ServingCore(core.model, core.catalogue, held_out, ServeOptions(**{
-        **core.options.__dict__, "history": "window"}))  # fmt: skip
-    offline.warm()
-    last = store.offsets[1:] - 1
-    ranks, errors = [], []
-    for row, user in enumerate(store.user_map):
-        target, when, rating = int(store.items[last[row]]), int(store.times[last[row]]), float(store.ratings[last[row]])
-        scores = offline.scores(user, at=when)
-        s = scores[target - 1]
-        ranks.append(int((scores > s).sum() + (scores == s).sum() - 1))
-        predicted = offline.predicted_ratings(user, torch.tensor([target]), at=when)
-        errors.append(float(predicted[0]) - rating)
-    got = {k: float(v.mean()) for k, v in ranking_metrics_from_ranks(torch.tensor(ranks), 10).items()}
-    got["rmse"] = float(np.sqrt(np.mean(np.square(errors))))
-    for name, value in got.items():
+    for name, value in served_test_metrics(core).items():
         assert value == pytest.approx(written["test"][f"test/{name}"], abs=1e-4), name
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -61,6 +63,14 @@ class Options:
             raise DataError(
                 f"unknown data.timestamp_dtype {self.timestamp_dtype!r}; known: {', '.join(TIMESTAMP_DTYPES)}"
             )
+
+    @classmethod
+    def of_run(cls, data: Mapping[str, Any]) -> Options:
+        """The options a run's ``data`` config prepared its store with (serving and the batch export rebuild the same
+        store); a key the config lacks (a run from before the option) takes its default."""
+        return cls(k_core=int(data.get("k_core", 5)), duplicates=data.get("duplicates", "keep_all"),
+                   tie_order=data.get("tie_order", "file"), tie_seed=int(data.get("tie_seed") or 0),
+                   timestamp_dtype=data.get("timestamp_dtype", "int64"))  # fmt: skip
 
     def as_dict(self) -> dict:
         """The options that change the result (the cache key): ``tie_seed`` only when ties are shuffled,

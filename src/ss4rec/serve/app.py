@@ -2,7 +2,8 @@
 
 Endpoints: ``GET /health``, ``GET /info``, ``POST /recommend``, ``POST /ratings``, ``POST /events``; OpenAPI
 docs at ``/docs``. Errors are 4xx with ``{"detail": "<what is wrong>"}``: unknown user or item 404, a model
-that cannot answer (ratings without a rating head) 400, malformed JSON 400, wrong types or out-of-range
+that cannot answer (ratings without a rating head; a user outside the training data of a ``model.rating_base``
+run) 400, malformed JSON 400, wrong types or out-of-range
 values 422. Handlers are ``async`` and never await, so requests run one at a time on the event loop: the
 core (its cache and log) is never used by two requests at once, and each request takes about a millisecond.
 """
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ss4rec.serve.core import ServingCore, Unsupported
-from ss4rec.serve.errors import ServeError, UnknownItem, UnknownUser
+from ss4rec.serve.errors import ServeError, UnknownItem, UnknownUser, UntrainedUser
 from ss4rec.serve.schemas import (
     EventRequest,
     EventResponse,
@@ -26,7 +27,7 @@ from ss4rec.serve.schemas import (
     RecommendResponse,
 )
 
-STATUS = {UnknownUser: 404, UnknownItem: 404, Unsupported: 400}
+STATUS = {UnknownUser: 404, UnknownItem: 404, Unsupported: 400, UntrainedUser: 400}
 
 
 def _describe(errors: list[dict]) -> str:

@@ -22,6 +22,12 @@ Which history is served (``history``):
 
 The interaction log is the source of truth: a cache miss, an evicted entry or an out-of-order event rebuilds
 the user's state from it.
+
+Runs trained with ``model.rating_base`` (their ratings correct a frozen MF, SVD++, timeSVD++ or I-AutoRec run) are
+served to the users of the training data only: a query appends the user's part under the base (``last_queries``:
+its factors, the drift columns of the last events), and with ``rating_base_residuals`` every event read adds its
+rating's error under the user's base factors, so a step reads the user's index. A new user has no base factors:
+their events are recorded, their queries answered with ``UntrainedUser``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import torch
 from ss4rec.models.base import SequentialRecommender
 from ss4rec.models.stepping import step_through
 from ss4rec.serve.catalogue import Catalogue
-from ss4rec.serve.errors import BadRequest, ServeError, UnknownUser
+from ss4rec.serve.errors import BadRequest, ServeError, UnknownUser, UntrainedUser
 from ss4rec.serve.interactions import Event, EventJournal, InteractionLog
 from ss4rec.serve.state_cache import StateCache, UserState
 from ss4rec.serve.validation import check_k, check_rating, check_timestamp, check_user_id, request_time
@@ -86,6 +92,8 @@ class ServingCore:
         self.options = options or ServeOptions()
         self.cache = StateCache(int(self.options.cache_mb * 2**20))
         self.dtype = model.item_embedding.weight.dtype
+        # a frozen MF the ratings correct (model.rating_base): only the training users have its factors
+        self.base = getattr(model, "rating_base", None)
         # the model's step with constants derived once (the core never changes the parameters)
         self.step = model.frozen_step() if model.supports_step else None
         if hasattr(self.step, "prepare"):  # constants and the compiled kernel now, not in the first request
@@ -110,7 +118,7 @@ class ServingCore:
         when fewer unseen items remain."""
         k = check_k(k, self.catalogue.n_items)
         at = request_time(at)
-        query = self.query(user_id, at)  # (1, D)
+        query = self.query(user_id, at)  # (1, Q)
         scores = self._rank_scores(query)  # (N,)
         if exclude_seen:
             scores[torch.from_numpy(self.log.items(user_id) - 1)] = float("-inf")
@@ -163,14 +171,18 @@ class ServingCore:
         return {"user_id": user_id, "n_events": n_events, "in_order": in_order}
 
     def query(self, user_id, at: int) -> torch.Tensor:
-        """The user's query vector (1, D) at request time ``at`` (unix seconds)."""
-        self._require_user(user_id)
+        """The user's query vector (1, Q) at request time ``at`` (unix seconds): the hidden state (Q = D), with a
+        rating base also the user's part under it (``SequentialRecommender.last_queries``, as in evaluation)."""
+        row = self._require_user(user_id)
         if not self.model.supports_step:
-            return self._recompute(user_id, at)
+            return self._recompute(user_id, row, at)
         entry = self._entry(user_id)
         with torch.inference_mode():
-            hidden, _ = self.step(entry.state, self._step_input(entry.pending, at))
-        return hidden
+            hidden, _ = self.step(entry.state, self._step_input(entry.pending, at, row))
+            if self.base is None:
+                return hidden
+            # the base's part reads the user and ``at``; SS4Rec's drift columns the errors of the last events
+            return self.model.last_queries(hidden, self._window_batch(user_id, row, at))
 
     def scores(self, user_id, at=None) -> torch.Tensor:
         """Ranking scores of every item (N,), index i-1 for item index i (offline evaluation reads these)."""
@@ -184,7 +196,8 @@ class ServingCore:
         """Build the states of many users at once (batched steps); returns how many were built."""
         if not self.model.supports_step:
             return 0
-        users = [u for u in (self.log.user_ids() if user_ids is None else user_ids) if self.log.length(u) > 0]
+        users = [u for u in (self.log.user_ids() if user_ids is None else user_ids)
+                 if self.log.length(u) > 0 and self._servable(self.log.row(u))]
         users.sort(key=self.log.length)  # similar lengths together: little padding
         for start in range(0, len(users), batch_size):
             self._rebuild(users[start : start + batch_size])
@@ -207,6 +220,7 @@ class ServingCore:
             "history": self.options.history,
             "max_len": self.options.max_len,
             "has_rating": self.options.has_rating,
+            "rating_base": self.base is not None,
             "n_items": self.catalogue.n_items,
             "n_users": len(self.log),
             "state_cache": self.cache.info(),
@@ -223,6 +237,7 @@ class ServingCore:
     def _rebuild(self, user_ids: list) -> None:
         """Rebuild users' states from the log: step every served event but the last, for all users at once."""
         histories = [self.log.events(u, last=self.window) for u in user_ids]
+        rows = np.array([self.log.row(u) for u in user_ids], dtype=np.int64)
         lengths = np.array([len(h[0]) - 1 for h in histories])  # events before the pending one
         width = max(int(lengths.max(initial=0)), 1)
         items = np.zeros((len(user_ids), width + 1), dtype=np.int64)
@@ -230,7 +245,7 @@ class ServingCore:
         ratings = np.zeros((len(user_ids), width + 1), dtype=np.float32)
         for row, (it, ti, ra) in enumerate(histories):
             items[row, : len(it)], times[row, : len(ti)], ratings[row, : len(ra)] = it, ti, ra
-        prefix = self._batch(items, times, ratings, lengths)
+        prefix = self._batch(items, times, ratings, lengths, rows)
         with torch.inference_mode():
             _, states = step_through(self.model, prefix, step=self.step)
         for row, user in enumerate(user_ids):
@@ -241,7 +256,7 @@ class ServingCore:
 
     def _advance(self, user_id, event: Event, in_order: bool, n_events: int) -> None:
         """After an ingest: one committed step when possible, else drop the entry (rebuilt when queried)."""
-        if not self.model.supports_step:
+        if not self.model.supports_step or not self._servable(self.log.row(user_id)):
             return
         if n_events == 1:  # a new user: the initial state, the event pending
             self.cache.put(user_id, UserState(self.model.allocate_state(1, self.dtype), event, 1))
@@ -254,20 +269,23 @@ class ServingCore:
             self.cache.drop(user_id)
             return
         with torch.inference_mode():
-            _, state = self.step(entry.state, self._step_input(entry.pending, event.time))
+            _, state = self.step(entry.state, self._step_input(entry.pending, event.time, self.log.row(user_id)))
         self.cache.put(user_id, UserState(state, event, n_events))
 
-    def _recompute(self, user_id, at: int) -> torch.Tensor:
-        """Models without a step: encode the last ``max_len`` events with ``at`` as the target time."""
-        items, times, ratings = self.log.events(user_id, last=self.options.max_len)
-        n = len(items)
-        batch = self._batch(items[None], np.append(times, at)[None], ratings[None], np.array([n]))
+    def _recompute(self, user_id, row: int, at: int) -> torch.Tensor:
+        """Models without a step: the evaluation query over the last ``max_len`` events with ``at`` as the target time."""
         with torch.inference_mode():
-            return self.model.encode_sequence(batch)[:, n - 1]
+            return self.model.eval_queries(self._window_batch(user_id, row, at))
 
-    def _batch(self, items, times, ratings, lengths) -> dict[str, torch.Tensor]:
+    def _window_batch(self, user_id, row: int, at: int) -> dict[str, torch.Tensor]:
+        """The user's last ``max_len`` events as a one-row ``sequence`` batch whose target is at ``at``."""
+        items, times, ratings = self.log.events(user_id, last=self.options.max_len)
+        return self._batch(items[None], np.append(times, at)[None], ratings[None], np.array([len(items)]), np.array([row]))
+
+    def _batch(self, items, times, ratings, lengths, rows) -> dict[str, torch.Tensor]:
         """A ``sequence`` batch from (B, L + 1) arrays: positions ``< lengths`` are inputs, and the column
-        after each row's last input is its target (its time is that position's next time)."""
+        after each row's last input is its target (its time is that position's next time); ``rows``: each row's
+        user index (``InteractionLog.row``), which a rating base reads."""
         B, width = items.shape[0], max(int(np.max(lengths, initial=0)), 1)
         real = np.arange(width)[None, :] < lengths[:, None]
         next_times = np.zeros((B, width), dtype=np.int64)
@@ -279,7 +297,7 @@ class ServingCore:
         pad_ratings = np.where(real, np.pad(ratings, ((0, 0), (0, max(0, width - ratings.shape[1]))))[:, :width], 0)
         pad_times = np.where(real, full_times[:, :width], 0)
         return {
-            "users": torch.zeros(B, dtype=torch.long),
+            "users": torch.from_numpy(np.asarray(rows, dtype=np.int64)),
             "items": torch.from_numpy(pad_items.astype(np.int64)),
             "times": torch.from_numpy(pad_times),
             "ratings": torch.from_numpy(pad_ratings.astype(np.float32)),
@@ -290,22 +308,24 @@ class ServingCore:
         }
 
     @staticmethod
-    def _step_input(event: Event, next_time: int) -> dict[str, torch.Tensor]:
+    def _step_input(event: Event, next_time: int, row: int) -> dict[str, torch.Tensor]:
         return {
             "items": torch.tensor([event.item]),
             "ratings": torch.tensor([event.rating]),
             "times": torch.tensor([event.time]),
             "next_times": torch.tensor([next_time]),
+            "users": torch.tensor([row]),
         }
 
     # ---- scoring ------------------------------------------------------------------------------------------
     def _rank_scores(self, query: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             if self.options.ranks:
-                if self._dot_scores:  # the item table without its padding row is a contiguous view
-                    return torch.mv(self.model.item_embedding.weight[1:], query[0]).float()  # (N,)
+                if self._dot_scores:  # the item table without its padding row is a contiguous view; h alone
+                    return torch.mv(self.model.item_embedding.weight[1:], query[0, : self.model.hidden]).float()  # (N,)
                 return self.model.score(query)[0, 1:].float()  # (N,)
-            return self._ratings(query, torch.arange(1, self.catalogue.n_items + 1)).float()
+            low, high = self.options.rating_range  # every item's rating at once (a rating base: matrix products)
+            return self.model.rate_every_item(query)[0, 1:].clamp(low, high).float()
 
     def _ratings(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         low, high = self.options.rating_range
@@ -313,6 +333,20 @@ class ServingCore:
             return self.model.predict_rating(query.expand(len(items), -1), items).clamp(low, high)
 
     # ---- validation ---------------------------------------------------------------------------------------
-    def _require_user(self, user_id) -> None:
+    def _require_user(self, user_id) -> int:
+        """The user's row (``InteractionLog.row``); UnknownUser without events, UntrainedUser when the model
+        cannot serve the user."""
         if self.log.length(check_user_id(user_id)) == 0:
             raise UnknownUser(f"unknown user_id {user_id!r}: no interactions in the data and none ingested")
+        row = self.log.row(user_id)
+        if not self._servable(row):
+            raise UntrainedUser(
+                f"user_id {user_id!r} is not a user of the training data: this model corrects a frozen rating base "
+                f"(model.rating_base={self.base.path!r}) with each training user's factors, which a new user does not "
+                "have; their events are recorded. Serve a run trained without model.rating_base for new users"
+            )
+        return row
+
+    def _servable(self, row: int | None) -> bool:
+        """Whether the model can serve the user of log row ``row``: any user, except new ones under a rating base."""
+        return self.base is None or (row is not None and row < self.log.store_users)

@@ -12,6 +12,11 @@ class UnknownUser(ServeError):
     """A user with no interaction at all (neither in the data nor ingested)."""
 
 
+class UntrainedUser(ServeError):
+    """A user the model cannot serve because it was not in the training data (a ``model.rating_base`` run reads
+    each training user's factors under its frozen base, which a new user does not have)."""
+
+
 class UnknownItem(ServeError):
     """An item id that is not in the model's catalogue (a new item has no embedding)."""
 

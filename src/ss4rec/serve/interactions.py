@@ -71,6 +71,16 @@ class InteractionLog:
     def _row(self, user_id) -> int | None:
         return self._index.get(self._key(user_id))
 
+    def row(self, user_id) -> int | None:
+        """The user's row: the data's user index for a user of the data (``store_users`` of them, rows 0 to
+        ``store_users - 1``), a later one for a new user in arrival order; None for an unknown user."""
+        return self._row(user_id)
+
+    @property
+    def store_users(self) -> int:
+        """Users of the data the log started from (a new user's row is this or more)."""
+        return len(self._starts)
+
     # ---- reading --------------------------------------------------------------------------------------
     def length(self, user_id) -> int:
         i = self._row(user_id)

@@ -157,20 +157,13 @@ def load_core(
     run, checkpoint = resolve(path)
     cfg = run_config(run)
     model, hp = load_model(checkpoint)
-    if getattr(model, "rating_base", None) is not None:
-        raise UserError(
-            f"path={str(path)!r} was trained with model.rating_base: its ratings add a frozen MF's factors of "
-            "each training user, which a served user (any id, new users too) does not have; serve a run "
-            "trained without it (its training users are scored by `python -m ss4rec.recommend`)"
-        )
     data = cfg["data"]
-    store, _, _ = prepare(
-        data["name"], data.get("source"), Options(k_core=int(data.get("k_core", 5)),
-                                                  duplicates=data.get("duplicates", "keep_all")),
-        data.get("data_dir"),
-    )  # fmt: skip
+    store, _, _ = prepare(data["name"], data.get("source"), Options.of_run(data), data.get("data_dir"))
     if store.n_items != hp["n_items"]:
         raise CheckpointError(f"the prepared data has {store.n_items} items but the checkpoint {hp['n_items']}")
+    if getattr(model, "rating_base", None) is not None and store.n_users != hp["n_users"]:  # its tables are by user index
+        raise CheckpointError(f"the prepared data has {store.n_users} users but the checkpoint {hp['n_users']}: a "
+                              "model.rating_base run is served on the users it was trained on")  # fmt: skip
     objective = hydra.utils.instantiate(hp["objective"])
     digest = sha256(checkpoint)
     options = ServeOptions(

@@ -1,0 +1,110 @@
+"""``python -m ss4rec.serve.offline RUN_DIR_OR_CKPT``: the run's test metrics reproduced through the serving core.
+
+Each user of the data is served every event before their test target (the last ``data.max_len`` of them, as
+evaluation reads them: ``--history window``) and asked at the target's time; the served scores rank the target
+among all items (seen items not masked) and the served rating is its predicted rating. The metrics are printed
+beside ``metrics.json``'s, and the command exits with status 1 when any differs by more than ``--tolerance``: a
+check, before deploying a run, that serving computes what training measured. Runs evaluated on another split
+(``data.holdout_last`` > 0) or with seen items masked are refused (status 2), as is a path that is not a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from ss4rec.errors import UserError, reported_errors
+from ss4rec.paths import run_metrics
+from ss4rec.serve.core import ServeOptions, ServingCore
+from ss4rec.serve.interactions import InteractionLog
+
+
+def held_out_core(core: ServingCore, history: str = "window") -> ServingCore:
+    """``core``'s model and catalogue on its data without each user's last event; ``history``: ``window`` (the last
+    ``max_len`` events, what evaluation reads) or ``full``."""
+    held_out = InteractionLog.from_store(core.store, drop_last=1)
+    return ServingCore(core.model, core.catalogue, held_out, ServeOptions(**{**core.options.__dict__, "history": history}))
+
+
+def served_test_metrics(
+    core: ServingCore, ranks: bool = True, progress: bool = False, users=None, history: str = "window"
+) -> dict[str, float]:
+    """Test RMSE (with a rating head) and, with ``ranks``, HR/NDCG/MRR@10 without masking seen items, of the served
+    predictions of each user's last event: for every user of the data and ``history="window"``, what
+    ``metrics.json`` reports for the run ``core`` serves. ``users``: original ids (default every user of the data)."""
+    from ss4rec.evaluation import ranking_metrics_from_ranks
+
+    store, offline = core.store, held_out_core(core, history)
+    rows = {int(user): row for row, user in enumerate(store.user_map)}
+    users = list(rows) if users is None else [int(user) for user in users]
+    offline.warm(users)
+    last = np.asarray(store.offsets[1:]) - 1
+    positions, errors = [], []
+    if progress:
+        from tqdm import tqdm
+
+        users = tqdm(users, desc="users", unit="user")
+    for user in users:
+        event = last[rows[user]]
+        target, when, rating = int(store.items[event]), int(store.times[event]), float(store.ratings[event])
+        if ranks:
+            scores = offline.scores(user, at=when)
+            s = scores[target - 1]
+            positions.append(int((scores > s).sum() + (scores == s).sum() - 1))
+        if core.options.has_rating:
+            errors.append(float(offline.predicted_ratings(user, torch.tensor([target]), at=when)[0]) - rating)
+    got = {k: float(v.mean()) for k, v in ranking_metrics_from_ranks(torch.tensor(positions), 10).items()} if ranks else {}
+    if errors:
+        got["rmse"] = float(np.sqrt(np.mean(np.square(errors))))
+    return got
+
+
+def check_run(path: str, tolerance: float, threads: int) -> int:
+    """Print the served test metrics beside ``metrics.json``'s; 0 when each is within ``tolerance``, else 1."""
+    from ss4rec.serve.loading import load_core, resolve
+
+    torch.set_num_threads(threads)
+    run, _ = resolve(path)
+    written = run_metrics(run) if run is not None else {}
+    if not written.get("test"):
+        raise UserError(f"path={path!r}: expected a run whose metrics.json holds test metrics (a finished run)")
+    data = (written.get("config") or {}).get("data") or {}
+    if data.get("holdout_last") or written.get("mask_seen"):
+        raise UserError(f"path={path!r}: expected a run evaluated on the standard split (data.holdout_last=0) without "
+                        "masking seen items; this check reproduces those")  # fmt: skip
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as state:  # nothing written into the run folder
+        core = load_core(path, history="window", state_dir=state, restore=False)
+        got = served_test_metrics(core, ranks=core.options.ranks, progress=True)
+        core.close(save=False)
+    worst = 0.0
+    print(f"{'metric':<10} {'served':>10} {'metrics.json':>13} {'difference':>11}")
+    for name, value in got.items():
+        expected = float(written["test"][f"test/{name}"])
+        worst = max(worst, abs(value - expected))
+        print(f"{name:<10} {value:>10.6f} {expected:>13.6f} {value - expected:>+11.2e}")
+    verdict = "the same" if worst <= tolerance else "DIFFERENT"
+    print(f"{verdict}: largest difference {worst:.2e} (tolerance {tolerance:g})")
+    return 0 if worst <= tolerance else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ss4rec.serve.offline", description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a run folder (outputs/runs/...) or a checkpoint inside one")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest difference allowed (default 1e-4)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    with reported_errors():
+        if not (args.tolerance >= 0 and np.isfinite(args.tolerance)):
+            raise UserError(f"--tolerance={args.tolerance}: expected a finite number >= 0")
+        if args.threads < 1:
+            raise UserError(f"--threads={args.threads}: expected an integer >= 1")
+        return check_run(args.path, args.tolerance, args.threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
