@@ -89,6 +89,14 @@ def test_serve_missing_path(serve_cli, tmp_path):
             r"path='.*nope': expected a run folder .* or a checkpoint file inside one \(no such file or folder\)")  # fmt: skip
 
 
+def test_serve_runs_named_twice_or_missing_among_several(serve_cli, trained_run, tmp_path):
+    """Several runs (an ensemble): each path checked, one run named twice (a folder and its checkpoint) refused."""
+    checkpoint = resolve(trained_run)[1]
+    err = _expect(serve_cli(trained_run, checkpoint, tmp_path / "nope", "--state-dir", tmp_path / "s"),
+                  r"path: .*best-.*\.ckpt named twice; expected each run once")  # fmt: skip
+    assert "nope': expected a run folder" in err
+
+
 def test_serve_text_file_goes_through_the_checkpoint_check(serve_cli, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# not a checkpoint\n")

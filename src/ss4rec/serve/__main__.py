@@ -1,4 +1,7 @@
-"""``python -m ss4rec.serve RUN_DIR_OR_CKPT [--port 8000] ...``: serve a trained model over HTTP (uvicorn).
+"""``python -m ss4rec.serve RUN_DIR_OR_CKPT [RUN ...] [--port 8000] ...``: serve a trained model over HTTP (uvicorn).
+
+Several rating runs of one split are served as one model, the mean of their predicted ratings
+(``ss4rec.serve.ensemble.ServingEnsemble``), as ``python -m ss4rec.recommend`` exports them.
 
 Defaults come from ``conf/serve/default.yaml``; every option is also a flag (``--help``). Bad input (a path
 that is not a run folder or checkpoint, a damaged or foreign checkpoint, a flag out of range) exits with
@@ -20,7 +23,8 @@ from ss4rec.paths import CONFIG_DIR
 def parse(argv=None) -> argparse.Namespace:
     defaults = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "serve" / "default.yaml"))
     parser = argparse.ArgumentParser(prog="python -m ss4rec.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="a run folder (outputs/runs/...) or a checkpoint inside one")
+    parser.add_argument("path", nargs="+", help="a run folder (outputs/runs/...) or a checkpoint inside one; several "
+                        "rating runs of one split: served as one model, the mean of their ratings")
     parser.add_argument("--host", default=defaults["host"])
     parser.add_argument("--port", type=int, default=defaults["port"])
     parser.add_argument("--history", choices=["full", "window"], default=defaults["history"],
@@ -55,8 +59,13 @@ def serve(args: argparse.Namespace) -> None:
     from ss4rec.serve.loading import load_core
 
     torch.set_num_threads(args.threads)
-    core = load_core(args.path, history=args.history, cache_mb=args.cache_mb, state_dir=args.state_dir,
-                     fsync=args.fsync)  # fmt: skip
+    options = {"history": args.history, "cache_mb": args.cache_mb, "state_dir": args.state_dir, "fsync": args.fsync}
+    if len(args.path) == 1:
+        core = load_core(args.path[0], **options)
+    else:
+        from ss4rec.serve.ensemble import load_ensemble
+
+        core = load_ensemble(args.path, **options)
     if args.warm:
         logging.getLogger(__name__).info("warmed %d user states", core.warm())
     uvicorn.run(create_app(core), host=args.host, port=args.port, log_level="warning")

@@ -18,7 +18,13 @@ from pathlib import Path
 
 from ss4rec.config_checks import NON_NEGATIVE_INT, POSITIVE_INT, Problems, Rule
 from ss4rec.errors import CheckpointError
-from ss4rec.serve.loading import config_problem, path_problem, read_model_checkpoint, resolve
+from ss4rec.serve.loading import (
+    config_problem,
+    default_state_dir,
+    path_problem,
+    read_model_checkpoint,
+    resolve,
+)
 
 PORT: Rule = (lambda v: isinstance(v, int) and 1 <= v <= 65535,
               "an integer in 1..65535 (0, any free port, is not offered: the server would not say which)")  # fmt: skip
@@ -77,11 +83,21 @@ def listen_problem(host: str, port: int) -> str | None:
     return None
 
 
+def _named_twice(problems: Problems, checkpoints: list[Path]) -> None:
+    twice = sorted({str(c) for c in checkpoints if checkpoints.count(c) > 1})
+    if twice:
+        problems.append(f"path: {', '.join(twice)} named twice; expected each run once (the ratings are averaged "
+                        "with equal weights)")  # fmt: skip
+
+
 def check_serve_arguments(args: argparse.Namespace) -> None:
-    """``python -m ss4rec.serve``'s path and flags (``--host``, ``--port`` (in range, and free to listen on),
-    ``--cache-mb``, ``--threads``, ``--state-dir``)."""
+    """``python -m ss4rec.serve``'s paths (one or more) and flags (``--host``, ``--port`` (in range, and free to
+    listen on), ``--cache-mb``, ``--threads``, ``--state-dir``)."""
+    paths = [args.path] if isinstance(args.path, str) else args.path
     problems = Problems()
-    found = _check_path(problems, args.path)
+    located = [_check_path(problems, path) for path in paths]
+    _named_twice(problems, [each[1].resolve() for each in located if each])
+    found = located[0]
     if not args.host:
         problems.add("--host", args.host, "a host name or address to listen on")
     if problems.check("--port", args.port, PORT) and args.host:
@@ -93,13 +109,14 @@ def check_serve_arguments(args: argparse.Namespace) -> None:
     state_dir = Path(args.state_dir) if args.state_dir else None
     if state_dir is None and found is not None:
         run, checkpoint = found
-        state_dir = (run or checkpoint.parent) / "serving"  # load_core's default
+        state_dir = default_state_dir(run, checkpoint)  # load_core's default (the first run's)
     why = None if state_dir is None else creatable_folder(state_dir)
     if why is not None:
         flag = "--state-dir" if args.state_dir else "--state-dir (default <run>/serving)"
         problems.add(flag, str(state_dir), f"a folder that exists or can be created, writable ({why})")
     problems.raise_if_any()
-    check_checkpoint(args.path)
+    for path in paths:
+        check_checkpoint(path)
 
 
 def check_recommend_arguments(args: argparse.Namespace) -> None:
@@ -107,11 +124,7 @@ def check_recommend_arguments(args: argparse.Namespace) -> None:
     ``--batch-size``, ``--threads``)."""
     paths = args.path  # nargs="+": a list
     problems = Problems()
-    checkpoints = [found[1].resolve() for found in (_check_path(problems, path) for path in paths) if found]
-    twice = sorted({str(c) for c in checkpoints if checkpoints.count(c) > 1})
-    if twice:
-        problems.append(f"path: {', '.join(twice)} named twice; expected each run once (the ratings are averaged "
-                        "with equal weights)")  # fmt: skip
+    _named_twice(problems, [found[1].resolve() for found in (_check_path(problems, path) for path in paths) if found])
     problems.check("--k", args.k, POSITIVE_INT)
     out = Path(args.out).expanduser()
     if out.suffix != ".parquet":

@@ -119,24 +119,9 @@ class ServingCore:
         k = check_k(k, self.catalogue.n_items)
         at = request_time(at)
         query = self.query(user_id, at)  # (1, Q)
-        scores = self._rank_scores(query)  # (N,)
-        if exclude_seen:
-            scores[torch.from_numpy(self.log.items(user_id) - 1)] = float("-inf")
-        values, order = torch.topk(scores, k)  # (k,), ties broken by item index below
-        values, order = values.numpy(), order.numpy()
-        finite = np.isfinite(values)
-        if not finite.all():
-            values, order = values[finite], order[finite]
-        best = np.lexsort((order, -values))
-        items = order[best] + 1  # item indices
+        items, scores = top_items(self._rank_scores(query), k, self.log.items(user_id) if exclude_seen else None)
         ratings = self._ratings(query, torch.from_numpy(items)).tolist() if self.options.has_rating else None
-        rows = self.catalogue.rows
-        out = []
-        for j, (i, score) in enumerate(zip(items.tolist(), values[best].tolist())):
-            item_id, title, genres = rows[i]
-            out.append({"item_id": item_id, "title": title, "genres": None if genres is None else list(genres),
-                        "score": score, "rating": None if ratings is None else ratings[j]})  # fmt: skip
-        return out
+        return item_rows(self.catalogue, items, scores, ratings)
 
     def rate(self, user_id, item_ids, at=None) -> list[dict]:
         """Predicted ratings ``[{"item_id", "rating"}]`` of the given original item ids for a user."""
@@ -167,7 +152,7 @@ class ServingCore:
         if self.journal is not None:
             self.journal.write(user_id, int(self.catalogue.item_ids[index]), when, rating if rating is None else value)
         n_events = self.log.length(user_id)
-        self._advance(user_id, event, in_order, n_events)
+        self.advance(user_id, event, in_order, n_events)
         return {"user_id": user_id, "n_events": n_events, "in_order": in_order}
 
     def query(self, user_id, at: int) -> torch.Tensor:
@@ -191,6 +176,12 @@ class ServingCore:
     def predicted_ratings(self, user_id, item_indices: torch.Tensor, at=None) -> torch.Tensor:
         """Clamped rating predictions (K,) for item indices (K,)."""
         return self._ratings(self.query(user_id, request_time(at)), item_indices)
+
+    def every_rating(self, user_id, at=None) -> torch.Tensor:
+        """Clamped rating predictions of every item (N,), index i-1 for item index i."""
+        if not self.options.has_rating:
+            raise Unsupported("this model has no rating head (trained with task=ranking); use task=rating or joint")
+        return self._every_rating(self.query(user_id, request_time(at)))
 
     def warm(self, user_ids=None, batch_size: int = 256) -> int:
         """Build the states of many users at once (batched steps); returns how many were built."""
@@ -254,8 +245,9 @@ class ServingCore:
             state = {k: v[row : row + 1].clone() for k, v in states.items()}
             self.cache.put(user, UserState(state, pending, self.log.length(user)))
 
-    def _advance(self, user_id, event: Event, in_order: bool, n_events: int) -> None:
-        """After an ingest: one committed step when possible, else drop the entry (rebuilt when queried)."""
+    def advance(self, user_id, event: Event, in_order: bool, n_events: int) -> None:
+        """After ``event`` went into the log (``in_order``: at the end; the user now has ``n_events``): one committed
+        step of the user's state when possible, else drop the entry (rebuilt when queried)."""
         if not self.model.supports_step or not self._servable(self.log.row(user_id)):
             return
         if n_events == 1:  # a new user: the initial state, the event pending
@@ -324,7 +316,12 @@ class ServingCore:
                 if self._dot_scores:  # the item table without its padding row is a contiguous view; h alone
                     return torch.mv(self.model.item_embedding.weight[1:], query[0, : self.model.hidden]).float()  # (N,)
                 return self.model.score(query)[0, 1:].float()  # (N,)
-            low, high = self.options.rating_range  # every item's rating at once (a rating base: matrix products)
+            return self._every_rating(query)
+
+    def _every_rating(self, query: torch.Tensor) -> torch.Tensor:
+        """Every item's clamped rating at once (N,) (with a rating base by matrix products), float32."""
+        low, high = self.options.rating_range
+        with torch.inference_mode():
             return self.model.rate_every_item(query)[0, 1:].clamp(low, high).float()
 
     def _ratings(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -350,3 +347,28 @@ class ServingCore:
     def _servable(self, row: int | None) -> bool:
         """Whether the model can serve the user of log row ``row``: any user, except new ones under a rating base."""
         return self.base is None or (row is not None and row < self.log.store_users)
+
+
+def top_items(scores: torch.Tensor, k: int, seen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` item indices (1..N) of ``scores`` (N,) and their scores, best first, ties by item index;
+    ``seen`` item indices excluded (fewer than ``k`` when fewer remain)."""
+    if seen is not None:
+        scores = scores.clone()
+        scores[torch.from_numpy(seen - 1)] = float("-inf")
+    values, order = torch.topk(scores, k)  # (k,), ties broken by item index below
+    values, order = values.numpy(), order.numpy()
+    finite = np.isfinite(values)
+    if not finite.all():
+        values, order = values[finite], order[finite]
+    best = np.lexsort((order, -values))
+    return order[best] + 1, values[best]
+
+
+def item_rows(catalogue: Catalogue, items: np.ndarray, scores: np.ndarray, ratings: list | None) -> list[dict]:
+    """``recommend``'s rows: ``item_id`` (original), ``title``, ``genres``, ``score``, ``rating`` (None without one)."""
+    rows, out = catalogue.rows, []
+    for j, (i, score) in enumerate(zip(items.tolist(), scores.tolist())):
+        item_id, title, genres = rows[i]
+        out.append({"item_id": item_id, "title": title, "genres": None if genres is None else list(genres),
+                    "score": score, "rating": None if ratings is None else ratings[j]})  # fmt: skip
+    return out

@@ -120,3 +120,119 @@ class RatingEnsemble(nn.Module):
             ratings = model.rate_every_item(query).float().clamp(*self.rating_range)
             total = ratings if total is None else total + ratings
         return total / len(self.members)
+
+
+class ServingEnsemble:
+    """Several rating runs of one split served as one model (``python -m ss4rec.serve RUN_A RUN_B``): the plain mean
+    of the members' clamped predicted ratings, as the batch export ranks by (:class:`RatingEnsemble`).
+
+    The members are serving cores on one interaction log (each with its own states, window and history as a single
+    run serves them); an ingested event goes into the log and the journal once and advances every member. Items are
+    ranked by the mean rating, which is both the ``score`` and the ``rating`` of a recommendation. A user one member
+    cannot serve (a new user of a ``model.rating_base`` run) is refused as that member refuses them.
+    """
+
+    def __init__(self, cores: list, journal=None):
+        from ss4rec.serve.core import ServeOptions
+
+        if len(cores) < 2:
+            raise ValueError(f"an ensemble needs at least two cores, got {len(cores)}")
+        first = cores[0]
+        if any(core.log is not first.log for core in cores):
+            raise ValueError("the cores of an ensemble must share one interaction log")
+        if any(not core.options.has_rating for core in cores):
+            raise ValueError("every core of an ensemble must predict ratings (task=rating or joint)")
+        self.cores, self.log, self.catalogue, self.journal = cores, first.log, first.catalogue, journal
+        self.options = ServeOptions(max_len=max(core.options.max_len for core in cores), history=first.options.history,
+                                    cache_mb=sum(core.options.cache_mb for core in cores), has_rating=True, ranks=False,
+                                    rating_range=first.options.rating_range, info={"model": "ensemble"})  # fmt: skip
+        self.state_dir = None
+
+    def recommend(self, user_id, k: int = 10, exclude_seen: bool = True, at=None) -> list[dict]:
+        """Top-``k`` items by the members' mean rating (``score`` and ``rating``), as ``ServingCore.recommend``."""
+        from ss4rec.serve.core import item_rows, top_items
+        from ss4rec.serve.validation import check_k, request_time
+
+        k, at = check_k(k, self.catalogue.n_items), request_time(at)
+        mean = self.every_rating(user_id, at)
+        items, scores = top_items(mean, k, self.log.items(user_id) if exclude_seen else None)
+        return item_rows(self.catalogue, items, scores, scores.tolist())
+
+    def every_rating(self, user_id, at=None) -> torch.Tensor:
+        """The members' mean clamped rating of every item (N,)."""
+        return sum(core.every_rating(user_id, at) for core in self.cores) / len(self.cores)
+
+    @property
+    def store(self):
+        """The prepared data the members' log started from (one split: the first member's)."""
+        return self.cores[0].store
+
+    def predicted_ratings(self, user_id, item_indices: torch.Tensor, at=None) -> torch.Tensor:
+        """The members' mean clamped rating (K,) of item indices (K,)."""
+        return sum(core.predicted_ratings(user_id, item_indices, at) for core in self.cores) / len(self.cores)
+
+    def rate(self, user_id, item_ids, at=None) -> list[dict]:
+        """The members' mean predicted rating of each given item, ``[{"item_id", "rating"}]``."""
+        each = [core.rate(user_id, item_ids, at) for core in self.cores]
+        return [{"item_id": rows[0]["item_id"], "rating": sum(row["rating"] for row in rows) / len(rows)}
+                for rows in zip(*each)]  # fmt: skip
+
+    def ingest(self, user_id, item_id, timestamp, rating=None) -> dict:
+        """Record an event once (log and journal) and advance every member's state; as ``ServingCore.ingest``."""
+        from ss4rec.serve.interactions import Event
+        from ss4rec.serve.validation import check_rating, check_timestamp, check_user_id
+
+        user_id = check_user_id(user_id)
+        index = self.catalogue.lookup(item_id)
+        when = check_timestamp(timestamp, "timestamp")
+        value = check_rating(rating, self.options.rating_range)
+        event = Event(index, when, value)
+        in_order = self.log.append(user_id, event)
+        if self.journal is not None:
+            self.journal.write(user_id, int(self.catalogue.item_ids[index]), when, rating if rating is None else value)
+        n_events = self.log.length(user_id)
+        for core in self.cores:
+            core.advance(user_id, event, in_order, n_events)
+        return {"user_id": user_id, "n_events": n_events, "in_order": in_order}
+
+    def warm(self, user_ids=None, batch_size: int = 256) -> int:
+        """Build the states of every member (``ServingCore.warm``); returns the most users one member built."""
+        return max(core.warm(user_ids, batch_size) for core in self.cores)
+
+    def close(self, save: bool = True) -> None:
+        """Each member's snapshot (into the shared state folder, keyed by its checkpoint), then the journal."""
+        for core in self.cores:
+            core.close(save)
+        if self.journal is not None:
+            self.journal.close()
+
+    def info(self) -> dict:
+        return {"model": "ensemble", "members": [core.info() for core in self.cores], "has_rating": True,
+                "history": self.options.history, "n_items": self.catalogue.n_items, "n_users": len(self.log)}  # fmt: skip
+
+
+def load_ensemble(
+    paths: list[str | Path],
+    history: str = "full",
+    cache_mb: float = 256.0,
+    state_dir: str | Path | None = None,
+    fsync: bool = False,
+    restore: bool = True,
+) -> ServingEnsemble:
+    """The runs ``paths`` names (rating runs of one split, checked by :func:`load_members`) served as one model; the
+    state folder (default the first run's ``serving``) holds the shared journal and each member's snapshots; each
+    member's state cache gets ``cache_mb``."""
+    from ss4rec.serve.loading import assemble, default_state_dir, open_state
+
+    members = load_members(paths)
+    if len(members) < 2:
+        raise ConfigError([f"path: {paths[0]!r} alone: an ensemble averages two or more runs (serve one run with load_core)"])
+    cores = []
+    for member in members:
+        run, checkpoint = resolve(member.path)
+        cores.append(assemble(run, checkpoint, member.config, member.model, member.hparams, history, cache_mb,
+                              log=cores[0].log if cores else None))  # fmt: skip
+    ensemble = ServingEnsemble(cores)
+    first_run, first_checkpoint = resolve(members[0].path)
+    open_state(ensemble, cores, state_dir or default_state_dir(first_run, first_checkpoint), fsync, restore)
+    return ensemble

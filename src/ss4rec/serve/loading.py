@@ -155,8 +155,28 @@ def load_core(
     state snapshots (``states-<checkpoint sha256[:16]>.pt``, restored here when ``restore``).
     """
     run, checkpoint = resolve(path)
-    cfg = run_config(run)
     model, hp = load_model(checkpoint)
+    core = assemble(run, checkpoint, run_config(run), model, hp, history, cache_mb)
+    open_state(core, [core], state_dir or default_state_dir(run, checkpoint), fsync, restore)
+    return core
+
+
+def default_state_dir(run: Path | None, checkpoint: Path) -> Path:
+    """Where a served run keeps its event journal and snapshots when ``--state-dir`` is not given."""
+    return (run or checkpoint.parent) / "serving"
+
+
+def assemble(
+    run: Path | None, checkpoint: Path, cfg: dict, model, hp: dict, history: str, cache_mb: float,
+    log: InteractionLog | None = None,
+) -> ServingCore:  # fmt: skip
+    """The core of a loaded model on its run's prepared data (rebuilt with every data option of the run); ``log``:
+    an interaction log to share (another run's of the same split), else a new one from the data."""
+    from ss4rec.models.base import SequentialRecommender
+
+    if not isinstance(model, SequentialRecommender):
+        raise UserError(f"checkpoint={str(checkpoint)!r} is a {type(model).__name__} run: serving needs a sequential model "
+                        "(SS4Rec, GRU4Rec, Mamba4Rec, SASRec); `python -m ss4rec.recommend` exports any run's top items")  # fmt: skip
     data = cfg["data"]
     store, _, _ = prepare(data["name"], data.get("source"), Options.of_run(data), data.get("data_dir"))
     if store.n_items != hp["n_items"]:
@@ -165,7 +185,6 @@ def load_core(
         raise CheckpointError(f"the prepared data has {store.n_users} users but the checkpoint {hp['n_users']}: a "
                               "model.rating_base run is served on the users it was trained on")  # fmt: skip
     objective = hydra.utils.instantiate(hp["objective"])
-    digest = sha256(checkpoint)
     options = ServeOptions(
         max_len=int(data.get("max_len", 200)),
         history=history,
@@ -174,22 +193,30 @@ def load_core(
         ranks=bool(objective.uses_ranking),
         rating_range=tuple(float(r) for r in hp.get("rating_range", (1.0, 5.0))),
         info={"model": cfg.get("model", {}).get("_target_", "").rsplit(".", 1)[-1].lower() or type(model).__name__,
-              "data": data["name"], "checkpoint": str(checkpoint), "checkpoint_sha256": digest,
+              "data": data["name"], "checkpoint": str(checkpoint), "checkpoint_sha256": sha256(checkpoint),
               "run_dir": None if run is None else str(run)},
     )  # fmt: skip
     catalogue = Catalogue(store.item_map, store.item_titles, store.item_genres, store.info.get("genres") or ())
-    state_dir = Path(state_dir) if state_dir else (run or checkpoint.parent) / "serving"
-    journal = EventJournal(state_dir / "events.jsonl", fsync=fsync)
-    core = ServingCore(model, catalogue, InteractionLog.from_store(store), options, journal)
-    core.state_dir, core.store = state_dir, store
-    replayed = replay(core, journal)
-    if restore:
-        restored = restore_states(core)
-        log.info("replayed %d events, restored %d user states", replayed, restored)
+    core = ServingCore(model, catalogue, log or InteractionLog.from_store(store), options)
+    core.store = store
     return core
 
 
-def replay(core: ServingCore, journal: EventJournal) -> int:
+def open_state(served, cores: list[ServingCore], state_dir: str | Path, fsync: bool, restore: bool) -> None:
+    """Give ``served`` (a core, or an ensemble of ``cores`` on one log) the event journal in ``state_dir``, replay it
+    into the log, and (``restore``) each core's snapshot of its checkpoint."""
+    state_dir = Path(state_dir)
+    served.journal = EventJournal(state_dir / "events.jsonl", fsync=fsync)
+    replayed = replay(served, served.journal)
+    restored = 0
+    for core in cores:
+        core.state_dir = state_dir
+        if restore:
+            restored += restore_states(core)
+    log.info("replayed %d events, restored %d user states", replayed, restored)
+
+
+def replay(core, journal: EventJournal) -> int:
     """Put the journal's events back into the core's log (states rebuild lazily); returns how many."""
     from ss4rec.serve.interactions import Event
 

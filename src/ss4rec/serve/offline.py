@@ -1,4 +1,4 @@
-"""``python -m ss4rec.serve.offline RUN_DIR_OR_CKPT``: the run's test metrics reproduced through the serving core.
+"""``python -m ss4rec.serve.offline RUN_DIR_OR_CKPT [RUN ...]``: the run's test metrics reproduced through the serving core.
 
 Each user of the data is served every event before their test target (the last ``data.max_len`` of them, as
 evaluation reads them: ``--history window``) and asked at the target's time; the served scores rank the target
@@ -6,6 +6,8 @@ among all items (seen items not masked) and the served rating is its predicted r
 beside ``metrics.json``'s, and the command exits with status 1 when any differs by more than ``--tolerance``: a
 check, before deploying a run, that serving computes what training measured. Runs evaluated on another split
 (``data.holdout_last`` > 0) or with seen items masked are refused (status 2), as is a path that is not a run.
+Several rating runs are served as one model (``python -m ss4rec.serve RUN_A RUN_B``, their mean rating) and its test
+RMSE is printed; no record holds it (``benchmarks/rating_blend.py``'s "mean of the members" row scores the same model).
 """
 
 from __future__ import annotations
@@ -22,15 +24,20 @@ from ss4rec.serve.core import ServeOptions, ServingCore
 from ss4rec.serve.interactions import InteractionLog
 
 
-def held_out_core(core: ServingCore, history: str = "window") -> ServingCore:
-    """``core``'s model and catalogue on its data without each user's last event; ``history``: ``window`` (the last
-    ``max_len`` events, what evaluation reads) or ``full``."""
-    held_out = InteractionLog.from_store(core.store, drop_last=1)
-    return ServingCore(core.model, core.catalogue, held_out, ServeOptions(**{**core.options.__dict__, "history": history}))
+def held_out_core(served, history: str = "window"):
+    """``served`` (a core, or an ensemble of cores) on its data without each user's last event; ``history``: ``window``
+    (the last ``max_len`` events, what evaluation reads) or ``full``."""
+    from ss4rec.serve.ensemble import ServingEnsemble
+
+    cores = getattr(served, "cores", [served])
+    held_out = InteractionLog.from_store(cores[0].store, drop_last=1)
+    made = [ServingCore(core.model, core.catalogue, held_out, ServeOptions(**{**core.options.__dict__, "history": history}))
+            for core in cores]  # fmt: skip
+    return made[0] if len(made) == 1 else ServingEnsemble(made)
 
 
 def served_test_metrics(
-    core: ServingCore, ranks: bool = True, progress: bool = False, users=None, history: str = "window"
+    core, ranks: bool = True, progress: bool = False, users=None, history: str = "window"
 ) -> dict[str, float]:
     """Test RMSE (with a rating head) and, with ``ranks``, HR/NDCG/MRR@10 without masking seen items, of the served
     predictions of each user's last event: for every user of the data and ``history="window"``, what
@@ -62,11 +69,27 @@ def served_test_metrics(
     return got
 
 
-def check_run(path: str, tolerance: float, threads: int) -> int:
-    """Print the served test metrics beside ``metrics.json``'s; 0 when each is within ``tolerance``, else 1."""
-    from ss4rec.serve.loading import load_core, resolve
+def check_ensemble(paths: list[str], threads: int) -> int:
+    """Print the test RMSE of several rating runs served as one model; 0."""
+    import tempfile
+
+    from ss4rec.serve.ensemble import load_ensemble
 
     torch.set_num_threads(threads)
+    for path in paths:
+        _standard_split(path)
+    with tempfile.TemporaryDirectory() as state:  # nothing written into the run folders
+        ensemble = load_ensemble(paths, history="window", state_dir=state, restore=False)
+        got = served_test_metrics(ensemble, ranks=False, progress=True)
+        ensemble.close(save=False)
+    print(f"served as one model (the mean of {len(paths)} runs' ratings): test RMSE {got['rmse']:.6f}")
+    return 0
+
+
+def _standard_split(path: str) -> dict:
+    """The run's ``metrics.json``, refused (UserError) unless it holds test metrics on the standard split, unmasked."""
+    from ss4rec.serve.loading import resolve
+
     run, _ = resolve(path)
     written = run_metrics(run) if run is not None else {}
     if not written.get("test"):
@@ -75,6 +98,15 @@ def check_run(path: str, tolerance: float, threads: int) -> int:
     if data.get("holdout_last") or written.get("mask_seen"):
         raise UserError(f"path={path!r}: expected a run evaluated on the standard split (data.holdout_last=0) without "
                         "masking seen items; this check reproduces those")  # fmt: skip
+    return written
+
+
+def check_run(path: str, tolerance: float, threads: int) -> int:
+    """Print the served test metrics beside ``metrics.json``'s; 0 when each is within ``tolerance``, else 1."""
+    from ss4rec.serve.loading import load_core
+
+    torch.set_num_threads(threads)
+    written = _standard_split(path)
     import tempfile
 
     with tempfile.TemporaryDirectory() as state:  # nothing written into the run folder
@@ -94,7 +126,8 @@ def check_run(path: str, tolerance: float, threads: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ss4rec.serve.offline", description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="a run folder (outputs/runs/...) or a checkpoint inside one")
+    parser.add_argument("path", nargs="+", help="a run folder (outputs/runs/...) or a checkpoint inside one; several "
+                        "rating runs of one split: served as one model, the mean of their ratings")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest difference allowed (default 1e-4)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
@@ -103,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--tolerance={args.tolerance}: expected a finite number >= 0")
         if args.threads < 1:
             raise UserError(f"--threads={args.threads}: expected an integer >= 1")
-        return check_run(args.path, args.tolerance, args.threads)
+        if len(args.path) > 1:
+            return check_ensemble(args.path, args.threads)
+        return check_run(args.path[0], args.tolerance, args.threads)
 
 
 if __name__ == "__main__":
