@@ -28,10 +28,13 @@ def based_model(kind: str, root, store, **options) -> SS4Rec:
     return model.double().eval()
 
 
-def core_of(model, store, drop_last: int = 1, history: str = "full", log: InteractionLog | None = None) -> ServingCore:
+def core_of(
+    model, store, drop_last: int = 1, history: str = "full", log: InteractionLog | None = None, new_users: str = "average_user"
+) -> ServingCore:
     """A core of ``model`` on ``store`` without each user's last ``drop_last`` events, windows of 50, or on ``log``."""
     catalogue = Catalogue(store.item_map, store.item_titles, store.item_genres, store.info.get("genres") or ())
     log = InteractionLog.from_store(store, drop_last=drop_last) if log is None else log
-    core = ServingCore(model, catalogue, log, ServeOptions(max_len=50, history=history, has_rating=True))
+    options = ServeOptions(max_len=50, history=history, has_rating=True, new_users=new_users)
+    core = ServingCore(model, catalogue, log, options)
     core.store = store
     return core

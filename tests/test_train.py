@@ -14,6 +14,7 @@ from popularity import popularity_metrics
 from ss4rec.lightning_module import RecModule
 from ss4rec.models.rating_base import FrozenMF
 from ss4rec.serve import load_core
+from ss4rec.serve.offline import main as offline_check
 from ss4rec.serve.offline import served_test_metrics
 from ss4rec.training import build_datamodule, train
 
@@ -251,6 +252,7 @@ def test_a_recent_drift_weight_trains_from_the_training_batches_places(tmp_path)
         # served (the residual inputs, the drift columns and the stage): the run's test RMSE
         served = served_test_metrics(load_core(folder, state_dir=folder / "state", restore=False), ranks=False)
         assert served["rmse"] == pytest.approx(summary["test"]["test/rmse"], abs=1e-5)
+        assert offline_check([str(folder), "--as-new-users"]) == 0  # every user served as a new one
     assert not torch.equal(runs["false"]["model.rating_head.mlp.0.weight"], runs["true"]["model.rating_head.mlp.0.weight"])
 
 

@@ -64,9 +64,12 @@ def test_an_event_is_recorded_once_and_advances_every_member(tmp_path):
         fresh = core_of(core.model, store, drop_last=0)
         fresh.log.append(user_id, ensemble.log.last_event(user_id))
         torch.testing.assert_close(core.query(user_id, 3 * 10**9), fresh.query(user_id, 3 * 10**9), rtol=0, atol=1e-10)
-    ensemble.ingest(4242, int(store.item_map[2]), 10**9, 3.0)
+    ensemble.ingest(4242, int(store.item_map[2]), 10**9, 3.0)  # a new user: served on each base's item terms
+    assert len(ensemble.recommend(4242, k=2)) == 2
+    refusing = ServingEnsemble([core_of(models[0], store, log=ensemble.log, new_users="refuse"),
+                                core_of(models[1], store, log=ensemble.log)])  # fmt: skip
     with pytest.raises(UntrainedUser, match="user_id 4242 is not a user of the training data"):
-        ensemble.recommend(4242)
+        refusing.recommend(4242)
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,8 @@ def test_bad_input_exits_2_naming_it(trained_run, tmp_path, capsys, setup, patte
 
 
 @pytest.mark.parametrize(("flag", "pattern"), [("--tolerance=-1", r"--tolerance=-1.0: expected a finite number >= 0"),
-                                               ("--threads=0", r"--threads=0: expected an integer >= 1")])  # fmt: skip
+                                               ("--threads=0", r"--threads=0: expected an integer >= 1"),
+                                               ("--as-new-users", r"--as-new-users: expected a run trained with model.rating_base")])  # fmt: skip
 def test_bad_flags_exit_2(trained_run, capsys, flag, pattern):
     code, _, err = run_check([trained_run, flag], capsys)
     expect_clean_error((code, err), pattern)

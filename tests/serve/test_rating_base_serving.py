@@ -1,6 +1,7 @@
 """Serving a run trained with ``model.rating_base``: the served query of a training user is the evaluation query
 (the hidden state from steps whose inputs read each rating's error under the user's base factors, then the user's
-part under the base and SS4Rec's drift columns), float64, for each kind of base; new users are refused by name."""
+part under the base and SS4Rec's drift columns), float64, for each kind of base; a new user is served as the base's
+average training user, or refused by name."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rating_fixtures import timed_store, varied_store
 from serving_fixtures import DRIFT, based_model, core_of
 from ss4rec.serve import ServeOptions, ServingCore
 from ss4rec.serve.errors import UntrainedUser
+from ss4rec.serve.interactions import InteractionLog
 
 
 def evaluation_batch(store, user: int) -> dict[str, torch.Tensor]:
@@ -68,10 +70,63 @@ def test_an_ingested_rating_is_read_as_evaluation_reads_it(tmp_path):
     assert not torch.allclose(changed.query(user_id, 2 * 10**9), core.query(user_id, 2 * 10**9))  # its rating is read
 
 
-def test_a_new_user_is_recorded_and_refused_by_name(tmp_path):
+@pytest.mark.parametrize(("kind", "options"), [("heldout", DRIFT), ("timesvdpp", DRIFT), ("svdpp", {})])
+def test_a_new_user_is_served_as_the_base_average_training_user(tmp_path, kind, options):
+    """A new user's query is the evaluation query of the base's average training user over the new user's events: the
+    base rates an item as it does on average over the training users, and the residual inputs and drift read errors
+    against that."""
+    store = timed_store() if kind == "timesvdpp" else varied_store()
+    model = based_model(kind, tmp_path, store, **options)
+    core = core_of(model, store)
+    cold = model.rating_base.n_users  # the index add_cold_user gave
+    rows = slice(int(store.offsets[1]), int(store.offsets[2]))  # user 1's events, ingested as a new user
+    items, times, ratings = (np.asarray(column[rows]) for column in (store.items, store.times, store.ratings))
+    for item, when, rating in zip(items, times, ratings):
+        core.ingest(777, int(store.item_map[item]), int(when), float(rating))
+    at = int(times[-1]) + 3_600
+    batch = {"users": torch.tensor([cold]), "items": torch.from_numpy(items.astype(np.int64))[None],
+             "times": torch.from_numpy(times.astype(np.int64))[None], "ratings": torch.from_numpy(ratings.astype(np.float64))[None],
+             "lengths": torch.tensor([len(items)]),
+             "target_times": torch.from_numpy(np.append(times[1:], at).astype(np.int64))[None]}  # fmt: skip
+    with torch.no_grad():
+        expected = model.eval_queries(batch)
+    torch.testing.assert_close(core.query(777, at), expected, rtol=0, atol=1e-10)
+    base = model.rating_base
+    for name in base.USER_TABLES:  # the average user: the mean factor and bias, no drift, no training days
+        table = getattr(base, name)
+        if table.numel():
+            averaged = name in ("user_factors", "user_bias")
+            expected_row = table[:, :cold].double().mean(1) if averaged else torch.zeros_like(table[:, cold])
+            torch.testing.assert_close(table[:, cold], expected_row.to(table.dtype), rtol=0, atol=1e-12)
+    ids = torch.arange(1, store.n_items + 1)
+    with torch.no_grad():  # linear in the user's factor and bias: the training users' mean rating of each item
+        if not base.timed:  # (timeSVD++'s drift and day terms are not averaged: a new user has no days)
+            rated = base(base.user_part(torch.full((len(ids),), cold)), ids)
+            users, items = torch.arange(cold).repeat_interleave(len(ids)), ids.repeat(cold)
+            mean = base(base.user_part(users), items).view(cold, -1).mean(0)
+            torch.testing.assert_close(rated, mean, rtol=0, atol=1e-10)
+    assert core.info()["new_users"] == "average_user"
+
+
+def test_every_user_served_as_new_reads_the_average_user(tmp_path):
+    """``--as-new-users``' log (no user counts as a user of the data): each user's query is the evaluation query of the
+    base's average training user over the user's events."""
     store = varied_store()
     model = based_model("heldout", tmp_path, store, **DRIFT)
-    core = core_of(model, store)
+    core = core_of(model, store, log=InteractionLog.from_store(store, drop_last=1, known_users=0))
+    cold = model.rating_base.n_users
+    for user, user_id in enumerate(store.user_map):
+        batch = evaluation_batch(store, user) | {"users": torch.tensor([cold])}
+        with torch.no_grad():
+            expected = model.eval_queries(batch)
+        at = int(store.times[store.offsets[user + 1] - 1])
+        torch.testing.assert_close(core.query(int(user_id), at), expected, rtol=0, atol=1e-10)
+
+
+def test_a_new_user_is_recorded_and_refused_by_name_when_asked(tmp_path):
+    store = varied_store()
+    model = based_model("heldout", tmp_path, store, **DRIFT)
+    core = core_of(model, store, new_users="refuse")
     item = int(store.item_map[1])
     core.ingest(777, item, 10**9, 4.0)
     assert core.ingest(777, int(store.item_map[2]), 10**9 + 5, 3.0)["n_events"] == 2  # recorded, no state stepped
@@ -79,21 +134,25 @@ def test_a_new_user_is_recorded_and_refused_by_name(tmp_path):
         with pytest.raises(UntrainedUser, match="user_id 777 is not a user of the training data: .*model.rating_base="):
             call()
     assert core.warm() == store.n_users  # the training users only
-    assert core.info()["rating_base"] is True
+    assert core.info()["rating_base"] is True and core.info()["new_users"] == "refuse"
 
 
-def test_over_http_a_training_user_is_rated_and_a_new_user_refused_with_400(tmp_path):
+@pytest.mark.parametrize("new_users", ["average_user", "refuse"])
+def test_over_http_a_training_user_is_rated_and_a_new_user_served_or_refused_with_400(tmp_path, new_users):
     from fastapi.testclient import TestClient
 
     from ss4rec.serve.app import create_app
 
     store = varied_store()
-    core = core_of(based_model("heldout", tmp_path, store, **DRIFT).float(), store)
+    core = core_of(based_model("heldout", tmp_path, store, **DRIFT).float(), store, new_users=new_users)
     user_id, item = int(store.user_map[2]), int(store.item_map[3])
     with TestClient(create_app(core, close_on_shutdown=False)) as client:
         rated = client.post("/ratings", json={"user_id": user_id, "item_ids": [item], "at": 10**9})
         assert rated.status_code == 200
         assert rated.json()["ratings"][0]["rating"] == pytest.approx(core.rate(user_id, [item], at=10**9)[0]["rating"])
         assert client.post("/events", json={"user_id": 555, "item_id": item, "timestamp": 10**9, "rating": 4}).status_code == 201
-        refused = client.post("/recommend", json={"user_id": 555, "k": 3})
-        assert refused.status_code == 400 and "not a user of the training data" in refused.json()["detail"]
+        answer = client.post("/recommend", json={"user_id": 555, "k": 3})
+        if new_users == "refuse":
+            assert answer.status_code == 400 and "not a user of the training data" in answer.json()["detail"]
+        else:
+            assert answer.status_code == 200 and len(answer.json()["items"]) == 3

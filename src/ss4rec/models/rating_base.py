@@ -228,6 +228,29 @@ class FrozenMF(nn.Module):
     def filled(self) -> bool:
         return self.user_factors.shape[1] == self.n_users and self.item_factors.shape[1] == self.n_items + 1
 
+    #: the buffers indexed by user (their user dimension after the run dimension)
+    USER_TABLES = ("user_factors", "user_bias", "user_drift", "user_day_sum", "user_day_count")
+    AVERAGED = ("user_factors", "user_bias")  # the average user's; its time tables are zero
+
+    @torch.no_grad()
+    def add_cold_user(self) -> int:
+        """Append the average training user at index ``n_users`` and return that index: in each table the mean of every
+        user's factor and bias (so the base rates an item for them as it rates it on average over the training users:
+        the prediction is linear in them), no drift and no training days (a timeSVD++ base adds only the item's time-bin
+        bias). Serving maps users outside the training data to it; training never sees it. Calling it again returns
+        the same index. (Zero factors instead would not do: an I-AutoRec base keeps each user's output bias there.)"""
+        if self.user_factors.shape[1] == self.n_users + 1:
+            return self.n_users
+        for name in self.USER_TABLES:
+            table = getattr(self, name)
+            if table.numel():  # a time table is empty without a timeSVD++ base
+                if name in self.AVERAGED:
+                    row = table.mean(1, keepdim=True, dtype=torch.float64).to(table.dtype)
+                else:  # no drift, no days: dev_u(t) = 0, no day bias
+                    row = table.new_zeros(table.shape[0], 1, *table.shape[2:])
+                setattr(self, name, torch.cat([table, row], dim=1))
+        return self.n_users
+
     @torch.no_grad()
     def fill(self, store: SequenceStore | None = None) -> None:
         """Read the tables from the ``mf`` or ``svdpp`` checkpoints ``path`` names (``cross_fitting``); their

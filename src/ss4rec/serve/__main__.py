@@ -36,6 +36,9 @@ def parse(argv=None) -> argparse.Namespace:
                         help="fsync the event journal after every event (survives a machine crash)")
     parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=defaults["warm"],
                         help="build every user's state at start-up")
+    parser.add_argument("--new-users", choices=["average_user", "refuse"], default=defaults["new_users"],
+                        help="a model.rating_base run's users outside its training data: served as the base's average "
+                             "training user, or refused (400)")
     parser.add_argument("--threads", type=int, default=defaults["threads"], help="torch CPU threads")
     return parser.parse_args(argv)
 
@@ -59,7 +62,8 @@ def serve(args: argparse.Namespace) -> None:
     from ss4rec.serve.loading import load_core
 
     torch.set_num_threads(args.threads)
-    options = {"history": args.history, "cache_mb": args.cache_mb, "state_dir": args.state_dir, "fsync": args.fsync}
+    options = {"history": args.history, "cache_mb": args.cache_mb, "state_dir": args.state_dir, "fsync": args.fsync,
+               "new_users": args.new_users}
     if len(args.path) == 1:
         core = load_core(args.path[0], **options)
     else:

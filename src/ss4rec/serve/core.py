@@ -23,11 +23,14 @@ Which history is served (``history``):
 The interaction log is the source of truth: a cache miss, an evicted entry or an out-of-order event rebuilds
 the user's state from it.
 
-Runs trained with ``model.rating_base`` (their ratings correct a frozen MF, SVD++, timeSVD++ or I-AutoRec run) are
-served to the users of the training data only: a query appends the user's part under the base (``last_queries``:
-its factors, the drift columns of the last events), and with ``rating_base_residuals`` every event read adds its
-rating's error under the user's base factors, so a step reads the user's index. A new user has no base factors:
-their events are recorded, their queries answered with ``UntrainedUser``.
+Runs trained with ``model.rating_base`` (their ratings correct a frozen MF, SVD++, timeSVD++ or I-AutoRec run): a
+query appends the user's part under the base (``last_queries``: its factors, the drift columns of the last events), and
+with ``rating_base_residuals`` every event read adds its rating's error under the user's base factors, so a step reads
+the user's index. A new user has no base factors: with ``new_users="average_user"`` (the default) they are served as the
+base's average training user (``FrozenMF.add_cold_user``: its factors and bias are the training users' mean, so the base
+rates an item as it rates it on average over the training users; the network reads the new user's own events, and the
+errors it reads are taken against that); with ``"refuse"`` their events are recorded and their queries answered with
+``UntrainedUser``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from ss4rec.serve.state_cache import StateCache, UserState
 from ss4rec.serve.validation import check_k, check_rating, check_timestamp, check_user_id, request_time
 
 HISTORY_MODES = ("full", "window")
+#: how a ``model.rating_base`` run serves a user outside its training data (module doc)
+NEW_USER_MODES = ("average_user", "refuse")
 
 
 class Unsupported(ServeError):
@@ -57,7 +62,8 @@ class ServeOptions:
     """How the core serves. ``max_len``: the window (the run's ``data.max_len``); ``history``: ``full`` or
     ``window`` (module doc); ``cache_mb``: bound of the state cache; ``has_rating``: the model was trained
     with a rating objective; ``ranks``: it was trained to rank (else items are ranked by predicted rating);
-    ``rating_range``: predictions are clamped to it, as in evaluation."""
+    ``rating_range``: predictions are clamped to it, as in evaluation; ``new_users``: ``average_user`` or ``refuse``,
+    how a ``model.rating_base`` run serves a user outside its training data (module doc)."""
 
     max_len: int = 200
     history: str = "full"
@@ -65,6 +71,7 @@ class ServeOptions:
     has_rating: bool = False
     ranks: bool = True
     rating_range: tuple[float, float] = (1.0, 5.0)
+    new_users: str = "average_user"
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -72,6 +79,8 @@ class ServeOptions:
             raise ValueError(f"history must be one of {HISTORY_MODES}, got {self.history!r}")
         if self.max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if self.new_users not in NEW_USER_MODES:
+            raise ValueError(f"new_users must be one of {NEW_USER_MODES}, got {self.new_users!r}")
 
 
 class ServingCore:
@@ -92,8 +101,11 @@ class ServingCore:
         self.options = options or ServeOptions()
         self.cache = StateCache(int(self.options.cache_mb * 2**20))
         self.dtype = model.item_embedding.weight.dtype
-        # a frozen MF the ratings correct (model.rating_base): only the training users have its factors
+        # a frozen MF the ratings correct (model.rating_base): only the training users have its factors; a new user
+        # is served as the base's average training user (``cold``), or refused
         self.base = getattr(model, "rating_base", None)
+        use_cold = self.base is not None and self.options.new_users == "average_user"
+        self.cold = self.base.add_cold_user() if use_cold else None
         # the model's step with constants derived once (the core never changes the parameters)
         self.step = model.frozen_step() if model.supports_step else None
         if hasattr(self.step, "prepare"):  # constants and the compiled kernel now, not in the first request
@@ -188,7 +200,7 @@ class ServingCore:
         if not self.model.supports_step:
             return 0
         users = [u for u in (self.log.user_ids() if user_ids is None else user_ids)
-                 if self.log.length(u) > 0 and self._servable(self.log.row(u))]
+                 if self.log.length(u) > 0 and self._model_row(u) is not None]
         users.sort(key=self.log.length)  # similar lengths together: little padding
         for start in range(0, len(users), batch_size):
             self._rebuild(users[start : start + batch_size])
@@ -212,6 +224,7 @@ class ServingCore:
             "max_len": self.options.max_len,
             "has_rating": self.options.has_rating,
             "rating_base": self.base is not None,
+            "new_users": None if self.base is None else self.options.new_users,
             "n_items": self.catalogue.n_items,
             "n_users": len(self.log),
             "state_cache": self.cache.info(),
@@ -228,7 +241,7 @@ class ServingCore:
     def _rebuild(self, user_ids: list) -> None:
         """Rebuild users' states from the log: step every served event but the last, for all users at once."""
         histories = [self.log.events(u, last=self.window) for u in user_ids]
-        rows = np.array([self.log.row(u) for u in user_ids], dtype=np.int64)
+        rows = np.array([self._model_row(u) for u in user_ids], dtype=np.int64)
         lengths = np.array([len(h[0]) - 1 for h in histories])  # events before the pending one
         width = max(int(lengths.max(initial=0)), 1)
         items = np.zeros((len(user_ids), width + 1), dtype=np.int64)
@@ -248,7 +261,8 @@ class ServingCore:
     def advance(self, user_id, event: Event, in_order: bool, n_events: int) -> None:
         """After ``event`` went into the log (``in_order``: at the end; the user now has ``n_events``): one committed
         step of the user's state when possible, else drop the entry (rebuilt when queried)."""
-        if not self.model.supports_step or not self._servable(self.log.row(user_id)):
+        row = self._model_row(user_id)
+        if not self.model.supports_step or row is None:
             return
         if n_events == 1:  # a new user: the initial state, the event pending
             self.cache.put(user_id, UserState(self.model.allocate_state(1, self.dtype), event, 1))
@@ -261,7 +275,7 @@ class ServingCore:
             self.cache.drop(user_id)
             return
         with torch.inference_mode():
-            _, state = self.step(entry.state, self._step_input(entry.pending, event.time, self.log.row(user_id)))
+            _, state = self.step(entry.state, self._step_input(entry.pending, event.time, row))
         self.cache.put(user_id, UserState(state, event, n_events))
 
     def _recompute(self, user_id, row: int, at: int) -> torch.Tensor:
@@ -277,7 +291,7 @@ class ServingCore:
     def _batch(self, items, times, ratings, lengths, rows) -> dict[str, torch.Tensor]:
         """A ``sequence`` batch from (B, L + 1) arrays: positions ``< lengths`` are inputs, and the column
         after each row's last input is its target (its time is that position's next time); ``rows``: each row's
-        user index (``InteractionLog.row``), which a rating base reads."""
+        user index (``_model_row``), which a rating base reads."""
         B, width = items.shape[0], max(int(np.max(lengths, initial=0)), 1)
         real = np.arange(width)[None, :] < lengths[:, None]
         next_times = np.zeros((B, width), dtype=np.int64)
@@ -331,22 +345,27 @@ class ServingCore:
 
     # ---- validation ---------------------------------------------------------------------------------------
     def _require_user(self, user_id) -> int:
-        """The user's row (``InteractionLog.row``); UnknownUser without events, UntrainedUser when the model
+        """The user's index for the model (``_model_row``); UnknownUser without events, UntrainedUser when the model
         cannot serve the user."""
         if self.log.length(check_user_id(user_id)) == 0:
             raise UnknownUser(f"unknown user_id {user_id!r}: no interactions in the data and none ingested")
-        row = self.log.row(user_id)
-        if not self._servable(row):
+        row = self._model_row(user_id)
+        if row is None:
             raise UntrainedUser(
                 f"user_id {user_id!r} is not a user of the training data: this model corrects a frozen rating base "
                 f"(model.rating_base={self.base.path!r}) with each training user's factors, which a new user does not "
-                "have; their events are recorded. Serve a run trained without model.rating_base for new users"
+                "have, and new users are refused (--new-users refuse); their events are recorded. Serve them with "
+                "--new-users average_user (the base's average training user), or a run trained without model.rating_base"
             )
         return row
 
-    def _servable(self, row: int | None) -> bool:
-        """Whether the model can serve the user of log row ``row``: any user, except new ones under a rating base."""
-        return self.base is None or (row is not None and row < self.log.store_users)
+    def _model_row(self, user_id) -> int | None:
+        """The user's index for the model: the log's row (the data's user index for users of the data); under a rating
+        base a new user's is the base's average training user (``cold``), or None when new users are refused."""
+        row = self.log.row(user_id)
+        if self.base is None or (row is not None and row < self.log.store_users):
+            return row
+        return self.cold
 
 
 def top_items(scores: torch.Tensor, k: int, seen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

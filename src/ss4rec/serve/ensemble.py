@@ -129,7 +129,8 @@ class ServingEnsemble:
     The members are serving cores on one interaction log (each with its own states, window and history as a single
     run serves them); an ingested event goes into the log and the journal once and advances every member. Items are
     ranked by the mean rating, which is both the ``score`` and the ``rating`` of a recommendation. A user one member
-    cannot serve (a new user of a ``model.rating_base`` run) is refused as that member refuses them.
+    cannot serve (a new user of a ``model.rating_base`` run served with ``new_users="refuse"``) is refused as that
+    member refuses them.
     """
 
     def __init__(self, cores: list, journal=None):
@@ -218,6 +219,7 @@ def load_ensemble(
     state_dir: str | Path | None = None,
     fsync: bool = False,
     restore: bool = True,
+    new_users: str = "average_user",
 ) -> ServingEnsemble:
     """The runs ``paths`` names (rating runs of one split, checked by :func:`load_members`) served as one model; the
     state folder (default the first run's ``serving``) holds the shared journal and each member's snapshots; each
@@ -231,7 +233,7 @@ def load_ensemble(
     for member in members:
         run, checkpoint = resolve(member.path)
         cores.append(assemble(run, checkpoint, member.config, member.model, member.hparams, history, cache_mb,
-                              log=cores[0].log if cores else None))  # fmt: skip
+                              log=cores[0].log if cores else None, new_users=new_users))  # fmt: skip
     ensemble = ServingEnsemble(cores)
     first_run, first_checkpoint = resolve(members[0].path)
     open_state(ensemble, cores, state_dir or default_state_dir(first_run, first_checkpoint), fsync, restore)

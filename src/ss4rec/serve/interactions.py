@@ -37,18 +37,21 @@ class InteractionLog:
         user_ids: original id of each store user (U,).
         drop_last: leave out each store user's last ``drop_last`` events (offline evaluation: the test
             input is everything before the test target).
+        known_users: how many of the store's users count as users of the data (``store_users``; default all): with
+            0 every user is a new user to a model (``python -m ss4rec.serve.offline --as-new-users``).
     """
 
-    def __init__(self, items, times, ratings, offsets, user_ids, drop_last: int = 0):
+    def __init__(self, items, times, ratings, offsets, user_ids, drop_last: int = 0, known_users: int | None = None):
         self._items, self._times, self._ratings = items, times, ratings
         self._starts = np.asarray(offsets[:-1], dtype=np.int64)
         self._ends = np.asarray(offsets[1:], dtype=np.int64) - int(drop_last)
         self._index = {int(u): i for i, u in enumerate(np.asarray(user_ids))}
         self._edited: dict[int, list[list]] = {}  # user index -> [items, times, ratings] lists
+        self._known = len(self._starts) if known_users is None else int(known_users)
 
     @classmethod
-    def from_store(cls, store, drop_last: int = 0) -> InteractionLog:
-        return cls(store.items, store.times, store.ratings, store.offsets, store.user_map, drop_last)
+    def from_store(cls, store, drop_last: int = 0, known_users: int | None = None) -> InteractionLog:
+        return cls(store.items, store.times, store.ratings, store.offsets, store.user_map, drop_last, known_users)
 
     # ---- users ----------------------------------------------------------------------------------------
     def __contains__(self, user_id) -> bool:
@@ -78,8 +81,8 @@ class InteractionLog:
 
     @property
     def store_users(self) -> int:
-        """Users of the data the log started from (a new user's row is this or more)."""
-        return len(self._starts)
+        """Users of the data the log started from (a new user's row is this or more; ``known_users`` when given)."""
+        return self._known
 
     # ---- reading --------------------------------------------------------------------------------------
     def length(self, user_id) -> int:

@@ -8,6 +8,9 @@ check, before deploying a run, that serving computes what training measured. Run
 (``data.holdout_last`` > 0) or with seen items masked are refused (status 2), as is a path that is not a run.
 Several rating runs are served as one model (``python -m ss4rec.serve RUN_A RUN_B``, their mean rating) and its test
 RMSE is printed; no record holds it (``benchmarks/rating_blend.py``'s "mean of the members" row scores the same model).
+``--as-new-users`` serves every user of a ``model.rating_base`` run as a new user (their events known, no base factors:
+the base's average training user, ``python -m ss4rec.serve --new-users average_user``) and prints that test RMSE beside
+``metrics.json``'s: what the fallback costs a user the base was not trained on.
 """
 
 from __future__ import annotations
@@ -24,27 +27,28 @@ from ss4rec.serve.core import ServeOptions, ServingCore
 from ss4rec.serve.interactions import InteractionLog
 
 
-def held_out_core(served, history: str = "window"):
+def held_out_core(served, history: str = "window", as_new_users: bool = False):
     """``served`` (a core, or an ensemble of cores) on its data without each user's last event; ``history``: ``window``
-    (the last ``max_len`` events, what evaluation reads) or ``full``."""
+    (the last ``max_len`` events, what evaluation reads) or ``full``; ``as_new_users``: every user served as a new user
+    (their events known, no base factors: a ``model.rating_base`` run's ``new_users`` option decides)."""
     from ss4rec.serve.ensemble import ServingEnsemble
 
     cores = getattr(served, "cores", [served])
-    held_out = InteractionLog.from_store(cores[0].store, drop_last=1)
+    held_out = InteractionLog.from_store(cores[0].store, drop_last=1, known_users=0 if as_new_users else None)
     made = [ServingCore(core.model, core.catalogue, held_out, ServeOptions(**{**core.options.__dict__, "history": history}))
             for core in cores]  # fmt: skip
     return made[0] if len(made) == 1 else ServingEnsemble(made)
 
 
 def served_test_metrics(
-    core, ranks: bool = True, progress: bool = False, users=None, history: str = "window"
+    core, ranks: bool = True, progress: bool = False, users=None, history: str = "window", as_new_users: bool = False
 ) -> dict[str, float]:
     """Test RMSE (with a rating head) and, with ``ranks``, HR/NDCG/MRR@10 without masking seen items, of the served
     predictions of each user's last event: for every user of the data and ``history="window"``, what
     ``metrics.json`` reports for the run ``core`` serves. ``users``: original ids (default every user of the data)."""
     from ss4rec.evaluation import ranking_metrics_from_ranks
 
-    store, offline = core.store, held_out_core(core, history)
+    store, offline = core.store, held_out_core(core, history, as_new_users)
     rows = {int(user): row for row, user in enumerate(store.user_map)}
     users = list(rows) if users is None else [int(user) for user in users]
     offline.warm(users)
@@ -124,18 +128,45 @@ def check_run(path: str, tolerance: float, threads: int) -> int:
     return 0 if worst <= tolerance else 1
 
 
+def check_new_users(path: str, threads: int) -> int:
+    """Print a ``model.rating_base`` run's test RMSE with every user served as a new user, beside ``metrics.json``'s; 0."""
+    import tempfile
+
+    from ss4rec.serve.loading import load_core
+
+    torch.set_num_threads(threads)
+    written = _standard_split(path)
+    with tempfile.TemporaryDirectory() as state:
+        core = load_core(path, history="window", state_dir=state, restore=False)
+        if core.base is None:
+            raise UserError(f"--as-new-users: expected a run trained with model.rating_base; path={path!r} has none (a new "
+                            "user is served as any user)")  # fmt: skip
+        got = served_test_metrics(core, ranks=False, progress=True, as_new_users=True)
+        core.close(save=False)
+    known = float(written["test"]["test/rmse"])
+    print(f"test RMSE, every user served as a new user (the base's average training user): {got['rmse']:.6f}; "
+          f"as themselves (metrics.json): {known:.6f} ({got['rmse'] / known - 1:+.1%})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ss4rec.serve.offline", description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="+", help="a run folder (outputs/runs/...) or a checkpoint inside one; several "
                         "rating runs of one split: served as one model, the mean of their ratings")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest difference allowed (default 1e-4)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--as-new-users", action="store_true",
+                        help="a model.rating_base run: its test RMSE with every user served as a new user")
     args = parser.parse_args(argv)
     with reported_errors():
         if not (args.tolerance >= 0 and np.isfinite(args.tolerance)):
             raise UserError(f"--tolerance={args.tolerance}: expected a finite number >= 0")
         if args.threads < 1:
             raise UserError(f"--threads={args.threads}: expected an integer >= 1")
+        if args.as_new_users:
+            if len(args.path) > 1:
+                raise UserError(f"--as-new-users: expected one run, got {len(args.path)}")
+            return check_new_users(args.path[0], args.threads)
         if len(args.path) > 1:
             return check_ensemble(args.path, args.threads)
         return check_run(args.path[0], args.tolerance, args.threads)
