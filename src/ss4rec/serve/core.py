@@ -155,17 +155,7 @@ class ServingCore:
         event is stored in its place and the state is rebuilt from the log at the next query.
         Returns ``{"user_id", "n_events", "in_order"}``.
         """
-        user_id = check_user_id(user_id)
-        index = self.catalogue.lookup(item_id)
-        when = check_timestamp(timestamp, "timestamp")
-        value = check_rating(rating, self.options.rating_range)
-        event = Event(index, when, value)
-        in_order = self.log.append(user_id, event)
-        if self.journal is not None:
-            self.journal.write(user_id, int(self.catalogue.item_ids[index]), when, rating if rating is None else value)
-        n_events = self.log.length(user_id)
-        self.advance(user_id, event, in_order, n_events)
-        return {"user_id": user_id, "n_events": n_events, "in_order": in_order}
+        return record_event(self, [self], user_id, item_id, timestamp, rating)
 
     def query(self, user_id, at: int) -> torch.Tensor:
         """The user's query vector (1, Q) at request time ``at`` (unix seconds): the hidden state (Q = D), with a
@@ -366,6 +356,23 @@ class ServingCore:
         if self.base is None or (row is not None and row < self.log.store_users):
             return row
         return self.cold
+
+
+def record_event(served, cores: list[ServingCore], user_id, item_id, timestamp, rating=None) -> dict:
+    """``ingest``'s work for ``served`` (a core, or an ensemble of ``cores`` on one log): the event checked, written
+    once to the log and the journal, then each of ``cores`` advanced; ``{"user_id", "n_events", "in_order"}``."""
+    user_id = check_user_id(user_id)
+    index = served.catalogue.lookup(item_id)
+    when = check_timestamp(timestamp, "timestamp")
+    value = check_rating(rating, served.options.rating_range)
+    event = Event(index, when, value)
+    in_order = served.log.append(user_id, event)
+    if served.journal is not None:
+        served.journal.write(user_id, int(served.catalogue.item_ids[index]), when, rating if rating is None else value)
+    n_events = served.log.length(user_id)
+    for core in cores:
+        core.advance(user_id, event, in_order, n_events)
+    return {"user_id": user_id, "n_events": n_events, "in_order": in_order}
 
 
 def top_items(scores: torch.Tensor, k: int, seen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

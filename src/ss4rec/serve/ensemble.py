@@ -180,21 +180,9 @@ class ServingEnsemble:
 
     def ingest(self, user_id, item_id, timestamp, rating=None) -> dict:
         """Record an event once (log and journal) and advance every member's state; as ``ServingCore.ingest``."""
-        from ss4rec.serve.interactions import Event
-        from ss4rec.serve.validation import check_rating, check_timestamp, check_user_id
+        from ss4rec.serve.core import record_event
 
-        user_id = check_user_id(user_id)
-        index = self.catalogue.lookup(item_id)
-        when = check_timestamp(timestamp, "timestamp")
-        value = check_rating(rating, self.options.rating_range)
-        event = Event(index, when, value)
-        in_order = self.log.append(user_id, event)
-        if self.journal is not None:
-            self.journal.write(user_id, int(self.catalogue.item_ids[index]), when, rating if rating is None else value)
-        n_events = self.log.length(user_id)
-        for core in self.cores:
-            core.advance(user_id, event, in_order, n_events)
-        return {"user_id": user_id, "n_events": n_events, "in_order": in_order}
+        return record_event(self, self.cores, user_id, item_id, timestamp, rating)
 
     def warm(self, user_ids=None, batch_size: int = 256) -> int:
         """Build the states of every member (``ServingCore.warm``); returns the most users one member built."""
