@@ -59,17 +59,11 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from ss4rec.serve.app import create_app
-    from ss4rec.serve.loading import load_core
+    from ss4rec.serve.ensemble import load_served
 
     torch.set_num_threads(args.threads)
-    options = {"history": args.history, "cache_mb": args.cache_mb, "state_dir": args.state_dir, "fsync": args.fsync,
-               "new_users": args.new_users}
-    if len(args.path) == 1:
-        core = load_core(args.path[0], **options)
-    else:
-        from ss4rec.serve.ensemble import load_ensemble
-
-        core = load_ensemble(args.path, **options)
+    core = load_served(args.path, history=args.history, cache_mb=args.cache_mb, state_dir=args.state_dir,
+                       fsync=args.fsync, new_users=args.new_users)  # fmt: skip
     if args.warm:
         logging.getLogger(__name__).info("warmed %d user states", core.warm())
     uvicorn.run(create_app(core), host=args.host, port=args.port, log_level="warning")

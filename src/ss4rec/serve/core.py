@@ -137,8 +137,7 @@ class ServingCore:
 
     def rate(self, user_id, item_ids, at=None) -> list[dict]:
         """Predicted ratings ``[{"item_id", "rating"}]`` of the given original item ids for a user."""
-        if not self.options.has_rating:
-            raise Unsupported("this model has no rating head (trained with task=ranking); use task=rating or joint")
+        self._require_rating()
         if isinstance(item_ids, (str, bytes)) or not hasattr(item_ids, "__iter__"):
             raise BadRequest(f"item_ids must be a list of item ids, got {item_ids!r}")
         indices = [self.catalogue.lookup(i) for i in item_ids]
@@ -181,8 +180,7 @@ class ServingCore:
 
     def every_rating(self, user_id, at=None) -> torch.Tensor:
         """Clamped rating predictions of every item (N,), index i-1 for item index i."""
-        if not self.options.has_rating:
-            raise Unsupported("this model has no rating head (trained with task=ranking); use task=rating or joint")
+        self._require_rating()
         return self._every_rating(self.query(user_id, request_time(at)))
 
     def warm(self, user_ids=None, batch_size: int = 256) -> int:
@@ -334,6 +332,10 @@ class ServingCore:
             return self.model.predict_rating(query.expand(len(items), -1), items).clamp(low, high)
 
     # ---- validation ---------------------------------------------------------------------------------------
+    def _require_rating(self) -> None:
+        if not self.options.has_rating:
+            raise Unsupported("this model has no rating head (trained with task=ranking); use task=rating or joint")
+
     def _require_user(self, user_id) -> int:
         """The user's index for the model (``_model_row``); UnknownUser without events, UntrainedUser when the model
         cannot serve the user."""

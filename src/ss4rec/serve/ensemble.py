@@ -27,9 +27,12 @@ from ss4rec.serve.loading import load_model, resolve, run_config
 
 @dataclass
 class Member:
-    """One run of an export: its folder's config (``data``, ``model``), its model and hyperparameters."""
+    """One run of an export: what names it, its folder and checkpoint, its folder's config (``data``, ``model``), its
+    model and hyperparameters."""
 
     path: str
+    run: Path | None
+    checkpoint: Path
     config: dict
     model: nn.Module
     hparams: dict
@@ -52,7 +55,7 @@ def load_member(path: str | Path) -> Member:
     run, checkpoint = resolve(path)
     config = run_config(run)
     model, hparams = load_model(checkpoint)
-    return Member(str(path), config, model, hparams)
+    return Member(str(path), run, checkpoint, config, model, hparams)
 
 
 def load_members(paths: list[str | Path]) -> list[Member]:
@@ -219,10 +222,19 @@ def load_ensemble(
         raise ConfigError([f"path: {paths[0]!r} alone: an ensemble averages two or more runs (serve one run with load_core)"])
     cores = []
     for member in members:
-        run, checkpoint = resolve(member.path)
-        cores.append(assemble(run, checkpoint, member.config, member.model, member.hparams, history, cache_mb,
-                              log=cores[0].log if cores else None, new_users=new_users))  # fmt: skip
+        cores.append(assemble(member.run, member.checkpoint, member.config, member.model, member.hparams, history,
+                              cache_mb, log=cores[0].log if cores else None, new_users=new_users))  # fmt: skip
     ensemble = ServingEnsemble(cores)
-    first_run, first_checkpoint = resolve(members[0].path)
-    open_state(ensemble, cores, state_dir or default_state_dir(first_run, first_checkpoint), fsync, restore)
+    first = members[0]
+    open_state(ensemble, cores, state_dir or default_state_dir(first.run, first.checkpoint), fsync, restore)
     return ensemble
+
+
+def load_served(paths: list[str | Path], **options):
+    """What ``python -m ss4rec.serve PATH [PATH ...]`` serves: one run's core (:func:`~ss4rec.serve.loading.load_core`),
+    or several rating runs as one model (:func:`load_ensemble`); ``options`` are theirs."""
+    if len(paths) == 1:
+        from ss4rec.serve.loading import load_core
+
+        return load_core(paths[0], **options)
+    return load_ensemble(paths, **options)

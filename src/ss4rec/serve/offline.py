@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 
 import numpy as np
 import torch
@@ -73,23 +74,6 @@ def served_test_metrics(
     return got
 
 
-def check_ensemble(paths: list[str], threads: int) -> int:
-    """Print the test RMSE of several rating runs served as one model; 0."""
-    import tempfile
-
-    from ss4rec.serve.ensemble import load_ensemble
-
-    torch.set_num_threads(threads)
-    for path in paths:
-        _standard_split(path)
-    with tempfile.TemporaryDirectory() as state:  # nothing written into the run folders
-        ensemble = load_ensemble(paths, history="window", state_dir=state, restore=False)
-        got = served_test_metrics(ensemble, ranks=False, progress=True)
-        ensemble.close(save=False)
-    print(f"served as one model (the mean of {len(paths)} runs' ratings): test RMSE {got['rmse']:.6f}")
-    return 0
-
-
 def _standard_split(path: str) -> dict:
     """The run's ``metrics.json``, refused (UserError) unless it holds test metrics on the standard split, unmasked."""
     from ss4rec.serve.loading import resolve
@@ -105,18 +89,33 @@ def _standard_split(path: str) -> dict:
     return written
 
 
-def check_run(path: str, tolerance: float, threads: int) -> int:
-    """Print the served test metrics beside ``metrics.json``'s; 0 when each is within ``tolerance``, else 1."""
-    from ss4rec.serve.loading import load_core
+def _serve_offline(paths: list[str], threads: int, check=None, **metrics) -> tuple[list[dict], dict[str, float]]:
+    """Each run's ``metrics.json`` (``_standard_split``) and the served test metrics (``served_test_metrics``, ranking
+    metrics when the served model ranks) of the runs served as ``python -m ss4rec.serve`` serves them, windows of
+    ``max_len``, state in a temporary folder (nothing written into the runs); ``check(served)`` first, when given."""
+    from ss4rec.serve.ensemble import load_served
 
     torch.set_num_threads(threads)
-    written = _standard_split(path)
-    import tempfile
+    written = [_standard_split(path) for path in paths]
+    with tempfile.TemporaryDirectory() as state:
+        served = load_served(paths, history="window", state_dir=state, restore=False)
+        if check is not None:
+            check(served)
+        got = served_test_metrics(served, **{"ranks": served.options.ranks, "progress": True, **metrics})
+        served.close(save=False)
+    return written, got
 
-    with tempfile.TemporaryDirectory() as state:  # nothing written into the run folder
-        core = load_core(path, history="window", state_dir=state, restore=False)
-        got = served_test_metrics(core, ranks=core.options.ranks, progress=True)
-        core.close(save=False)
+
+def check_ensemble(paths: list[str], threads: int) -> int:
+    """Print the test RMSE of several rating runs served as one model; 0."""
+    _, got = _serve_offline(paths, threads)
+    print(f"served as one model (the mean of {len(paths)} runs' ratings): test RMSE {got['rmse']:.6f}")
+    return 0
+
+
+def check_run(path: str, tolerance: float, threads: int) -> int:
+    """Print the served test metrics beside ``metrics.json``'s; 0 when each is within ``tolerance``, else 1."""
+    (written,), got = _serve_offline([path], threads)
     worst = 0.0
     print(f"{'metric':<10} {'served':>10} {'metrics.json':>13} {'difference':>11}")
     for name, value in got.items():
@@ -130,19 +129,13 @@ def check_run(path: str, tolerance: float, threads: int) -> int:
 
 def check_new_users(path: str, threads: int) -> int:
     """Print a ``model.rating_base`` run's test RMSE with every user served as a new user, beside ``metrics.json``'s; 0."""
-    import tempfile
 
-    from ss4rec.serve.loading import load_core
-
-    torch.set_num_threads(threads)
-    written = _standard_split(path)
-    with tempfile.TemporaryDirectory() as state:
-        core = load_core(path, history="window", state_dir=state, restore=False)
+    def has_base(core) -> None:
         if core.base is None:
             raise UserError(f"--as-new-users: expected a run trained with model.rating_base; path={path!r} has none (a new "
                             "user is served as any user)")  # fmt: skip
-        got = served_test_metrics(core, ranks=False, progress=True, as_new_users=True)
-        core.close(save=False)
+
+    (written,), got = _serve_offline([path], threads, check=has_base, ranks=False, as_new_users=True)
     known = float(written["test"]["test/rmse"])
     print(f"test RMSE, every user served as a new user (the base's average training user): {got['rmse']:.6f}; "
           f"as themselves (metrics.json): {known:.6f} ({got['rmse'] / known - 1:+.1%})")
