@@ -110,6 +110,28 @@ def core_latency(core, n_requests: int, rng: np.random.Generator) -> None:
     print(f"  same calls, this thread's CPU time only:     {percentiles(cpu)}")
 
 
+def new_user_latency(core, rng: np.random.Generator, users: int = 40, events: int = 25) -> None:
+    """A ``model.rating_base`` run: new users' rated events ingested one by one, each followed by ``rate`` of one item
+    (with ``fold_in`` the row refitted and the state rebuilt), with ``--new-users average_user`` and ``fold_in``, on an
+    empty log; p50 / p99 of ingest + rate over histories of 1 to ``events`` events."""
+    from ss4rec.serve.core import ServeOptions, ServingCore
+    from ss4rec.serve.interactions import InteractionLog
+
+    items = core.catalogue.item_ids[1:]
+    for mode in ("average_user", "fold_in"):
+        log = InteractionLog(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), [0], [])
+        served = ServingCore(core.model, core.catalogue, log, ServeOptions(**{**core.options.__dict__, "new_users": mode}))
+        clock = [10**9]
+
+        def ingest_and_rate(user, served=served, clock=clock):
+            clock[0] += 60
+            served.ingest(user, int(items[rng.integers(len(items))]), clock[0], float(rng.integers(1, 6)))
+            served.rate(user, [int(items[0])], at=clock[0] + 1)
+
+        ms = time_calls(ingest_and_rate, [(10**8 + u,) for u in range(users) for _ in range(events)])
+        print(f"new user ({mode}), ingest of a rated event + rate, histories 1-{events}: {percentiles(ms)}")
+
+
 def step_vs_recompute(core, n_items: int, length: int, rounds: int, reps: int) -> None:
     """The serving step (``core.step``: ``model.frozen_step()``, compiled for a float32 SS4Rec; then also its
     PyTorch path) and ``model.step`` against one full recompute, each ratio from medians measured in the same
@@ -254,14 +276,14 @@ def window_vs_full(run: Path) -> None:
     """Test metrics through the core with the state over the full history vs the last max_len events,
     for users whose test input is longer than max_len (the others get identical inputs)."""
     from ss4rec.serve import load_core
-    from ss4rec.serve.offline import served_test_metrics
+    from ss4rec.serve.offline import served_metrics
 
     base = load_core(run, state_dir=tempfile.mkdtemp(), restore=False)
     store, max_len = base.store, base.options.max_len
     long_users = [int(u) for u, n in zip(store.user_map, store.lengths) if n - 1 > max_len]
     print(f"users whose test input is longer than max_len={max_len}: {len(long_users)} of {store.n_users}")
     for history in ("window", "full"):
-        m = served_test_metrics(base, users=long_users, history=history)
+        m = served_metrics(base, users=long_users, history=history)
         rmse = f", RMSE {m['rmse']:.4f}" if "rmse" in m else ""
         print(f"  history={history:<6} HR@10 {m['hr@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  MRR@10 {m['mrr@10']:.4f}{rmse}")
 
@@ -292,6 +314,8 @@ def main() -> None:
               f"users), {'trained run ' + str(run) if args.run else 'untrained'}; 1 torch thread; "
               f"set-up {time.perf_counter() - t0:.1f} s")  # fmt: skip
         core_latency(core, args.requests, rng)
+        if core.base is not None:
+            new_user_latency(core, rng)
         step_vs_recompute(core, core.catalogue.n_items, 200, rounds=3, reps=args.requests // 4)
         http_benchmark(run, core, args.http_requests, args.concurrency, args.http_seconds, rng)
         latest = max(core.log.last_event(u).time for u in core.log.user_ids())

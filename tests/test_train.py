@@ -15,7 +15,7 @@ from ss4rec.lightning_module import RecModule
 from ss4rec.models.rating_base import FrozenMF
 from ss4rec.serve import load_core
 from ss4rec.serve.offline import main as offline_check
-from ss4rec.serve.offline import served_test_metrics
+from ss4rec.serve.offline import served_metrics
 from ss4rec.training import build_datamodule, train
 
 SMALL = ["data.max_len=20", "data.batch_size=128", "data.eval_batch_size=512", "logger=none"]
@@ -215,7 +215,7 @@ def test_a_rating_base_run_starts_from_the_base_runs_predictions(tmp_path, base)
         assert row["val/rmse"] == pytest.approx(mf["best_val"]["val/rmse"], abs=1e-5)
     assert summary["test"]["test/rmse"] == pytest.approx(mf["test"]["test/rmse"], abs=1e-5)
     served = load_core(tmp_path / "ss4rec", state_dir=tmp_path / "state", restore=False)  # its training users
-    assert served_test_metrics(served, ranks=False)["rmse"] == pytest.approx(summary["test"]["test/rmse"], abs=1e-5)
+    assert served_metrics(served, ranks=False)["rmse"] == pytest.approx(summary["test"]["test/rmse"], abs=1e-5)
     assert summary["test"]["test/rmse"] != pytest.approx(train(compose_train(
         ["model=ss4rec", "task=rating", "model.use_ratings=true", "debug=limit", *SMALL], tmp_path / "plain"
     ))["test"]["test/rmse"], abs=1e-3)  # fmt: skip - without the base the same run predicts otherwise
@@ -250,9 +250,10 @@ def test_a_recent_drift_weight_trains_from_the_training_batches_places(tmp_path)
         assert float(state["model.drift_weight_recent"]) != 0.0
         runs[calibrate] = state
         # served (the residual inputs, the drift columns and the stage): the run's test RMSE
-        served = served_test_metrics(load_core(folder, state_dir=folder / "state", restore=False), ranks=False)
+        served = served_metrics(load_core(folder, state_dir=folder / "state", restore=False), ranks=False)
         assert served["rmse"] == pytest.approx(summary["test"]["test/rmse"], abs=1e-5)
         assert offline_check([str(folder), "--as-new-users"]) == 0  # every user served as a new one
+        assert offline_check([str(folder), "--as-new-users", "--new-users=average_user", "--split=valid", "--last-events=2"]) == 0
     assert not torch.equal(runs["false"]["model.rating_head.mlp.0.weight"], runs["true"]["model.rating_head.mlp.0.weight"])
 
 

@@ -12,7 +12,7 @@ from ss4rec.serve import ServeOptions, ServingCore, load_core
 from ss4rec.serve.catalogue import Catalogue
 from ss4rec.serve.errors import BadRequest, UnknownItem, UnknownUser
 from ss4rec.serve.interactions import InteractionLog
-from ss4rec.serve.offline import served_test_metrics
+from ss4rec.serve.offline import served_metrics
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,13 @@ def test_offline_evaluation_through_the_core_reproduces_metrics_json(trained_run
     target's time, rank the target among all items: the test metrics of metrics.json to 4 decimals."""
     written = json.loads((trained_run / "metrics.json").read_text())
     assert written["mask_seen"] is False  # the reproduction below ranks without masking
-    for name, value in served_test_metrics(core).items():
+    for name, value in served_metrics(core).items():
         assert value == pytest.approx(written["test"][f"test/{name}"], abs=1e-4), name
+    # the validation targets (each user's second-to-last event): best_val, which the run measured on its first
+    # validation batch only (trainer.limit_val_batches=1)
+    first = core.store.user_map[: written["config"]["data"]["eval_batch_size"]]
+    for name, value in served_metrics(core, split="valid", users=first).items():
+        assert value == pytest.approx(written["best_val"][f"val/{name}"], abs=1e-4), name
 
 
 def test_float32_top10_incremental_equals_full_recompute(core):

@@ -75,7 +75,9 @@ def test_bad_input_exits_2_naming_it(trained_run, tmp_path, capsys, setup, patte
 
 @pytest.mark.parametrize(("flag", "pattern"), [("--tolerance=-1", r"--tolerance=-1.0: expected a finite number >= 0"),
                                                ("--threads=0", r"--threads=0: expected an integer >= 1"),
-                                               ("--as-new-users", r"--as-new-users: expected a run trained with model.rating_base")])  # fmt: skip
+                                               ("--as-new-users", r"--as-new-users: expected a run trained with model.rating_base"),
+                                               ("--fold-in-noise=0", r"--fold-in-noise=0.0: expected a finite number > 0"),
+                                               ("--last-events=3", r"--last-events=3: expected an integer >= 1, with --as-new-users")])  # fmt: skip
 def test_bad_flags_exit_2(trained_run, capsys, flag, pattern):
     code, _, err = run_check([trained_run, flag], capsys)
     expect_clean_error((code, err), pattern)

@@ -239,7 +239,7 @@ class FrozenMF(nn.Module):
         the prediction is linear in them), no drift and no training days (a timeSVD++ base adds only the item's time-bin
         bias). Serving maps users outside the training data to it; training never sees it. Calling it again returns
         the same index. (Zero factors instead would not do: an I-AutoRec base keeps each user's output bias there.)"""
-        if self.user_factors.shape[1] == self.n_users + 1:
+        if self.user_factors.shape[1] > self.n_users:  # added before (and maybe new users' rows after it)
             return self.n_users
         for name in self.USER_TABLES:
             table = getattr(self, name)
@@ -250,6 +250,36 @@ class FrozenMF(nn.Module):
                     row = table.new_zeros(table.shape[0], 1, *table.shape[2:])
                 setattr(self, name, torch.cat([table, row], dim=1))
         return self.n_users
+
+    @torch.no_grad()
+    def add_users(self, rows: int) -> None:
+        """Grow the user tables to at least ``rows`` rows, each new one the average training user (``add_cold_user``,
+        called first): the rows ``ss4rec.models.fold_in.FoldIn`` fits to users the base was not trained on. The tables
+        grow by at least half their size at a time, so adding users one by one copies them O(log) times."""
+        self.add_cold_user()
+        have = self.user_factors.shape[1]
+        if rows <= have:
+            return
+        grown = max(rows, have + have // 2)
+        for name in self.USER_TABLES:
+            table = getattr(self, name)
+            if table.numel():
+                extra = table[:, self.n_users : self.n_users + 1].expand(-1, grown - have, *table.shape[2:])
+                setattr(self, name, torch.cat([table, extra], dim=1))
+
+    def item_offsets(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """Each table's prediction for ``items`` (n,) without the user's terms, (T, n): ``mean + b_i``, and a timeSVD++
+        base's ``b_{i,Bin(t)}`` at unix-second ``times`` (n,)."""
+        offsets = self.mean[:, None] + self.item_bias[:, items]
+        if self.timed:
+            if times is None:
+                raise ValueError("a timeSVD++ rating base predicts a rating at its time: item_offsets needs times")
+            shape = (self.tables, 1)
+            times = torch.as_tensor(times, device=self.time_origin.device).long()[None]
+            bins = time_bins(times, self.time_origin.view(shape), self.bin_seconds.view(shape), self.n_bins.view(shape))
+            tables = torch.arange(self.tables, device=bins.device)[:, None]
+            offsets = offsets + self.item_bin_bias[tables, items[None], bins]
+        return offsets
 
     @torch.no_grad()
     def fill(self, store: SequenceStore | None = None) -> None:
@@ -400,7 +430,7 @@ class FrozenMF(nn.Module):
         parts = torch.cat([self.user_factors[:, users], user_bias.unsqueeze(-1)], dim=-1)  # (T, ..., K + 1)
         parts = torch.cat([parts, torch.ones_like(parts[..., :1])], dim=-1).movedim(0, -2)  # (..., T, K + 2)
         if items is not None:
-            fold = self._fold(users, items)
+            fold = self.rating_fold(users, items)
             weights = nn.functional.one_hot(fold, tables).to(parts.dtype)  # (..., T)
         elif bool(self.heldout_table):
             weights = nn.functional.one_hot(torch.full_like(users, folds), tables).to(parts.dtype)
@@ -411,7 +441,7 @@ class FrozenMF(nn.Module):
             parts = torch.cat([parts, bins.movedim(0, -1).unsqueeze(-1).to(parts.dtype)], dim=-1)  # (..., T, K + 3)
         return parts.flatten(-2)
 
-    def _fold(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def rating_fold(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """The fold run that left out each training rating of ``users`` on ``items`` (0 for a base of one run)."""
         return rating_fold(users, items, self.folds) if self.folds > 1 else torch.zeros_like(users)
 
@@ -419,7 +449,7 @@ class FrozenMF(nn.Module):
         """The base's ratings of training ratings (...), each from the fold that left it out: ``self(self.user_part(
         users, items, times), items)`` computed from that fold's tables alone, without the others' (zero-weighted)
         parts, which a wide base (I-AutoRec: 501 factors a table) makes the bulk of the work and memory."""
-        fold = self._fold(users, items)
+        fold = self.rating_fold(users, items)
         user_bias, item_bias = self.user_bias[fold, users], self.item_bias[fold, items]
         if self.timed:
             if times is None:

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from ss4rec.errors import reported_errors
 from ss4rec.paths import CONFIG_DIR
+from ss4rec.serve.core import NEW_USER_MODES
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -36,9 +37,12 @@ def parse(argv=None) -> argparse.Namespace:
                         help="fsync the event journal after every event (survives a machine crash)")
     parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=defaults["warm"],
                         help="build every user's state at start-up")
-    parser.add_argument("--new-users", choices=["average_user", "refuse"], default=defaults["new_users"],
-                        help="a model.rating_base run's users outside its training data: served as the base's average "
-                             "training user, or refused (400)")
+    parser.add_argument("--new-users", choices=NEW_USER_MODES, default=defaults["new_users"],
+                        help="a model.rating_base run's users outside its training data: fold_in (the base's factors "
+                             "fitted to their ratings), average_user (the base's average training user), or refuse (400)")
+    parser.add_argument("--fold-in-noise", type=float, default=defaults["fold_in_noise"],
+                        help="--new-users fold_in: a rating's variance around the base (smaller trusts a new user's "
+                             "ratings sooner)")
     parser.add_argument("--threads", type=int, default=defaults["threads"], help="torch CPU threads")
     return parser.parse_args(argv)
 
@@ -63,7 +67,7 @@ def serve(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     core = load_served(args.path, history=args.history, cache_mb=args.cache_mb, state_dir=args.state_dir,
-                       fsync=args.fsync, new_users=args.new_users)  # fmt: skip
+                       fsync=args.fsync, new_users=args.new_users, fold_in_noise=args.fold_in_noise)  # fmt: skip
     if args.warm:
         logging.getLogger(__name__).info("warmed %d user states", core.warm())
     uvicorn.run(create_app(core), host=args.host, port=args.port, log_level="warning")

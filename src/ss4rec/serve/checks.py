@@ -92,7 +92,7 @@ def _named_twice(problems: Problems, checkpoints: list[Path]) -> None:
 
 def check_serve_arguments(args: argparse.Namespace) -> None:
     """``python -m ss4rec.serve``'s paths (one or more) and flags (``--host``, ``--port`` (in range, and free to
-    listen on), ``--cache-mb``, ``--threads``, ``--state-dir``)."""
+    listen on), ``--cache-mb``, ``--fold-in-noise``, ``--threads``, ``--state-dir``)."""
     paths = [args.path] if isinstance(args.path, str) else args.path
     problems = Problems()
     located = [_check_path(problems, path) for path in paths]
@@ -105,6 +105,7 @@ def check_serve_arguments(args: argparse.Namespace) -> None:
         if problem is not None:
             problems.append(problem)
     problems.check("--cache-mb", args.cache_mb, POSITIVE_FINITE)
+    problems.check("--fold-in-noise", args.fold_in_noise, POSITIVE_FINITE)
     problems.check("--threads", args.threads, POSITIVE_INT)
     state_dir = Path(args.state_dir) if args.state_dir else None
     if state_dir is None and found is not None:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ss4rec.models.base import SequentialRecommender
+from ss4rec.models.fold_in import FoldIn
 from ss4rec.models.stepping import step_through
 from ss4rec.serve.catalogue import Catalogue
 from ss4rec.serve.errors import BadRequest, ServeError, UnknownUser, UntrainedUser
@@ -50,7 +51,7 @@ from ss4rec.serve.validation import check_k, check_rating, check_timestamp, chec
 
 HISTORY_MODES = ("full", "window")
 #: how a ``model.rating_base`` run serves a user outside its training data (module doc)
-NEW_USER_MODES = ("average_user", "refuse")
+NEW_USER_MODES = ("fold_in", "average_user", "refuse")
 
 
 class Unsupported(ServeError):
@@ -71,7 +72,8 @@ class ServeOptions:
     has_rating: bool = False
     ranks: bool = True
     rating_range: tuple[float, float] = (1.0, 5.0)
-    new_users: str = "average_user"
+    new_users: str = "fold_in"
+    fold_in_noise: float = 1.0
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -81,6 +83,8 @@ class ServeOptions:
             raise ValueError(f"max_len must be >= 1, got {self.max_len}")
         if self.new_users not in NEW_USER_MODES:
             raise ValueError(f"new_users must be one of {NEW_USER_MODES}, got {self.new_users!r}")
+        if not (np.isfinite(self.fold_in_noise) and self.fold_in_noise > 0):
+            raise ValueError(f"fold_in_noise must be a finite number > 0, got {self.fold_in_noise!r}")
 
 
 class ServingCore:
@@ -104,8 +108,10 @@ class ServingCore:
         # a frozen MF the ratings correct (model.rating_base): only the training users have its factors; a new user
         # is served as the base's average training user (``cold``), or refused
         self.base = getattr(model, "rating_base", None)
-        use_cold = self.base is not None and self.options.new_users == "average_user"
-        self.cold = self.base.add_cold_user() if use_cold else None
+        mode = self.options.new_users if self.base is not None else None
+        self.fold_in = FoldIn(self.base, self.options.fold_in_noise) if mode == "fold_in" else None
+        self.cold = self.base.add_cold_user() if mode in ("fold_in", "average_user") else None
+        self._fitted: dict = {}  # a folded-in new user's events when their row was last fitted
         # the model's step with constants derived once (the core never changes the parameters)
         self.step = model.frozen_step() if model.supports_step else None
         if hasattr(self.step, "prepare"):  # constants and the compiled kernel now, not in the first request
@@ -259,7 +265,9 @@ class ServingCore:
         if entry is None:
             return
         fits = self.window is None or n_events <= self.window
-        if not (in_order and fits and entry.n_events == n_events - 1):
+        # a folded-in user's new rating refits their row: the errors the state read of their past ratings moved
+        refitted = user_id in self._fitted and event.rating != 0.0
+        if refitted or not (in_order and fits and entry.n_events == n_events - 1):
             self.cache.drop(user_id)
             return
         with torch.inference_mode():
@@ -353,11 +361,25 @@ class ServingCore:
 
     def _model_row(self, user_id) -> int | None:
         """The user's index for the model: the log's row (the data's user index for users of the data); under a rating
-        base a new user's is the base's average training user (``cold``), or None when new users are refused."""
+        base a new user's is their own row fitted to their ratings (``fold_in``), the base's average training user
+        (``cold``), or None when new users are refused."""
         row = self.log.row(user_id)
         if self.base is None or (row is not None and row < self.log.store_users):
             return row
-        return self.cold
+        if self.fold_in is None or row is None:
+            return self.cold
+        return self._folded_row(user_id, row - self.log.store_users)
+
+    def _folded_row(self, user_id, index: int) -> int:
+        """New user number ``index``'s row of the base, fitted to their rated events when they changed (``FoldIn``)."""
+        n_events = self.log.length(user_id)
+        if self._fitted.get(user_id) != n_events:
+            items, times, ratings = self.log.events(user_id)
+            rated = ratings != 0.0  # 0.0: no rating given
+            self.fold_in.fit(index, torch.from_numpy(items[rated]), torch.from_numpy(ratings[rated]),
+                             torch.from_numpy(times[rated]))  # fmt: skip
+            self._fitted[user_id] = n_events
+        return self.fold_in.row(index)
 
 
 def record_event(served, cores: list[ServingCore], user_id, item_id, timestamp, rating=None) -> dict:

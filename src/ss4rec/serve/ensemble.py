@@ -210,7 +210,7 @@ def load_ensemble(
     state_dir: str | Path | None = None,
     fsync: bool = False,
     restore: bool = True,
-    new_users: str = "average_user",
+    **new_users,
 ) -> ServingEnsemble:
     """The runs ``paths`` names (rating runs of one split, checked by :func:`load_members`) served as one model; the
     state folder (default the first run's ``serving``) holds the shared journal and each member's snapshots; each
@@ -223,7 +223,7 @@ def load_ensemble(
     cores = []
     for member in members:
         cores.append(assemble(member.run, member.checkpoint, member.config, member.model, member.hparams, history,
-                              cache_mb, log=cores[0].log if cores else None, new_users=new_users))  # fmt: skip
+                              cache_mb, log=cores[0].log if cores else None, **new_users))  # fmt: skip
     ensemble = ServingEnsemble(cores)
     first = members[0]
     open_state(ensemble, cores, state_dir or default_state_dir(first.run, first.checkpoint), fsync, restore)

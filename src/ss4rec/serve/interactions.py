@@ -39,19 +39,24 @@ class InteractionLog:
             input is everything before the test target).
         known_users: how many of the store's users count as users of the data (``store_users``; default all): with
             0 every user is a new user to a model (``python -m ss4rec.serve.offline --as-new-users``).
+        keep_last: keep only each store user's last ``keep_last`` events (after ``drop_last``; default all): a short
+            history (``python -m ss4rec.serve.offline --last-events``).
     """
 
-    def __init__(self, items, times, ratings, offsets, user_ids, drop_last: int = 0, known_users: int | None = None):
+    def __init__(self, items, times, ratings, offsets, user_ids, drop_last: int = 0, known_users: int | None = None,
+                 keep_last: int | None = None):  # fmt: skip
         self._items, self._times, self._ratings = items, times, ratings
-        self._starts = np.asarray(offsets[:-1], dtype=np.int64)
         self._ends = np.asarray(offsets[1:], dtype=np.int64) - int(drop_last)
+        self._starts = np.asarray(offsets[:-1], dtype=np.int64)
+        if keep_last is not None:
+            self._starts = np.maximum(self._starts, self._ends - int(keep_last))
         self._index = {int(u): i for i, u in enumerate(np.asarray(user_ids))}
         self._edited: dict[int, list[list]] = {}  # user index -> [items, times, ratings] lists
         self._known = len(self._starts) if known_users is None else int(known_users)
 
     @classmethod
-    def from_store(cls, store, drop_last: int = 0, known_users: int | None = None) -> InteractionLog:
-        return cls(store.items, store.times, store.ratings, store.offsets, store.user_map, drop_last, known_users)
+    def from_store(cls, store, drop_last: int = 0, known_users: int | None = None, keep_last: int | None = None) -> InteractionLog:
+        return cls(store.items, store.times, store.ratings, store.offsets, store.user_map, drop_last, known_users, keep_last)
 
     # ---- users ----------------------------------------------------------------------------------------
     def __contains__(self, user_id) -> bool:

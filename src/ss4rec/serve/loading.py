@@ -148,17 +148,18 @@ def load_core(
     state_dir: str | Path | None = None,
     fsync: bool = False,
     restore: bool = True,
-    new_users: str = "average_user",
+    **new_users,
 ) -> ServingCore:
     """A serving core for a run folder or checkpoint.
 
     ``state_dir`` (default ``<run>/serving``) holds the event journal (``events.jsonl``, replayed here) and
     state snapshots (``states-<checkpoint sha256[:16]>.pt``, restored here when ``restore``). ``new_users``: how a
-    ``model.rating_base`` run serves users outside its training data (``ServeOptions``).
+    ``model.rating_base`` run serves users outside its training data (``ServeOptions``' ``new_users`` and
+    ``fold_in_noise``; its defaults when not given).
     """
     run, checkpoint = resolve(path)
     model, hp = load_model(checkpoint)
-    core = assemble(run, checkpoint, run_config(run), model, hp, history, cache_mb, new_users=new_users)
+    core = assemble(run, checkpoint, run_config(run), model, hp, history, cache_mb, **new_users)
     open_state(core, [core], state_dir or default_state_dir(run, checkpoint), fsync, restore)
     return core
 
@@ -170,10 +171,11 @@ def default_state_dir(run: Path | None, checkpoint: Path) -> Path:
 
 def assemble(
     run: Path | None, checkpoint: Path, cfg: dict, model, hp: dict, history: str, cache_mb: float,
-    log: InteractionLog | None = None, new_users: str = "average_user",
+    log: InteractionLog | None = None, **new_users,
 ) -> ServingCore:  # fmt: skip
     """The core of a loaded model on its run's prepared data (rebuilt with every data option of the run); ``log``:
-    an interaction log to share (another run's of the same split), else a new one from the data."""
+    an interaction log to share (another run's of the same split), else a new one from the data; ``new_users``:
+    ``ServeOptions``' ``new_users`` and ``fold_in_noise`` (``load_core``)."""
     from ss4rec.models.base import SequentialRecommender
 
     if not isinstance(model, SequentialRecommender):
@@ -194,7 +196,7 @@ def assemble(
         has_rating=bool(objective.uses_rating),
         ranks=bool(objective.uses_ranking),
         rating_range=tuple(float(r) for r in hp.get("rating_range", (1.0, 5.0))),
-        new_users=new_users,
+        **new_users,
         info={"model": cfg.get("model", {}).get("_target_", "").rsplit(".", 1)[-1].lower() or type(model).__name__,
               "data": data["name"], "checkpoint": str(checkpoint), "checkpoint_sha256": sha256(checkpoint),
               "run_dir": None if run is None else str(run)},

@@ -24,36 +24,46 @@ import torch
 
 from ss4rec.errors import UserError, reported_errors
 from ss4rec.paths import run_metrics
-from ss4rec.serve.core import ServeOptions, ServingCore
+from ss4rec.serve.core import NEW_USER_MODES, ServeOptions, ServingCore
 from ss4rec.serve.interactions import InteractionLog
 
+#: which of each user's events a check's targets are, counted from the end, and its ``metrics.json`` section and prefix
+SPLITS = {"test": (1, "test", "test"), "valid": (2, "best_val", "val")}
 
-def held_out_core(served, history: str = "window", as_new_users: bool = False):
-    """``served`` (a core, or an ensemble of cores) on its data without each user's last event; ``history``: ``window``
-    (the last ``max_len`` events, what evaluation reads) or ``full``; ``as_new_users``: every user served as a new user
-    (their events known, no base factors: a ``model.rating_base`` run's ``new_users`` option decides)."""
+
+def held_out_core(
+    served, history: str = "window", as_new_users: bool = False, split: str = "test", last_events: int | None = None
+):
+    """``served`` (a core, or an ensemble of cores) on its data without each user's events from their ``split`` target
+    on (``SPLITS``); ``history``: ``window`` (the last ``max_len`` events, what evaluation reads) or ``full``;
+    ``as_new_users``: every user served as a new user (their events known, no base factors: a ``model.rating_base``
+    run's ``new_users`` option decides); ``last_events``: each user keeps only that many events before the target."""
     from ss4rec.serve.ensemble import ServingEnsemble
 
     cores = getattr(served, "cores", [served])
-    held_out = InteractionLog.from_store(cores[0].store, drop_last=1, known_users=0 if as_new_users else None)
+    held_out = InteractionLog.from_store(cores[0].store, drop_last=SPLITS[split][0],
+                                         known_users=0 if as_new_users else None, keep_last=last_events)  # fmt: skip
     made = [ServingCore(core.model, core.catalogue, held_out, ServeOptions(**{**core.options.__dict__, "history": history}))
             for core in cores]  # fmt: skip
     return made[0] if len(made) == 1 else ServingEnsemble(made)
 
 
-def served_test_metrics(
-    core, ranks: bool = True, progress: bool = False, users=None, history: str = "window", as_new_users: bool = False
-) -> dict[str, float]:
-    """Test RMSE (with a rating head) and, with ``ranks``, HR/NDCG/MRR@10 without masking seen items, of the served
-    predictions of each user's last event: for every user of the data and ``history="window"``, what
-    ``metrics.json`` reports for the run ``core`` serves. ``users``: original ids (default every user of the data)."""
+def served_metrics(
+    core, ranks: bool = True, progress: bool = False, users=None, history: str = "window", as_new_users: bool = False,
+    split: str = "test", last_events: int | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """RMSE (with a rating head) and, with ``ranks``, HR/NDCG/MRR@10 without masking seen items, of the served
+    predictions of each user's ``split`` target (``test``: their last event, ``valid``: the one before): for every user
+    of the data and ``history="window"``, what ``metrics.json`` reports for the run ``core`` serves (``test``, and
+    ``best_val`` of the checkpoint it keeps). ``users``: original ids (default every user of the data); the rest as
+    :func:`held_out_core`'s."""
     from ss4rec.evaluation import ranking_metrics_from_ranks
 
-    store, offline = core.store, held_out_core(core, history, as_new_users)
+    store, offline = core.store, held_out_core(core, history, as_new_users, split, last_events)
     rows = {int(user): row for row, user in enumerate(store.user_map)}
     users = list(rows) if users is None else [int(user) for user in users]
     offline.warm(users)
-    last = np.asarray(store.offsets[1:]) - 1
+    last = np.asarray(store.offsets[1:]) - SPLITS[split][0]
     positions, errors = [], []
     if progress:
         from tqdm import tqdm
@@ -89,37 +99,46 @@ def _standard_split(path: str) -> dict:
     return written
 
 
-def _serve_offline(paths: list[str], threads: int, check=None, **metrics) -> tuple[list[dict], dict[str, float]]:
-    """Each run's ``metrics.json`` (``_standard_split``) and the served test metrics (``served_test_metrics``, ranking
-    metrics when the served model ranks) of the runs served as ``python -m ss4rec.serve`` serves them, windows of
-    ``max_len``, state in a temporary folder (nothing written into the runs); ``check(served)`` first, when given."""
+def _serve_offline(
+    paths: list[str], threads: int, check=None, split: str = "test", new_users: dict | None = None, **metrics
+) -> tuple[list[dict], dict[str, float]]:
+    """Each run's ``metrics.json`` (``_standard_split``) and the served ``split`` metrics (``served_metrics``, ranking
+    metrics when the served model ranks) of the runs served as ``python -m ss4rec.serve`` serves them (``new_users``:
+    its ``--new-users`` and ``--fold-in-noise``), windows of ``max_len``, state in a temporary folder (nothing written
+    into the runs); ``check(served)`` first, when given."""
     from ss4rec.serve.ensemble import load_served
 
     torch.set_num_threads(threads)
     written = [_standard_split(path) for path in paths]
     with tempfile.TemporaryDirectory() as state:
-        served = load_served(paths, history="window", state_dir=state, restore=False)
+        served = load_served(paths, history="window", state_dir=state, restore=False, **(new_users or {}))
         if check is not None:
             check(served)
-        got = served_test_metrics(served, **{"ranks": served.options.ranks, "progress": True, **metrics})
+        got = served_metrics(served, **{"ranks": served.options.ranks, "progress": True, "split": split, **metrics})
         served.close(save=False)
     return written, got
 
 
-def check_ensemble(paths: list[str], threads: int) -> int:
-    """Print the test RMSE of several rating runs served as one model; 0."""
-    _, got = _serve_offline(paths, threads)
-    print(f"served as one model (the mean of {len(paths)} runs' ratings): test RMSE {got['rmse']:.6f}")
+def recorded(written: dict, split: str, name: str) -> float:
+    """Metric ``name`` (``rmse``, ``ndcg@10``, ...) of ``split`` in a run's ``metrics.json``."""
+    _, section, prefix = SPLITS[split]
+    return float(written[section][f"{prefix}/{name}"])
+
+
+def check_ensemble(paths: list[str], threads: int, split: str, new_users: dict) -> int:
+    """Print the ``split`` RMSE of several rating runs served as one model; 0."""
+    _, got = _serve_offline(paths, threads, split=split, new_users=new_users)
+    print(f"served as one model (the mean of {len(paths)} runs' ratings): {split} RMSE {got['rmse']:.6f}")
     return 0
 
 
-def check_run(path: str, tolerance: float, threads: int) -> int:
-    """Print the served test metrics beside ``metrics.json``'s; 0 when each is within ``tolerance``, else 1."""
-    (written,), got = _serve_offline([path], threads)
+def check_run(path: str, tolerance: float, threads: int, split: str, new_users: dict) -> int:
+    """Print the served ``split`` metrics beside ``metrics.json``'s; 0 when each is within ``tolerance``, else 1."""
+    (written,), got = _serve_offline([path], threads, split=split, new_users=new_users)
     worst = 0.0
     print(f"{'metric':<10} {'served':>10} {'metrics.json':>13} {'difference':>11}")
     for name, value in got.items():
-        expected = float(written["test"][f"test/{name}"])
+        expected = recorded(written, split, name)
         worst = max(worst, abs(value - expected))
         print(f"{name:<10} {value:>10.6f} {expected:>13.6f} {value - expected:>+11.2e}")
     verdict = "the same" if worst <= tolerance else "DIFFERENT"
@@ -127,17 +146,23 @@ def check_run(path: str, tolerance: float, threads: int) -> int:
     return 0 if worst <= tolerance else 1
 
 
-def check_new_users(path: str, threads: int) -> int:
-    """Print a ``model.rating_base`` run's test RMSE with every user served as a new user, beside ``metrics.json``'s; 0."""
+def check_new_users(path: str, threads: int, split: str, new_users: dict, last_events: int | None) -> int:
+    """Print a ``model.rating_base`` run's ``split`` RMSE with every user served as a new user (with only their last
+    ``last_events`` events when given), beside ``metrics.json``'s; 0."""
 
     def has_base(core) -> None:
         if core.base is None:
             raise UserError(f"--as-new-users: expected a run trained with model.rating_base; path={path!r} has none (a new "
                             "user is served as any user)")  # fmt: skip
 
-    (written,), got = _serve_offline([path], threads, check=has_base, ranks=False, as_new_users=True)
-    known = float(written["test"]["test/rmse"])
-    print(f"test RMSE, every user served as a new user (the base's average training user): {got['rmse']:.6f}; "
+    (written,), got = _serve_offline([path], threads, check=has_base, split=split, new_users=new_users, ranks=False,
+                                     as_new_users=True, last_events=last_events)  # fmt: skip
+    known = recorded(written, split, "rmse")
+    options = ServeOptions(**new_users)
+    how = {"fold_in": f"the base fitted to their ratings, noise {options.fold_in_noise:g}",
+           "average_user": "the base's average training user"}[options.new_users]  # fmt: skip
+    events = "" if last_events is None else f" with their last {last_events} events"
+    print(f"{split} RMSE, every user served as a new user{events} ({how}): {got['rmse']:.6f}; "
           f"as themselves (metrics.json): {known:.6f} ({got['rmse'] / known - 1:+.1%})")
     return 0
 
@@ -148,21 +173,34 @@ def main(argv: list[str] | None = None) -> int:
                         "rating runs of one split: served as one model, the mean of their ratings")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest difference allowed (default 1e-4)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--split", choices=list(SPLITS), default="test",
+                        help="the targets: each user's last event (test) or the one before it (valid)")
     parser.add_argument("--as-new-users", action="store_true",
-                        help="a model.rating_base run: its test RMSE with every user served as a new user")
+                        help="a model.rating_base run: its RMSE with every user served as a new user")
+    parser.add_argument("--new-users", choices=NEW_USER_MODES[:2], default=ServeOptions.new_users,
+                        help="how a new user is served (python -m ss4rec.serve's --new-users)")
+    parser.add_argument("--fold-in-noise", type=float, default=ServeOptions.fold_in_noise,
+                        help="--new-users fold_in: a rating's variance around the base (python -m ss4rec.serve's)")
+    parser.add_argument("--last-events", type=int, default=None,
+                        help="--as-new-users: each user with only their last N events before the target")
     args = parser.parse_args(argv)
     with reported_errors():
         if not (args.tolerance >= 0 and np.isfinite(args.tolerance)):
             raise UserError(f"--tolerance={args.tolerance}: expected a finite number >= 0")
         if args.threads < 1:
             raise UserError(f"--threads={args.threads}: expected an integer >= 1")
+        if not (np.isfinite(args.fold_in_noise) and args.fold_in_noise > 0):
+            raise UserError(f"--fold-in-noise={args.fold_in_noise}: expected a finite number > 0")
+        if args.last_events is not None and (args.last_events < 1 or not args.as_new_users):
+            raise UserError(f"--last-events={args.last_events}: expected an integer >= 1, with --as-new-users")
+        new_users = {"new_users": args.new_users, "fold_in_noise": args.fold_in_noise}
         if args.as_new_users:
             if len(args.path) > 1:
                 raise UserError(f"--as-new-users: expected one run, got {len(args.path)}")
-            return check_new_users(args.path[0], args.threads)
+            return check_new_users(args.path[0], args.threads, args.split, new_users, args.last_events)
         if len(args.path) > 1:
-            return check_ensemble(args.path, args.threads)
-        return check_run(args.path[0], args.tolerance, args.threads)
+            return check_ensemble(args.path, args.threads, args.split, new_users)
+        return check_run(args.path[0], args.tolerance, args.threads, args.split, new_users)
 
 
 if __name__ == "__main__":
