@@ -26,11 +26,14 @@ the user's state from it.
 Runs trained with ``model.rating_base`` (their ratings correct a frozen MF, SVD++, timeSVD++ or I-AutoRec run): a
 query appends the user's part under the base (``last_queries``: its factors, the drift columns of the last events), and
 with ``rating_base_residuals`` every event read adds its rating's error under the user's base factors, so a step reads
-the user's index. A new user has no base factors: with ``new_users="average_user"`` (the default) they are served as the
-base's average training user (``FrozenMF.add_cold_user``: its factors and bias are the training users' mean, so the base
-rates an item as it rates it on average over the training users; the network reads the new user's own events, and the
-errors it reads are taken against that); with ``"refuse"`` their events are recorded and their queries answered with
-``UntrainedUser``.
+the user's index. A new user has no base factors: with ``new_users="fold_in"`` (the default) they get a row of their
+own in the base, fitted to their ratings (``ss4rec.models.fold_in.FoldIn``: the posterior mean under the training
+users' rows as the prior, each fold run's fit leaving out the ratings of its fold), refitted at each new rating, after
+which their state is rebuilt from the log (its steps read errors under the row); with no rating yet that row is the
+base's average training user. With ``"average_user"`` every new user is served as that user (``FrozenMF.add_cold_user``:
+its factors and bias are the training users' mean, so the base rates an item as it rates it on average over the
+training users; the network reads the new user's own events, and the errors it reads are taken against that); with
+``"refuse"`` their events are recorded and their queries answered with ``UntrainedUser``.
 """
 
 from __future__ import annotations

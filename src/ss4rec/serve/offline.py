@@ -9,8 +9,11 @@ check, before deploying a run, that serving computes what training measured. Run
 Several rating runs are served as one model (``python -m ss4rec.serve RUN_A RUN_B``, their mean rating) and its test
 RMSE is printed; no record holds it (``benchmarks/rating_blend.py``'s "mean of the members" row scores the same model).
 ``--as-new-users`` serves every user of a ``model.rating_base`` run as a new user (their events known, no base factors:
-the base's average training user, ``python -m ss4rec.serve --new-users average_user``) and prints that test RMSE beside
-``metrics.json``'s: what the fallback costs a user the base was not trained on.
+served as ``--new-users`` says, ``python -m ss4rec.serve``'s option: folded into the base by default, or as the base's
+average training user) and prints that RMSE beside ``metrics.json``'s: what serving a user the base was not trained on
+costs; ``--last-events N`` keeps only each user's last N events before the target (a user who has just arrived).
+``--split valid`` takes each user's validation target (the event before the last) instead of the test target, against
+``metrics.json``'s ``best_val``.
 """
 
 from __future__ import annotations
