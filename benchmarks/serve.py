@@ -2,6 +2,8 @@
 
 * ``recommend`` from a cached state (top-10, seen items excluded): p50 / p99 over random users;
 * ``ingest`` of an in-order event (log append, journal line, one model step): p50 / p99;
+* for a ``model.rating_base`` run (``--run``): new users' rated events ingested, each followed by ``rate``, served as
+  the base's average training user and folded into the base (a refit, then the state rebuilt), p50 / p99;
 * incremental update against full recompute at length 200: one serving step (``core.step``; for the
   compiled SS4Rec step also its PyTorch path) and one ``model.step`` on a user's state vs
   ``encode_sequence`` over the 200 events (batch 1), the ratios measured in the same run, repeated;
@@ -110,10 +112,10 @@ def core_latency(core, n_requests: int, rng: np.random.Generator) -> None:
     print(f"  same calls, this thread's CPU time only:     {percentiles(cpu)}")
 
 
-def new_user_latency(core, rng: np.random.Generator, users: int = 40, events: int = 25) -> None:
+def new_user_latency(core, rng: np.random.Generator, users: int = 40, events: int = 25, long: int = 400) -> None:
     """A ``model.rating_base`` run: new users' rated events ingested one by one, each followed by ``rate`` of one item
     (with ``fold_in`` the row refitted and the state rebuilt), with ``--new-users average_user`` and ``fold_in``, on an
-    empty log; p50 / p99 of ingest + rate over histories of 1 to ``events`` events."""
+    empty log; p50 / p99 of ingest + rate over histories of 1 to ``events`` events, and of one user's ``long`` events."""
     from ss4rec.serve.core import ServeOptions, ServingCore
     from ss4rec.serve.interactions import InteractionLog
 
@@ -130,6 +132,9 @@ def new_user_latency(core, rng: np.random.Generator, users: int = 40, events: in
 
         ms = time_calls(ingest_and_rate, [(10**8 + u,) for u in range(users) for _ in range(events)])
         print(f"new user ({mode}), ingest of a rated event + rate, histories 1-{events}: {percentiles(ms)}")
+        ms = time_calls(ingest_and_rate, [(10**9,)] * long)
+        refits = " (a refit at every 5% more ratings after 20)" if mode == "fold_in" else ""
+        print(f"  one new user ({mode}), ingest + rate, histories 1-{long}{refits}: {percentiles(ms)}, mean {np.mean(ms):.3f} ms")
 
 
 def step_vs_recompute(core, n_items: int, length: int, rounds: int, reps: int) -> None:

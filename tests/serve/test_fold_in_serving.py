@@ -110,14 +110,38 @@ def test_a_restart_serves_a_folded_in_user_as_before_and_never_restores_another_
     for new_user, user in ((888, 2), (889, 3)):
         for item, when, rating in zip(*user_events(store, user)):
             core.ingest(new_user, int(store.item_map[item]), int(when), float(rating))
-    at = 2 * 10**9
-    before = {user: core.query(user, at) for user in (889, 888)}
+    at, known = 2 * 10**9, int(store.user_map[4])
+    before = {user: core.query(user, at) for user in (889, 888, known)}
     core.close()  # snapshot + journal, as the server does on shutdown
     again = started()
-    assert len(again.cache) == 2
+    assert len(again.cache) == 3
     for user, query in before.items():
         torch.testing.assert_close(again.query(user, at), query, rtol=0, atol=1e-12)
-    assert again.cache.misses == 0  # both answered from restored states
+    # the training user answered from the restored state; each new user's row refitted, their state rebuilt
+    assert again.cache.misses == 2
     again.close()
     for options in ({"new_users": "average_user"}, {"noise": 0.5}):
         assert len(started(**options).cache) == 0
+
+
+def test_a_long_history_is_refitted_at_every_rating_then_at_every_five_percent(tmp_path):
+    """Ratings 1-40 each refit the row (and drop the state, rebuilt at the next query); from 40 on, a refit needs 5% more
+    ratings than the last (42, 44, ..., 60); in between, the state steps on under the row it has."""
+    from ss4rec.serve.core import REFIT_GROWTH
+
+    store = varied_store()
+    model = based_model("heldout", tmp_path, store, **DRIFT)
+    core = core_of(model, store, new_users="fold_in")
+    generator = np.random.default_rng(0)
+    row, refits, when = model.rating_base.n_users + 1, [], 10**9
+    for count in range(1, 61):
+        before = model.rating_base.user_factors[:, row].clone() if count > 1 else None
+        when += 60
+        core.ingest(333, int(store.item_map[generator.integers(1, store.n_items + 1)]), when, float(generator.integers(1, 6)))
+        if before is not None and not torch.equal(model.rating_base.user_factors[:, row], before):
+            refits.append(count)
+            assert core.cache.get(333) is None  # dropped with the refit
+        elif count > 1:
+            assert core.cache.get(333).n_events == count  # stepped
+        core.query(333, when + 1)
+    assert REFIT_GROWTH == 0.05 and refits == [*range(2, 41), *range(42, 61, 2)]

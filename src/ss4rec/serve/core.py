@@ -55,6 +55,8 @@ from ss4rec.serve.validation import check_k, check_rating, check_timestamp, chec
 HISTORY_MODES = ("full", "window")
 #: how a ``model.rating_base`` run serves a user outside its training data (module doc)
 NEW_USER_MODES = ("fold_in", "average_user", "refuse")
+#: a folded-in user's row is refitted once their ratings have grown by this fraction since the last fit (or by one)
+REFIT_GROWTH = 0.05
 
 
 class Unsupported(ServeError):
@@ -114,7 +116,7 @@ class ServingCore:
         mode = self.options.new_users if self.base is not None else None
         self.fold_in = FoldIn(self.base, self.options.fold_in_noise) if mode == "fold_in" else None
         self.cold = self.base.add_cold_user() if mode in ("fold_in", "average_user") else None
-        self._fitted: dict = {}  # a folded-in new user's events when their row was last fitted
+        self._fitted: dict = {}  # a folded-in new user's number of ratings when their row was last fitted
         # the model's step with constants derived once (the core never changes the parameters)
         self.step = model.frozen_step() if model.supports_step else None
         if hasattr(self.step, "prepare"):  # constants and the compiled kernel now, not in the first request
@@ -268,9 +270,7 @@ class ServingCore:
         if entry is None:
             return
         fits = self.window is None or n_events <= self.window
-        # a folded-in user's new rating refits their row: the errors the state read of their past ratings moved
-        refitted = user_id in self._fitted and event.rating != 0.0
-        if refitted or not (in_order and fits and entry.n_events == n_events - 1):
+        if not (in_order and fits and entry.n_events == n_events - 1):
             self.cache.drop(user_id)
             return
         with torch.inference_mode():
@@ -374,14 +374,18 @@ class ServingCore:
         return self._folded_row(user_id, row - self.log.store_users)
 
     def _folded_row(self, user_id, index: int) -> int:
-        """New user number ``index``'s row of the base, fitted to their rated events when they changed (``FoldIn``)."""
-        n_events = self.log.length(user_id)
-        if self._fitted.get(user_id) != n_events:
-            items, times, ratings = self.log.events(user_id)
-            rated = ratings != 0.0  # 0.0: no rating given
+        """New user number ``index``'s row of the base (``FoldIn``), fitted to their ratings when it has not been since
+        this core started, and again once they have ``REFIT_GROWTH`` more ratings than at the last fit (at least one
+        more): at each rating up to 20 ratings, then at every 5% more, so a long history is not rebuilt at each rating.
+        A refit drops the user's state (its steps read errors under the row), which the next query rebuilds."""
+        items, times, ratings = self.log.events(user_id)
+        rated = ratings != 0.0  # 0.0: no rating given
+        count, last = int(rated.sum()), self._fitted.get(user_id)
+        if last is None or count >= last + max(1, int(last * REFIT_GROWTH)):
             self.fold_in.fit(index, torch.from_numpy(items[rated]), torch.from_numpy(ratings[rated]),
                              torch.from_numpy(times[rated]))  # fmt: skip
-            self._fitted[user_id] = n_events
+            self._fitted[user_id] = count
+            self.cache.drop(user_id)
         return self.fold_in.row(index)
 
 
