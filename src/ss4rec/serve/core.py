@@ -28,9 +28,9 @@ query appends the user's part under the base (``last_queries``: its factors, the
 with ``rating_base_residuals`` every event read adds its rating's error under the user's base factors, so a step reads
 the user's index. A new user has no base factors: with ``new_users="fold_in"`` (the default) they get a row of their
 own in the base, fitted to their ratings (``ss4rec.models.fold_in.FoldIn``: the posterior mean under the training
-users' rows as the prior, each fold run's fit leaving out the ratings of its fold), refitted at each new rating, after
-which their state is rebuilt from the log (its steps read errors under the row); with no rating yet that row is the
-base's average training user. With ``"average_user"`` every new user is served as that user (``FrozenMF.add_cold_user``:
+users' rows as the prior, each fold run's fit leaving out the ratings of its fold), refitted at each rating up to 20
+and then at every 5% more ratings (``REFIT_GROWTH``), after which their state is rebuilt from the log (its steps read
+errors under the row); with no rating yet that row is the base's average training user. With ``"average_user"`` every new user is served as that user (``FrozenMF.add_cold_user``:
 its factors and bias are the training users' mean, so the base rates an item as it rates it on average over the
 training users; the network reads the new user's own events, and the errors it reads are taken against that); with
 ``"refuse"`` their events are recorded and their queries answered with ``UntrainedUser``.
@@ -111,7 +111,7 @@ class ServingCore:
         self.cache = StateCache(int(self.options.cache_mb * 2**20))
         self.dtype = model.item_embedding.weight.dtype
         # a frozen MF the ratings correct (model.rating_base): only the training users have its factors; a new user
-        # is served as the base's average training user (``cold``), or refused
+        # is folded into it (``fold_in``), served as the base's average training user (``cold``), or refused
         self.base = getattr(model, "rating_base", None)
         mode = self.options.new_users if self.base is not None else None
         self.fold_in = FoldIn(self.base, self.options.fold_in_noise) if mode == "fold_in" else None
