@@ -145,3 +145,21 @@ def test_a_long_history_is_refitted_at_every_rating_then_at_every_five_percent(t
             assert core.cache.get(333).n_events == count  # stepped
         core.query(333, when + 1)
     assert REFIT_GROWTH == 0.05 and refits == [*range(2, 41), *range(42, 61, 2)]
+
+
+def test_a_timed_base_offsets_are_its_prediction_for_a_user_with_no_terms(tmp_path):
+    """timeSVD++: ``item_offsets`` at a time is what the base predicts then for a row with zero factors and bias and no
+    drift or days (a new user's), the item's time-bin bias included."""
+    store = timed_store()
+    base = based_model("timesvdpp", tmp_path, store).rating_base
+    base.add_users(base.n_users + 2)
+    row = base.n_users + 1
+    base.user_factors[:, row], base.user_bias[:, row] = 0.0, 0.0
+    items = torch.arange(1, store.n_items + 1)
+    for when in (int(store.times.min()) - 10**6, int(np.median(store.times)), int(store.times.max()) + 10**7):
+        times = torch.full_like(items, when)
+        predicted = base(base.user_part(torch.full_like(items, row), times=times), items)
+        weights = (torch.full((base.tables,), 1.0 / base.folds, dtype=torch.float64) if not bool(base.heldout_table)
+                   else torch.nn.functional.one_hot(torch.tensor(base.folds), base.tables).double())
+        torch.testing.assert_close(predicted, (weights[:, None] * base.item_offsets(items, times)).sum(0), rtol=0, atol=1e-10)
+    assert base.item_bin_bias.abs().sum() > 0  # the bins carry something to get wrong
