@@ -68,8 +68,9 @@ class ServeOptions:
     """How the core serves. ``max_len``: the window (the run's ``data.max_len``); ``history``: ``full`` or
     ``window`` (module doc); ``cache_mb``: bound of the state cache; ``has_rating``: the model was trained
     with a rating objective; ``ranks``: it was trained to rank (else items are ranked by predicted rating);
-    ``rating_range``: predictions are clamped to it, as in evaluation; ``new_users``: ``average_user`` or ``refuse``,
-    how a ``model.rating_base`` run serves a user outside its training data (module doc)."""
+    ``rating_range``: predictions are clamped to it, as in evaluation; ``new_users``: ``fold_in``, ``average_user`` or
+    ``refuse``, how a ``model.rating_base`` run serves a user outside its training data, ``fold_in_noise`` the rating
+    variance ``fold_in`` assumes (module doc)."""
 
     max_len: int = 200
     history: str = "full"
@@ -116,7 +117,8 @@ class ServingCore:
         mode = self.options.new_users if self.base is not None else None
         self.fold_in = FoldIn(self.base, self.options.fold_in_noise) if mode == "fold_in" else None
         self.cold = self.base.add_cold_user() if mode in ("fold_in", "average_user") else None
-        self._fitted: dict = {}  # a folded-in new user's number of ratings when their row was last fitted
+        # a folded-in new user's (events when last looked at, ratings when their row was last fitted)
+        self._fitted: dict[int, tuple[int, int]] = {}
         # the model's step with constants derived once (the core never changes the parameters)
         self.step = model.frozen_step() if model.supports_step else None
         if hasattr(self.step, "prepare"):  # constants and the compiled kernel now, not in the first request
@@ -358,7 +360,8 @@ class ServingCore:
                 f"user_id {user_id!r} is not a user of the training data: this model corrects a frozen rating base "
                 f"(model.rating_base={self.base.path!r}) with each training user's factors, which a new user does not "
                 "have, and new users are refused (--new-users refuse); their events are recorded. Serve them with "
-                "--new-users average_user (the base's average training user), or a run trained without model.rating_base"
+                "--new-users fold_in (their factors fitted to their ratings) or average_user (the base's average "
+                "training user), or a run trained without model.rating_base"
             )
         return row
 
@@ -378,14 +381,18 @@ class ServingCore:
         this core started, and again once they have ``REFIT_GROWTH`` more ratings than at the last fit (at least one
         more): at each rating up to 20 ratings, then at every 5% more, so a long history is not rebuilt at each rating.
         A refit drops the user's state (its steps read errors under the row), which the next query rebuilds."""
-        items, times, ratings = self.log.events(user_id)
-        rated = ratings != 0.0  # 0.0: no rating given
-        count, last = int(rated.sum()), self._fitted.get(user_id)
-        if last is None or count >= last + max(1, int(last * REFIT_GROWTH)):
-            self.fold_in.fit(index, torch.from_numpy(items[rated]), torch.from_numpy(ratings[rated]),
-                             torch.from_numpy(times[rated]))  # fmt: skip
-            self._fitted[user_id] = count
-            self.cache.drop(user_id)
+        n_events = self.log.length(user_id)
+        looked, last = self._fitted.get(user_id, (None, None))
+        if n_events != looked:  # the log is read only when the user has events it has not seen (not at every query)
+            items, times, ratings = self.log.events(user_id)
+            rated = ratings != 0.0  # 0.0: no rating given
+            count = int(rated.sum())
+            if last is None or count >= last + max(1, int(last * REFIT_GROWTH)):
+                self.fold_in.fit(index, torch.from_numpy(items[rated]), torch.from_numpy(ratings[rated]),
+                                 torch.from_numpy(times[rated]))  # fmt: skip
+                last = count
+                self.cache.drop(user_id)
+            self._fitted[user_id] = (n_events, last)
         return self.fold_in.row(index)
 
 
