@@ -23,7 +23,7 @@ def based_model(kind: str, root, store, **options) -> SS4Rec:
     model.rating_base.fill(store)
     with torch.no_grad():
         for pname, parameter in model.named_parameters():
-            if pname.startswith(("rating_head.mlp.2", "residual_input", "drift_weight", "calibration")):
+            if pname.startswith(("rating_head.mlp.3", "residual_input", "drift_weight", "calibration")):
                 parameter.normal_()
     return model.double().eval()
 

@@ -64,7 +64,7 @@ def test_the_drift_terms_and_the_stage_in_the_run_apply_to_every_item(tmp_path, 
     model.rating_base.fill(store)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name.startswith(("rating_head.mlp.2", "drift_weight", "calibration")):
+            if name.startswith(("rating_head.mlp.3", "drift_weight", "calibration")):
                 parameter.normal_()
     model = model.double().eval()
     users = torch.arange(store.n_users)

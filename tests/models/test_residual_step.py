@@ -41,7 +41,7 @@ def residual_model(kind: str, root, **options) -> tuple[SS4Rec, dict]:
     with torch.no_grad():  # zero at the start, which a step that ignored the errors would match
         model.residual_input.normal_()
         for name, parameter in model.named_parameters():
-            if name.startswith(("rating_head.mlp.2", "drift_weight")):
+            if name.startswith(("rating_head.mlp.3", "drift_weight")):
                 parameter.normal_()
     return model.double().eval(), every_user(store)
 
