@@ -12,7 +12,7 @@ ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install kernels reference train test test-all bench bench-scale gpu-check lint format compare data serve serve-check recommend evaluate clean
+.PHONY: help install kernels reference train test test-all bench bench-scale gpu-check lint format compare data serve serve-check new-user-weights recommend evaluate clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -83,6 +83,10 @@ serve:  ## serve a trained run over HTTP (RUN=outputs/runs/... PORT=8000 ARGS="-
 serve-check:  ## a run's test metrics reproduced through the serving core (RUN=...; exit 1 when they differ)
 	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
 	$(PY) -m ss4rec.serve.offline $(RUN) $(ARGS)
+
+new-user-weights:  ## a model.rating_base run: how much of the network's correction new users' first ratings get, fitted on validation (RUN=...)
+	@test -n "$(RUN)" || (echo "no run folder: pass RUN=<a model.rating_base run>"; exit 1)
+	$(PY) -m ss4rec.serve.new_user_weights $(RUN) $(ARGS)
 
 recommend:  ## top-100 for every user of a run into recs.parquet (RUN=..., ARGS="--k 20 --out x.parquet"; RUN="A B": rating runs averaged)
 	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)

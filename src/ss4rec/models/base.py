@@ -249,6 +249,15 @@ class SequentialRecommender(Recommender):
             rating = rating + self.item_rating_bias(items).squeeze(-1)
         return rating
 
+    def base_rating(self, query: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """The rating base's ratings alone, without the network's correction, for evaluation queries ``[h, user
+        part]`` of a ``rating_base`` model: of ``items`` (like ``predict_rating``) or, None, of every item id (B, N +
+        1, like ``rate_every_item``)."""
+        if self.rating_base is None:
+            raise ValueError("base_rating needs a model trained with a rating base (model.rating_base)")
+        user_part = query[..., self.hidden :]
+        return self.rating_base.every_item(user_part) if items is None else self.rating_base(user_part, items)
+
     def rate_every_item(self, query: torch.Tensor, pairs: int = PAIRS_PER_CHUNK) -> torch.Tensor:
         """With a rating base its part comes from ``FrozenMF.every_item`` (matrix products), the head's correction a
         chunk of items at a time: ``predict_rating``'s ratings without a base row per (user, item) pair."""

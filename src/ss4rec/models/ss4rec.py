@@ -313,6 +313,9 @@ class SS4Rec(SequentialRecommender):
             return super().rate_every_item(query, pairs)
         return self._drifted(super().rate_every_item(self._without_drift(query), pairs), query[:, None])
 
+    def base_rating(self, query: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        return super().base_rating(self._without_drift(query) if self.drift_weight is not None else query, items)
+
     def _without_drift(self, query: torch.Tensor) -> torch.Tensor:
         """``query`` without its drift columns: the hidden state and the base's user part."""
         return torch.cat([query[..., : self.hidden], query[..., self.hidden + self.drift_columns :]], -1)

@@ -30,10 +30,13 @@ the user's index. A new user has no base factors: with ``new_users="fold_in"`` (
 own in the base, fitted to their ratings (``ss4rec.models.fold_in.FoldIn``: the posterior mean under the training
 users' rows as the prior, each fold run's fit leaving out the ratings of its fold), refitted at each rating up to 20
 and then at every 5% more ratings (``REFIT_GROWTH``), after which their state is rebuilt from the log (its steps read
-errors under the row); with no rating yet that row is the base's average training user. With ``"average_user"`` every new user is served as that user (``FrozenMF.add_cold_user``:
-its factors and bias are the training users' mean, so the base rates an item as it rates it on average over the
-training users; the network reads the new user's own events, and the errors it reads are taken against that); with
-``"refuse"`` their events are recorded and their queries answered with ``UntrainedUser``.
+errors under the row); with no rating yet that row is the base's average training user. A folded-in user's first
+ratings can get a share of the network's correction only (``new_user_weights``, fitted on validation by
+``ss4rec.serve.new_user_weights``): the network was trained on users whose rows knew all their ratings. With
+``"average_user"`` every new user is served as that user (``FrozenMF.add_cold_user``: its factors and bias are the
+training users' mean, so the base rates an item as it rates it on average over the training users; the network reads
+the new user's own events, and the errors it reads are taken against that); with ``"refuse"`` their events are
+recorded and their queries answered with ``UntrainedUser``.
 """
 
 from __future__ import annotations
@@ -70,7 +73,9 @@ class ServeOptions:
     with a rating objective; ``ranks``: it was trained to rank (else items are ranked by predicted rating);
     ``rating_range``: predictions are clamped to it, as in evaluation; ``new_users``: ``fold_in``, ``average_user`` or
     ``refuse``, how a ``model.rating_base`` run serves a user outside its training data, ``fold_in_noise`` the rating
-    variance ``fold_in`` assumes (module doc)."""
+    variance ``fold_in`` assumes (module doc); ``new_user_weights``: ``(w_1, ..., w_n)``, a folded-in user with k <= n
+    ratings is rated ``base + w_k (network - base)`` (the network's correction scaled; ``ss4rec.serve.new_user_weights``
+    fits them on validation), from n + 1 ratings on (and with none) as the network rates them."""
 
     max_len: int = 200
     history: str = "full"
@@ -80,6 +85,7 @@ class ServeOptions:
     rating_range: tuple[float, float] = (1.0, 5.0)
     new_users: str = "fold_in"
     fold_in_noise: float = 1.0
+    new_user_weights: tuple[float, ...] = ()
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -91,6 +97,9 @@ class ServeOptions:
             raise ValueError(f"new_users must be one of {NEW_USER_MODES}, got {self.new_users!r}")
         if not (np.isfinite(self.fold_in_noise) and self.fold_in_noise > 0):
             raise ValueError(f"fold_in_noise must be a finite number > 0, got {self.fold_in_noise!r}")
+        self.new_user_weights = tuple(float(w) for w in self.new_user_weights)
+        if not all(np.isfinite(w) for w in self.new_user_weights):
+            raise ValueError(f"new_user_weights must be finite numbers, got {self.new_user_weights!r}")
 
 
 class ServingCore:
@@ -117,8 +126,8 @@ class ServingCore:
         mode = self.options.new_users if self.base is not None else None
         self.fold_in = FoldIn(self.base, self.options.fold_in_noise) if mode == "fold_in" else None
         self.cold = self.base.add_cold_user() if mode in ("fold_in", "average_user") else None
-        # a folded-in new user's (events when last looked at, ratings when their row was last fitted)
-        self._fitted: dict[int, tuple[int, int]] = {}
+        # a folded-in new user's (events when last looked at, ratings when their row was last fitted, ratings then)
+        self._fitted: dict[int, tuple[int, int, int]] = {}
         # the model's step with constants derived once (the core never changes the parameters)
         self.step = model.frozen_step() if model.supports_step else None
         if hasattr(self.step, "prepare"):  # constants and the compiled kernel now, not in the first request
@@ -143,9 +152,10 @@ class ServingCore:
         when fewer unseen items remain."""
         k = check_k(k, self.catalogue.n_items)
         at = request_time(at)
-        query = self.query(user_id, at)  # (1, Q)
-        items, scores = top_items(self._rank_scores(query), k, self.log.items(user_id) if exclude_seen else None)
-        ratings = self._ratings(query, torch.from_numpy(items)).tolist() if self.options.has_rating else None
+        query, weight = self.query(user_id, at), self.correction_weight(user_id)  # (1, Q)
+        scores = self._rank_scores(query, weight)
+        items, scores = top_items(scores, k, self.log.items(user_id) if exclude_seen else None)
+        ratings = self._ratings(query, torch.from_numpy(items), weight).tolist() if self.options.has_rating else None
         return item_rows(self.catalogue, items, scores, ratings)
 
     def rate(self, user_id, item_ids, at=None) -> list[dict]:
@@ -157,7 +167,7 @@ class ServingCore:
         if not indices:
             raise BadRequest("item_ids must hold at least one item id, got an empty list")
         query = self.query(user_id, request_time(at))
-        ratings = self._ratings(query, torch.tensor(indices))
+        ratings = self._ratings(query, torch.tensor(indices), self.correction_weight(user_id))
         return [{"item_id": int(self.catalogue.item_ids[i]), "rating": float(r)} for i, r in zip(indices, ratings)]
 
     def ingest(self, user_id, item_id, timestamp, rating=None) -> dict:
@@ -185,16 +195,19 @@ class ServingCore:
 
     def scores(self, user_id, at=None) -> torch.Tensor:
         """Ranking scores of every item (N,), index i-1 for item index i (offline evaluation reads these)."""
-        return self._rank_scores(self.query(user_id, request_time(at)))
+        query = self.query(user_id, request_time(at))
+        return self._rank_scores(query, self.correction_weight(user_id))
 
     def predicted_ratings(self, user_id, item_indices: torch.Tensor, at=None) -> torch.Tensor:
         """Clamped rating predictions (K,) for item indices (K,)."""
-        return self._ratings(self.query(user_id, request_time(at)), item_indices)
+        query = self.query(user_id, request_time(at))
+        return self._ratings(query, item_indices, self.correction_weight(user_id))
 
     def every_rating(self, user_id, at=None) -> torch.Tensor:
         """Clamped rating predictions of every item (N,), index i-1 for item index i."""
         self._require_rating()
-        return self._every_rating(self.query(user_id, request_time(at)))
+        query = self.query(user_id, request_time(at))
+        return self._every_rating(query, self.correction_weight(user_id))
 
     def warm(self, user_ids=None, batch_size: int = 256) -> int:
         """Build the states of many users at once (batched steps); returns how many were built."""
@@ -226,6 +239,7 @@ class ServingCore:
             "has_rating": self.options.has_rating,
             "rating_base": self.base is not None,
             "new_users": None if self.base is None else self.options.new_users,
+            "new_user_weights": list(self.options.new_user_weights),
             "n_items": self.catalogue.n_items,
             "n_users": len(self.log),
             "state_cache": self.cache.info(),
@@ -325,24 +339,44 @@ class ServingCore:
         }
 
     # ---- scoring ------------------------------------------------------------------------------------------
-    def _rank_scores(self, query: torch.Tensor) -> torch.Tensor:
+    def _rank_scores(self, query: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
         with torch.inference_mode():
             if self.options.ranks:
                 if self._dot_scores:  # the item table without its padding row is a contiguous view; h alone
                     return torch.mv(self.model.item_embedding.weight[1:], query[0, : self.model.hidden]).float()  # (N,)
                 return self.model.score(query)[0, 1:].float()  # (N,)
-            return self._every_rating(query)
+            return self._every_rating(query, weight)
 
-    def _every_rating(self, query: torch.Tensor) -> torch.Tensor:
-        """Every item's clamped rating at once (N,) (with a rating base by matrix products), float32."""
+    def _every_rating(self, query: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        """Every item's clamped rating at once (N,) (with a rating base by matrix products), float32; ``weight``: the
+        network's correction scaled (``correction_weight``)."""
         low, high = self.options.rating_range
         with torch.inference_mode():
-            return self.model.rate_every_item(query)[0, 1:].clamp(low, high).float()
+            rating = self._weighted(self.model.rate_every_item, query, None, weight)
+            return rating[0, 1:].clamp(low, high).float()
 
-    def _ratings(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def _ratings(self, query: torch.Tensor, items: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
         low, high = self.options.rating_range
         with torch.inference_mode():
-            return self.model.predict_rating(query.expand(len(items), -1), items).clamp(low, high)
+            rating = self._weighted(self.model.predict_rating, query.expand(len(items), -1), items, weight)
+            return rating.clamp(low, high)
+
+    def _weighted(self, rate, query: torch.Tensor, items: torch.Tensor | None, weight: float) -> torch.Tensor:
+        """``rate(query[, items])`` (the network's ratings), or with ``weight`` != 1 the base's ratings plus ``weight``
+        times the network's correction of them (``model.base_rating``; the base's alone at 0)."""
+        args = (query,) if items is None else (query, items)
+        if weight == 1.0:
+            return rate(*args)
+        base = self.model.base_rating(query, items).to(query.dtype)
+        return base if weight == 0.0 else base + weight * (rate(*args) - base)
+
+    def correction_weight(self, user_id) -> float:
+        """How much of the network's correction of the base a user's ratings get: ``new_user_weights[k - 1]`` for a
+        folded-in user with k ratings (1 <= k <= their number), else 1. Read after ``query`` (which fits the row)."""
+        weights = self.options.new_user_weights
+        fitted = self._fitted.get(user_id) if weights else None
+        count = 0 if fitted is None else fitted[2]
+        return weights[count - 1] if 1 <= count <= len(weights) else 1.0
 
     # ---- validation ---------------------------------------------------------------------------------------
     def _require_rating(self) -> None:
@@ -382,7 +416,7 @@ class ServingCore:
         more): at each rating up to 20 ratings, then at every 5% more, so a long history is not rebuilt at each rating.
         A refit drops the user's state (its steps read errors under the row), which the next query rebuilds."""
         n_events = self.log.length(user_id)
-        looked, last = self._fitted.get(user_id, (None, None))
+        looked, last, _ = self._fitted.get(user_id, (None, None, 0))
         if n_events != looked:  # the log is read only when the user has events it has not seen (not at every query)
             items, times, ratings = self.log.events(user_id)
             rated = ratings != 0.0  # 0.0: no rating given
@@ -392,7 +426,7 @@ class ServingCore:
                                  torch.from_numpy(times[rated]))  # fmt: skip
                 last = count
                 self.cache.drop(user_id)
-            self._fitted[user_id] = (n_events, last)
+            self._fitted[user_id] = (n_events, last, count)
         return self.fold_in.row(index)
 
 

@@ -12,6 +12,7 @@ RMSE is printed; no record holds it (``benchmarks/rating_blend.py``'s "mean of t
 served as ``--new-users`` says, ``python -m ss4rec.serve``'s option: folded into the base by default, or as the base's
 average training user) and prints that RMSE beside ``metrics.json``'s: what serving a user the base was not trained on
 costs; ``--last-events N`` keeps only each user's last N events before the target (a user who has just arrived).
+A run's ``new_user_weights.json`` (``python -m ss4rec.serve.new_user_weights``) applies here as in serving.
 ``--split valid`` takes each user's validation target (the event before the last) instead of the test target, against
 ``metrics.json``'s ``best_val``.
 """
@@ -153,7 +154,10 @@ def check_new_users(path: str, threads: int, split: str, new_users: dict, last_e
     """Print a ``model.rating_base`` run's ``split`` RMSE with every user served as a new user (with only their last
     ``last_events`` events when given), beside ``metrics.json``'s; 0."""
 
+    weights = []
+
     def has_base(core) -> None:
+        weights.extend(core.options.new_user_weights)
         if core.base is None:
             raise UserError(f"--as-new-users: expected a run trained with model.rating_base; path={path!r} has none (a new "
                             "user is served as any user)")  # fmt: skip
@@ -162,7 +166,8 @@ def check_new_users(path: str, threads: int, split: str, new_users: dict, last_e
                                      as_new_users=True, last_events=last_events)  # fmt: skip
     known = recorded(written, split, "rmse")
     options = ServeOptions(**new_users)
-    how = {"fold_in": f"the base fitted to their ratings, noise {options.fold_in_noise:g}",
+    scaled = f", the network's correction scaled by {list(weights)} up to {len(weights)} ratings" if weights else ""
+    how = {"fold_in": f"the base fitted to their ratings, noise {options.fold_in_noise:g}{scaled}",
            "average_user": "the base's average training user"}[options.new_users]  # fmt: skip
     events = "" if last_events is None else f" with their last {last_events} events"
     print(f"{split} RMSE, every user served as a new user{events} ({how}): {got['rmse']:.6f}; "

@@ -1,0 +1,194 @@
+"""``python -m ss4rec.serve.new_user_weights RUN``: how much of the network's correction a new user's first ratings get.
+
+A ``model.rating_base`` run's network was trained on users whose base rows were fitted on all their training ratings.
+A new user folded into the base (``--new-users fold_in``) with one or two ratings has a row fitted on those alone, and
+the network's correction, which reads the errors of those same ratings, can then do worse than the base alone (on
+ML-1M it does: README "Serving"). So a folded-in user with k ratings is rated ``base + w_k (network - base)``, and this
+command chooses ``w_1, ..., w_n`` (``--up-to n``) on validation: every user of the data served as a new user with only
+their last k events before their validation target, the ``w`` of ``GRID`` with the lowest RMSE of the clamped ratings,
+kept when its gain over ``w = 1`` is at least ``--min-z`` (``MIN_Z``) standard errors (over users) of the mean squared error, else 1
+(on ML-100K's 943 validation users a gain of 0.1% is noise: it did not hold on test). It prints each k's RMSE with the network's full correction, the base alone and the chosen weight, on validation and on
+test (the test targets, served the same way, are never used to choose), and writes ``new_user_weights.json`` into the
+run folder (beside the checkpoint for a bare checkpoint), which ``python -m ss4rec.serve`` (and
+``python -m ss4rec.serve.offline``) then use for that checkpoint and ``--fold-in-noise``. k counts events, which are all
+rated in MovieLens; serving counts a user's ratings. From n + 1 ratings on a user gets the whole correction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ss4rec.errors import UserError, reported_errors
+from ss4rec.serve.core import ServeOptions
+from ss4rec.serve.offline import SPLITS, held_out_core
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "new_user_weights.json"
+#: the weights tried: 0 (the base alone) to 1 (the network's whole correction) by 0.05
+GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2).tolist())
+MAX_UP_TO = 20
+#: a weight below 1 is kept when its validation gain in mean squared error is this many standard errors
+MIN_Z = 2.0
+
+
+def weights_path(run: Path | None, checkpoint: Path) -> Path:
+    """Where a run's weights live: its folder (a bare checkpoint's folder when it has none)."""
+    return (run or checkpoint.parent) / FILE_NAME
+
+
+def read_weights(run: Path | None, checkpoint: Path, options: ServeOptions) -> tuple[float, ...]:
+    """The weights fitted for this checkpoint (``checkpoint_sha256`` in ``options.info``) and ``options``'
+    ``fold_in_noise``, () when there are none, they were fitted for another checkpoint or noise (logged), or new users
+    are not folded in."""
+    path = weights_path(run, checkpoint)
+    if options.new_users != "fold_in" or not path.is_file():
+        return ()
+    try:
+        fitted = json.loads(path.read_text())
+        weights = tuple(float(w) for w in fitted["weights"])
+        same = (fitted["checkpoint_sha256"] == options.info.get("checkpoint_sha256")
+                and float(fitted["fold_in_noise"]) == options.fold_in_noise)  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("%s is unreadable (%s): new users get the network's whole correction", path, error)
+        return ()
+    if not same:
+        log.warning("%s was fitted for another checkpoint or --fold-in-noise (%s): new users get the network's whole "
+                    "correction; refit it with `python -m ss4rec.serve.new_user_weights %s`", path,
+                    fitted["fold_in_noise"], run or checkpoint)  # fmt: skip
+        return ()
+    log.info("new users with 1..%d ratings get %s of the network's correction (%s)", len(weights), list(weights), path)
+    return weights
+
+
+def new_user_predictions(core, split: str, events: int, progress: bool = False) -> dict[str, np.ndarray]:
+    """Every user of ``core``'s data served as a new user with their last ``events`` events before their ``split``
+    target (``SPLITS``), folded into the base: the target's ``rating``, the network's ``network`` and the base's
+    ``base`` predicted ratings (not clamped), (U,) each, float64."""
+    store, served = core.store, held_out_core(core, "window", True, split, events)
+    users = [int(user) for user in store.user_map]
+    served.warm(users)
+    last = np.asarray(store.offsets[1:]) - SPLITS[split][0]
+    out = {"rating": np.empty(len(users)), "network": np.empty(len(users)), "base": np.empty(len(users))}
+    rows = enumerate(users)
+    if progress:
+        from tqdm import tqdm
+
+        rows = tqdm(rows, total=len(users), desc=f"{split}, last {events} events", unit="user")
+    with torch.inference_mode():
+        for row, user in rows:
+            event = last[row]
+            item, when = torch.tensor([int(store.items[event])]), int(store.times[event])
+            query = served.query(user, when)
+            out["rating"][row] = float(store.ratings[event])
+            out["network"][row] = float(served.model.predict_rating(query, item)[0])
+            out["base"][row] = float(served.model.base_rating(query, item)[0])
+    return out
+
+
+def squared_errors(predicted: dict[str, np.ndarray], weight: float, rating_range: tuple[float, float]) -> np.ndarray:
+    """Each user's squared error of ``base + weight (network - base)``, clamped to ``rating_range``."""
+    base = predicted["base"]
+    rating = np.clip(base + weight * (predicted["network"] - base), *rating_range)
+    return np.square(rating - predicted["rating"])
+
+
+def weighted_rmse(predicted: dict[str, np.ndarray], weight: float, rating_range: tuple[float, float]) -> float:
+    return float(np.sqrt(np.mean(squared_errors(predicted, weight, rating_range))))
+
+
+def best_weight(predicted: dict[str, np.ndarray], rating_range: tuple[float, float], min_z: float = MIN_Z) -> float:
+    """The weight of ``GRID`` with the lowest ``weighted_rmse`` (the larger one on a tie), kept only when its gain
+    over the whole correction (1) in mean squared error is at least ``min_z`` standard errors of that mean over the
+    users (else 1: a gain the noise of the validation targets could give)."""
+    scores = [np.mean(squared_errors(predicted, w, rating_range)) for w in GRID]
+    best = GRID[max(range(len(GRID)), key=lambda i: (-scores[i], i))]
+    if best == 1.0:
+        return best
+    gain = squared_errors(predicted, 1.0, rating_range) - squared_errors(predicted, best, rating_range)
+    spread = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
+    return best if gain.mean() >= min_z * spread else 1.0
+
+
+def fit_weights(core, up_to: int, min_z: float = MIN_Z, progress: bool = True) -> dict:
+    """``w_1..w_up_to`` chosen on validation (``best_weight``) and each length's RMSE (network, base alone, weighted) on
+    validation and test: the record ``new_user_weights.json`` holds."""
+    rating_range = core.options.rating_range
+    weights, table = [], []
+    for events in range(1, up_to + 1):
+        both = {split: new_user_predictions(core, split, events, progress) for split in ("valid", "test")}
+        weight = best_weight(both["valid"], rating_range, min_z)
+        weights.append(weight)
+        table.append({"events": events, "weight": weight, **{
+            f"{split}_{name}": weighted_rmse(both[split], w, rating_range)
+            for split in ("valid", "test") for name, w in (("network", 1.0), ("base", 0.0), ("weighted", weight))}})  # fmt: skip
+    return {"weights": weights, "rmse": table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ss4rec.serve.new_user_weights", description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a model.rating_base run folder (outputs/runs/...) or a checkpoint inside one")
+    parser.add_argument("--up-to", type=int, default=5,
+                        help=f"fit the weights of new users with 1..N ratings (default 5, at most {MAX_UP_TO})")
+    parser.add_argument("--fold-in-noise", type=float, default=ServeOptions.fold_in_noise,
+                        help="the --fold-in-noise the weights are for (python -m ss4rec.serve's)")
+    parser.add_argument("--min-z", type=float, default=MIN_Z,
+                        help=f"keep a weight below 1 when its validation gain is this many standard errors (default "
+                             f"{MIN_Z:g}; 0: the best weight whatever its gain)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    with reported_errors():
+        if not 1 <= args.up_to <= MAX_UP_TO:
+            raise UserError(f"--up-to={args.up_to}: expected an integer from 1 to {MAX_UP_TO}")
+        if not (np.isfinite(args.fold_in_noise) and args.fold_in_noise > 0):
+            raise UserError(f"--fold-in-noise={args.fold_in_noise}: expected a finite number > 0")
+        if not (np.isfinite(args.min_z) and args.min_z >= 0):
+            raise UserError(f"--min-z={args.min_z}: expected a finite number >= 0")
+        if args.threads < 1:
+            raise UserError(f"--threads={args.threads}: expected an integer >= 1")
+        return fit_and_write(args.path, args.up_to, args.fold_in_noise, args.threads, args.min_z)
+
+
+def fit_and_write(path: str, up_to: int, noise: float, threads: int, min_z: float = MIN_Z) -> int:
+    """Fit a run's weights (``fit_weights``), print them and write ``new_user_weights.json``; 0."""
+    from ss4rec.serve.loading import load_core, resolve
+    from ss4rec.serve.offline import _standard_split
+
+    torch.set_num_threads(threads)
+    _standard_split(path)
+    run, checkpoint = resolve(path)
+    with tempfile.TemporaryDirectory() as state:
+        core = load_core(path, history="window", state_dir=state, restore=False, new_users="fold_in",
+                         fold_in_noise=noise)  # fmt: skip
+        if core.base is None:
+            raise UserError(f"path={path!r}: expected a run trained with model.rating_base (it has no base to fold new "
+                            "users into)")  # fmt: skip
+        core.options.new_user_weights = ()  # measure the network's whole correction, whatever a file says
+        fitted = fit_weights(core, up_to, min_z)
+        core.close(save=False)
+    record = {"checkpoint": str(checkpoint), "checkpoint_sha256": core.options.info["checkpoint_sha256"],
+              "fold_in_noise": noise, "grid": list(GRID), "chosen_on": "valid", "min_z": min_z, **fitted,
+              "command": f"python -m ss4rec.serve.new_user_weights {path} --up-to {up_to} --fold-in-noise {noise:g} "
+                         f"--min-z {min_z:g}"}  # fmt: skip
+    out = weights_path(run, checkpoint)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"{'events':>6} {'weight':>6}  {'valid: network':>14} {'base':>7} {'weighted':>8}  "
+          f"{'test: network':>13} {'base':>7} {'weighted':>8}")
+    for row in fitted["rmse"]:
+        print(f"{row['events']:>6} {row['weight']:>6.2f}  {row['valid_network']:>14.4f} {row['valid_base']:>7.4f} "
+              f"{row['valid_weighted']:>8.4f}  {row['test_network']:>13.4f} {row['test_base']:>7.4f} "
+              f"{row['test_weighted']:>8.4f}")  # fmt: skip
+    print(f"wrote {out}: a folded-in user with k <= {up_to} ratings gets weight w_k of the network's correction")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
