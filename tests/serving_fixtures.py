@@ -22,8 +22,10 @@ def based_model(kind: str, root, store, **options) -> SS4Rec:
                    rating_base=base, rating_base_heldout=heldout, **options)  # fmt: skip
     model.rating_base.fill(store)
     with torch.no_grad():
+        for parameter in model.rating_head.mlp[-1].parameters():  # the head's output layer (zero at the start)
+            parameter.normal_()
         for pname, parameter in model.named_parameters():
-            if pname.startswith(("rating_head.mlp.3", "residual_input", "drift_weight", "calibration")):
+            if pname.startswith(("residual_input", "drift_weight", "calibration")):
                 parameter.normal_()
     return model.double().eval()
 

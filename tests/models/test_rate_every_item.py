@@ -63,8 +63,10 @@ def test_the_drift_terms_and_the_stage_in_the_run_apply_to_every_item(tmp_path, 
                    rating_base=base, **drift)  # fmt: skip
     model.rating_base.fill(store)
     with torch.no_grad():
+        for parameter in model.rating_head.mlp[-1].parameters():  # the head's output layer (zero at the start)
+            parameter.normal_()
         for name, parameter in model.named_parameters():
-            if name.startswith(("rating_head.mlp.3", "drift_weight", "calibration")):
+            if name.startswith(("drift_weight", "calibration")):
                 parameter.normal_()
     model = model.double().eval()
     users = torch.arange(store.n_users)

@@ -40,8 +40,10 @@ def residual_model(kind: str, root, **options) -> tuple[SS4Rec, dict]:
     model.rating_base.fill(store)
     with torch.no_grad():  # zero at the start, which a step that ignored the errors would match
         model.residual_input.normal_()
+        for parameter in model.rating_head.mlp[-1].parameters():  # the head's output layer
+            parameter.normal_()
         for name, parameter in model.named_parameters():
-            if name.startswith(("rating_head.mlp.3", "drift_weight")):
+            if name.startswith("drift_weight"):
                 parameter.normal_()
     return model.double().eval(), every_user(store)
 
