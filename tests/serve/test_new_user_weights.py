@@ -73,6 +73,10 @@ def test_a_folded_in_user_gets_the_weighted_correction_for_their_first_ratings(t
         torch.testing.assert_close(torch.tensor(rated, dtype=torch.float64), expected, rtol=0, atol=1e-10)
         top = core.recommend(user, k=3, exclude_seen=False, at=at)
         assert [row["rating"] for row in top] == pytest.approx([float(expected[row_index(row)]) for row in top], abs=1e-9)
+        core.options.ranks = False  # a rating-only run ranks by the weighted rating
+        top = core.recommend(user, k=3, exclude_seen=False, at=at)
+        assert [row_index(row) for row in top] == expected.argsort(descending=True)[:3].tolist()
+        core.options.ranks = True
 
     def row_index(row) -> int:
         return ids.index(row["item_id"])
