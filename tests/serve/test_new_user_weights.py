@@ -124,15 +124,21 @@ def test_weights_are_read_for_their_checkpoint_and_noise_only(tmp_path, caplog):
     checkpoint = tmp_path / "checkpoints" / "best.ckpt"
     options = ServeOptions(new_users="fold_in", fold_in_noise=1.0, info={"checkpoint_sha256": "abc"})
     assert read_weights(tmp_path, checkpoint, options) == ()  # no file
-    record = {"weights": [0.0, 0.25], "checkpoint_sha256": "abc", "fold_in_noise": 1.0}
+    fits = [{"fold_in_noise": 0.5, "weights": [0.0, 0.1]}, {"fold_in_noise": 1.0, "weights": [0.0, 0.25]}]
+    record = {"checkpoint_sha256": "abc", "fits": fits}
     (tmp_path / "new_user_weights.json").write_text(json.dumps(record))
     assert read_weights(tmp_path, checkpoint, options) == (0.0, 0.25)
+    half = ServeOptions(new_users="fold_in", fold_in_noise=0.5, info=options.info)
+    assert read_weights(tmp_path, checkpoint, half) == (0.0, 0.1)
     assert read_weights(tmp_path, checkpoint, ServeOptions(new_users="average_user", info=options.info)) == ()
     with caplog.at_level(logging.WARNING):
-        for changed in ({"checkpoint_sha256": "abd"}, {"fold_in_noise": 0.5}, {"weights": "x"}):
+        assert read_weights(tmp_path, checkpoint, ServeOptions(new_users="fold_in", fold_in_noise=2.0, info=options.info)) == ()
+        for changed in ({"checkpoint_sha256": "abd"}, {"fits": [{"weights": [1.0]}]}, {"fits": "x"}):
             (tmp_path / "new_user_weights.json").write_text(json.dumps({**record, **changed}))
             assert read_weights(tmp_path, checkpoint, options) == ()
-    assert "fitted for another checkpoint or --fold-in-noise" in caplog.text and "unreadable" in caplog.text
+    for expected in ("has no weights for this checkpoint and --fold-in-noise 2 (it has [0.5, 1.0])",
+                     "was fitted for another checkpoint", "unreadable"):  # fmt: skip
+        assert expected in caplog.text
     assert read_weights(None, checkpoint, options) == ()  # a bare checkpoint's are beside it
 
 
@@ -164,10 +170,11 @@ def test_the_command_writes_the_weights_that_serving_then_applies(based_run, tmp
     assert main([str(based_run), "--up-to", "2"]) == 0
     out = capsys.readouterr().out
     record = json.loads((based_run / "new_user_weights.json").read_text())
-    assert len(record["weights"]) == 2 and set(record["weights"]) <= set(GRID) and "wrote" in out
+    (fit,) = record["fits"]
+    assert len(fit["weights"]) == 2 and set(fit["weights"]) <= set(GRID) and "wrote" in out
     core = load_core(based_run, history="window", state_dir=tmp_path / "a", restore=False)
-    assert core.info()["new_user_weights"] == record["weights"]
-    for row in record["rmse"]:
+    assert core.info()["new_user_weights"] == fit["weights"]
+    for row in fit["rmse"]:
         for split in ("valid", "test"):
             got = served_metrics(core, ranks=False, as_new_users=True, split=split, last_events=row["events"])["rmse"]
             assert got == pytest.approx(row[f"{split}_weighted"], abs=1e-6)
@@ -178,10 +185,19 @@ def test_the_command_writes_the_weights_that_serving_then_applies(based_run, tmp
     other = load_core(based_run, history="window", state_dir=tmp_path / "b", restore=False, fold_in_noise=0.5)
     assert other.info()["new_user_weights"] == []
     other.close(save=False)
+    assert main([str(based_run), "--up-to", "1", "--fold-in-noise", "0.5"]) == 0  # a second noise joins the first
+    assert "--fold-in-noise 0.5:" in capsys.readouterr().out
+    both = json.loads((based_run / "new_user_weights.json").read_text())["fits"]
+    assert [fit["fold_in_noise"] for fit in both] == [0.5, 1.0] and both[1] == record["fits"][0]
+    other = load_core(based_run, history="window", state_dir=tmp_path / "d", restore=False, fold_in_noise=0.5)
+    assert other.info()["new_user_weights"] == both[0]["weights"] and len(both[0]["weights"]) == 1
+    got = served_metrics(other, ranks=False, as_new_users=True, split="test", last_events=1)["rmse"]
+    assert got == pytest.approx(both[0]["rmse"][0]["test_weighted"], abs=1e-6)
+    other.close(save=False)
     plain = load_core(based_run, history="window", state_dir=tmp_path / "c", restore=False)
     plain.options.new_user_weights = ()
     got = served_metrics(plain, ranks=False, as_new_users=True, split="valid", last_events=1)["rmse"]
-    assert got == pytest.approx(record["rmse"][0]["valid_network"], abs=1e-6)
+    assert got == pytest.approx(fit["rmse"][0]["valid_network"], abs=1e-6)
     plain.close(save=False)
 
 

@@ -8,9 +8,10 @@ command chooses ``w_1, ..., w_n`` (``--up-to n``) on validation: every user of t
 their last k events before their validation target, the ``w`` of ``GRID`` with the lowest RMSE of the clamped ratings,
 kept when its gain over ``w = 1`` is at least ``--min-z`` (``MIN_Z``) standard errors (over users) of the mean squared error, else 1
 (on ML-100K's 943 validation users a gain of 0.1% is noise: it did not hold on test). It prints each k's RMSE with the network's full correction, the base alone and the chosen weight, on validation and on
-test (the test targets, served the same way, are never used to choose), and writes ``new_user_weights.json`` into the
-run folder (beside the checkpoint for a bare checkpoint), which ``python -m ss4rec.serve`` (and
-``python -m ss4rec.serve.offline``) then use for that checkpoint and ``--fold-in-noise``. k counts events, which are all
+test (the test targets, served the same way, are never used to choose), and writes them into the run folder's
+``new_user_weights.json`` (beside the checkpoint for a bare checkpoint), one fit per ``--fold-in-noise`` (a fit for
+another noise is kept; the file is started afresh for another checkpoint), which ``python -m ss4rec.serve`` (and
+``python -m ss4rec.serve.offline``) then use for that checkpoint and their ``--fold-in-noise``. k counts events, which are all
 rated in MovieLens; serving counts a user's ratings. From n + 1 ratings on a user gets the whole correction.
 """
 
@@ -45,28 +46,41 @@ def weights_path(run: Path | None, checkpoint: Path) -> Path:
     return (run or checkpoint.parent) / FILE_NAME
 
 
+def read_fits(path: Path, sha256: str | None) -> list[dict]:
+    """The fits in ``path`` (one per ``fold_in_noise``) when they are for the checkpoint of ``sha256``, else []
+    (no file, an unreadable one, or another checkpoint's: logged)."""
+    if not path.is_file():
+        return []
+    try:
+        record = json.loads(path.read_text())
+        fits = [dict(fit, fold_in_noise=float(fit["fold_in_noise"]), weights=[float(w) for w in fit["weights"]])
+                for fit in record["fits"]]  # fmt: skip
+        same = record["checkpoint_sha256"] == sha256
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("%s is unreadable (%s): ignored", path, error)
+        return []
+    if not same:
+        log.warning("%s was fitted for another checkpoint (sha256 %s): ignored", path, str(record["checkpoint_sha256"])[:16])
+    return fits if same else []
+
+
 def read_weights(run: Path | None, checkpoint: Path, options: ServeOptions) -> tuple[float, ...]:
     """The weights fitted for this checkpoint (``checkpoint_sha256`` in ``options.info``) and ``options``'
-    ``fold_in_noise``, () when there are none, they were fitted for another checkpoint or noise (logged), or new users
-    are not folded in."""
+    ``fold_in_noise``; () when new users are not folded in or there are none (logged when the file has none for
+    this checkpoint and noise)."""
     path = weights_path(run, checkpoint)
     if options.new_users != "fold_in" or not path.is_file():
         return ()
-    try:
-        fitted = json.loads(path.read_text())
-        weights = tuple(float(w) for w in fitted["weights"])
-        same = (fitted["checkpoint_sha256"] == options.info.get("checkpoint_sha256")
-                and float(fitted["fold_in_noise"]) == options.fold_in_noise)  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        log.warning("%s is unreadable (%s): new users get the network's whole correction", path, error)
+    fits = read_fits(path, options.info.get("checkpoint_sha256"))
+    found = [fit["weights"] for fit in fits if fit["fold_in_noise"] == options.fold_in_noise]
+    if not found:
+        log.warning("%s has no weights for this checkpoint and --fold-in-noise %g (it has %s): new users get the "
+                    "network's whole correction; fit them with `python -m ss4rec.serve.new_user_weights %s "
+                    "--fold-in-noise %g`", path, options.fold_in_noise, [fit["fold_in_noise"] for fit in fits] or "none",
+                    run or checkpoint, options.fold_in_noise)  # fmt: skip
         return ()
-    if not same:
-        log.warning("%s was fitted for another checkpoint or --fold-in-noise (%s): new users get the network's whole "
-                    "correction; refit it with `python -m ss4rec.serve.new_user_weights %s`", path,
-                    fitted["fold_in_noise"], run or checkpoint)  # fmt: skip
-        return ()
-    log.info("new users with 1..%d ratings get %s of the network's correction (%s)", len(weights), list(weights), path)
-    return weights
+    log.info("new users with 1..%d ratings get %s of the network's correction (%s)", len(found[0]), found[0], path)
+    return tuple(found[0])
 
 
 def new_user_predictions(core, split: str, events: int, progress: bool = False) -> dict[str, np.ndarray]:
@@ -174,20 +188,30 @@ def fit_and_write(path: str, up_to: int, noise: float, threads: int, min_z: floa
         core.options.new_user_weights = ()  # measure the network's whole correction, whatever a file says
         fitted = fit_weights(core, up_to, min_z)
         core.close(save=False)
-    record = {"checkpoint": str(checkpoint), "checkpoint_sha256": core.options.info["checkpoint_sha256"],
-              "fold_in_noise": noise, "grid": list(GRID), "chosen_on": "valid", "min_z": min_z, **fitted,
-              "command": f"python -m ss4rec.serve.new_user_weights {path} --up-to {up_to} --fold-in-noise {noise:g} "
-                         f"--min-z {min_z:g}"}  # fmt: skip
-    out = weights_path(run, checkpoint)
+    fit = {"fold_in_noise": noise, "grid": list(GRID), "chosen_on": "valid", "min_z": min_z, **fitted,
+           "command": f"python -m ss4rec.serve.new_user_weights {path} --up-to {up_to} --fold-in-noise {noise:g} "
+                      f"--min-z {min_z:g}"}  # fmt: skip
+    out, sha = weights_path(run, checkpoint), core.options.info["checkpoint_sha256"]
+    fits = sorted([f for f in read_fits(out, sha) if f["fold_in_noise"] != noise] + [fit], key=lambda f: f["fold_in_noise"])
+    record = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha, "fits": fits}
     out.write_text(json.dumps(record, indent=2) + "\n")
+    print_fit(fitted["rmse"])
+    print(f"wrote {out}: with --fold-in-noise {noise:g} a folded-in user with k <= {up_to} ratings gets weight w_k of the "
+          "network's correction")
+    if len(fits) > 1:
+        print("validation RMSE, weighted, of the noises fitted for this checkpoint (k = 1, 2, ...):")
+        for each in fits:
+            print(f"  --fold-in-noise {each['fold_in_noise']:g}: " + " ".join(f"{row['valid_weighted']:.4f}" for row in each["rmse"]))
+    return 0
+
+
+def print_fit(rows: list[dict]) -> None:
     print(f"{'events':>6} {'weight':>6}  {'valid: network':>14} {'base':>7} {'weighted':>8}  "
           f"{'test: network':>13} {'base':>7} {'weighted':>8}")
-    for row in fitted["rmse"]:
+    for row in rows:
         print(f"{row['events']:>6} {row['weight']:>6.2f}  {row['valid_network']:>14.4f} {row['valid_base']:>7.4f} "
               f"{row['valid_weighted']:>8.4f}  {row['test_network']:>13.4f} {row['test_base']:>7.4f} "
               f"{row['test_weighted']:>8.4f}")  # fmt: skip
-    print(f"wrote {out}: a folded-in user with k <= {up_to} ratings gets weight w_k of the network's correction")
-    return 0
 
 
 if __name__ == "__main__":
