@@ -31,12 +31,14 @@ def based_model(kind: str, root, store, **options) -> SS4Rec:
 
 
 def core_of(
-    model, store, drop_last: int = 1, history: str = "full", log: InteractionLog | None = None, new_users: str = "average_user"
+    model, store, drop_last: int = 1, history: str = "full", log: InteractionLog | None = None, new_users: str = "average_user",
+    **options,
 ) -> ServingCore:
-    """A core of ``model`` on ``store`` without each user's last ``drop_last`` events, windows of 50, or on ``log``."""
+    """A core of ``model`` on ``store`` without each user's last ``drop_last`` events, windows of 50, or on ``log``;
+    ``options``: more of ``ServeOptions``."""
     catalogue = Catalogue(store.item_map, store.item_titles, store.item_genres, store.info.get("genres") or ())
     log = InteractionLog.from_store(store, drop_last=drop_last) if log is None else log
-    options = ServeOptions(max_len=50, history=history, has_rating=True, new_users=new_users)
+    options = ServeOptions(max_len=50, history=history, has_rating=True, new_users=new_users, **options)
     core = ServingCore(model, catalogue, log, options)
     core.store = store
     return core

@@ -34,7 +34,7 @@ def test_a_new_user_is_served_on_a_base_row_fitted_to_their_ratings(tmp_path, ki
     outside its fold; an event without a rating does not move the row."""
     store = timed_store() if kind == "timesvdpp" else varied_store()
     model = based_model(kind, tmp_path, store, **options)
-    core = core_of(model, store, new_users="fold_in")
+    core = core_of(model, store, new_users="fold_in", fold_in_noise=0.7)
     items, times, ratings = user_events(store, 1)  # user 1's events, ingested as new user 777
     for item, when, rating in zip(items, times, ratings):
         core.ingest(777, int(store.item_map[item]), int(when), float(rating))
@@ -47,7 +47,7 @@ def test_a_new_user_is_served_on_a_base_row_fitted_to_their_ratings(tmp_path, ki
         chosen = torch.from_numpy(items[keep].astype(np.int64))
         features = torch.cat([base.item_factors[table, chosen], torch.ones(len(chosen), 1, dtype=torch.float64)], 1)
         targets = torch.from_numpy(ratings[keep].astype(np.float64)) - base.item_offsets(chosen, torch.from_numpy(times[keep]))[table]
-        expected_row = posterior_row(features, targets, prior.mean[table], prior.covariance[table], 1.0)
+        expected_row = posterior_row(features, targets, prior.mean[table], prior.covariance[table], 0.7)
         torch.testing.assert_close(base.user_factors[table, row], expected_row[:-1], rtol=1e-9, atol=1e-9)
     at = int(times[-1]) + 3_600
     with torch.no_grad():
@@ -101,8 +101,7 @@ def test_a_restart_serves_a_folded_in_user_as_before_and_never_restores_another_
     model = based_model("heldout", tmp_path, store, **DRIFT)
 
     def started(**options):
-        core = core_of(model, store, new_users=options.get("new_users", "fold_in"))
-        core.options.fold_in_noise = options.get("noise", 1.0)
+        core = core_of(model, store, new_users=options.get("new_users", "fold_in"), fold_in_noise=options.get("noise", 1.0))
         open_state(core, [core], tmp_path / "state", fsync=False, restore=True)
         return core
 

@@ -167,12 +167,12 @@ def test_the_command_writes_the_weights_that_serving_then_applies(based_run, tmp
     from ss4rec.serve.loading import load_core
     from ss4rec.serve.offline import served_metrics
 
-    assert main([str(based_run), "--up-to", "2"]) == 0
+    assert main([str(based_run), "--up-to", "2", "--fold-in-noise", "0.8"]) == 0
     out = capsys.readouterr().out
     record = json.loads((based_run / "new_user_weights.json").read_text())
     (fit,) = record["fits"]
     assert len(fit["weights"]) == 2 and set(fit["weights"]) <= set(GRID) and "wrote" in out
-    core = load_core(based_run, history="window", state_dir=tmp_path / "a", restore=False)
+    core = load_core(based_run, history="window", state_dir=tmp_path / "a", restore=False, fold_in_noise=0.8)
     assert core.info()["new_user_weights"] == fit["weights"]
     for row in fit["rmse"]:
         for split in ("valid", "test"):
@@ -182,19 +182,19 @@ def test_the_command_writes_the_weights_that_serving_then_applies(based_run, tmp
         assert row["valid_weighted"] <= row["valid_network"]  # chosen on validation
         assert row["weight"] == 1.0 or row["valid_weighted"] <= row["valid_base"]
     core.close(save=False)
-    other = load_core(based_run, history="window", state_dir=tmp_path / "b", restore=False, fold_in_noise=0.5)
+    other = load_core(based_run, history="window", state_dir=tmp_path / "b", restore=False, fold_in_noise=0.3)
     assert other.info()["new_user_weights"] == []
     other.close(save=False)
-    assert main([str(based_run), "--up-to", "1", "--fold-in-noise", "0.5"]) == 0  # a second noise joins the first
-    assert "--fold-in-noise 0.5:" in capsys.readouterr().out
+    assert main([str(based_run), "--up-to", "1", "--fold-in-noise", "0.3"]) == 0  # a second noise joins the first
+    assert "--fold-in-noise 0.3:" in capsys.readouterr().out
     both = json.loads((based_run / "new_user_weights.json").read_text())["fits"]
-    assert [fit["fold_in_noise"] for fit in both] == [0.5, 1.0] and both[1] == record["fits"][0]
-    other = load_core(based_run, history="window", state_dir=tmp_path / "d", restore=False, fold_in_noise=0.5)
+    assert [fit["fold_in_noise"] for fit in both] == [0.3, 0.8] and both[1] == record["fits"][0]
+    other = load_core(based_run, history="window", state_dir=tmp_path / "d", restore=False, fold_in_noise=0.3)
     assert other.info()["new_user_weights"] == both[0]["weights"] and len(both[0]["weights"]) == 1
     got = served_metrics(other, ranks=False, as_new_users=True, split="test", last_events=1)["rmse"]
     assert got == pytest.approx(both[0]["rmse"][0]["test_weighted"], abs=1e-6)
     other.close(save=False)
-    plain = load_core(based_run, history="window", state_dir=tmp_path / "c", restore=False)
+    plain = load_core(based_run, history="window", state_dir=tmp_path / "c", restore=False, fold_in_noise=0.8)
     plain.options.new_user_weights = ()
     got = served_metrics(plain, ranks=False, as_new_users=True, split="valid", last_events=1)["rmse"]
     assert got == pytest.approx(fit["rmse"][0]["valid_network"], abs=1e-6)

@@ -84,7 +84,7 @@ class ServeOptions:
     ranks: bool = True
     rating_range: tuple[float, float] = (1.0, 5.0)
     new_users: str = "fold_in"
-    fold_in_noise: float = 1.0
+    fold_in_noise: float = 0.5
     new_user_weights: tuple[float, ...] = ()
     info: dict = field(default_factory=dict)
 

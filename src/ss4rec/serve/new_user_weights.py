@@ -180,8 +180,12 @@ def fit_and_write(path: str, up_to: int, noise: float, threads: int, min_z: floa
     _standard_split(path)
     run, checkpoint = resolve(path)
     with tempfile.TemporaryDirectory() as state:
-        core = load_core(path, history="window", state_dir=state, restore=False, new_users="fold_in",
-                         fold_in_noise=noise)  # fmt: skip
+        quiet, log.disabled = log.disabled, True  # no word on what the file being fitted lacks
+        try:
+            core = load_core(path, history="window", state_dir=state, restore=False, new_users="fold_in",
+                             fold_in_noise=noise)  # fmt: skip
+        finally:
+            log.disabled = quiet
         if core.base is None:
             raise UserError(f"path={path!r}: expected a run trained with model.rating_base (it has no base to fold new "
                             "users into)")  # fmt: skip
