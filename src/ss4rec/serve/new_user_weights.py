@@ -6,13 +6,14 @@ the network's correction, which reads the errors of those same ratings, can then
 ML-1M it does: README "Serving"). So a folded-in user with k ratings is rated ``base + w_k (network - base)``, and this
 command chooses ``w_1, ..., w_n`` (``--up-to n``) on validation: every user of the data served as a new user with only
 their last k events before their validation target, the ``w`` of ``GRID`` with the lowest RMSE of the clamped ratings,
-kept when its gain over ``w = 1`` is at least ``--min-z`` (``MIN_Z``) standard errors (over users) of the mean squared error, else 1
-(on ML-100K's 943 validation users a gain of 0.1% is noise: it did not hold on test). It prints each k's RMSE with the network's full correction, the base alone and the chosen weight, on validation and on
-test (the test targets, served the same way, are never used to choose), and writes them into the run folder's
+kept when its gain over ``w = 1`` is at least ``--min-z`` (``MIN_Z``) standard errors (over users) of the mean squared
+error, else 1 (on ML-100K's 943 validation users, at noise 1, gains under that bar did not hold on test). It prints
+each k's RMSE with the network's full correction, the base alone and the chosen weight, on validation and on test (the
+test targets, served the same way, are never used to choose), and writes them into the run folder's
 ``new_user_weights.json`` (beside the checkpoint for a bare checkpoint), one fit per ``--fold-in-noise`` (a fit for
 another noise is kept; the file is started afresh for another checkpoint), which ``python -m ss4rec.serve`` (and
-``python -m ss4rec.serve.offline``) then use for that checkpoint and their ``--fold-in-noise``. k counts events, which are all
-rated in MovieLens; serving counts a user's ratings. From n + 1 ratings on a user gets the whole correction.
+``python -m ss4rec.serve.offline``) then use for that checkpoint and their ``--fold-in-noise``. k counts events, which
+are all rated in MovieLens; serving counts a user's ratings. From n + 1 ratings on a user gets the whole correction.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -60,7 +62,8 @@ def read_fits(path: Path, sha256: str | None) -> list[dict]:
         log.warning("%s is unreadable (%s): ignored", path, error)
         return []
     if not same:
-        log.warning("%s was fitted for another checkpoint (sha256 %s): ignored", path, str(record["checkpoint_sha256"])[:16])
+        log.warning("%s was fitted for another checkpoint (sha256 %s): ignored", path,
+                    str(record["checkpoint_sha256"])[:16])  # fmt: skip
     return fits if same else []
 
 
@@ -76,8 +79,8 @@ def read_weights(run: Path | None, checkpoint: Path, options: ServeOptions) -> t
     if not found:
         log.warning("%s has no weights for this checkpoint and --fold-in-noise %g (it has %s): new users get the "
                     "network's whole correction; fit them with `python -m ss4rec.serve.new_user_weights %s "
-                    "--fold-in-noise %g`", path, options.fold_in_noise, [fit["fold_in_noise"] for fit in fits] or "none",
-                    run or checkpoint, options.fold_in_noise)  # fmt: skip
+                    "--fold-in-noise %g`", path, options.fold_in_noise,
+                    [fit["fold_in_noise"] for fit in fits] or "none", run or checkpoint, options.fold_in_noise)  # fmt: skip
         return ()
     log.info("new users with 1..%d ratings get %s of the network's correction (%s)", len(found[0]), found[0], path)
     return tuple(found[0])
@@ -143,12 +146,14 @@ def fit_weights(core, up_to: int, min_z: float = MIN_Z, progress: bool = True) -
         weights.append(weight)
         table.append({"events": events, "weight": weight, **{
             f"{split}_{name}": weighted_rmse(both[split], w, rating_range)
-            for split in ("valid", "test") for name, w in (("network", 1.0), ("base", 0.0), ("weighted", weight))}})  # fmt: skip
+            for split in ("valid", "test")
+            for name, w in (("network", 1.0), ("base", 0.0), ("weighted", weight))}})  # fmt: skip
     return {"weights": weights, "rmse": table}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ss4rec.serve.new_user_weights", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ss4rec.serve.new_user_weights",
+                                     description=__doc__.splitlines()[0])  # fmt: skip
     parser.add_argument("path", help="a model.rating_base run folder (outputs/runs/...) or a checkpoint inside one")
     parser.add_argument("--up-to", type=int, default=5,
                         help=f"fit the weights of new users with 1..N ratings (default 5, at most {MAX_UP_TO})")
@@ -196,16 +201,20 @@ def fit_and_write(path: str, up_to: int, noise: float, threads: int, min_z: floa
            "command": f"python -m ss4rec.serve.new_user_weights {path} --up-to {up_to} --fold-in-noise {noise:g} "
                       f"--min-z {min_z:g}"}  # fmt: skip
     out, sha = weights_path(run, checkpoint), core.options.info["checkpoint_sha256"]
-    fits = sorted([f for f in read_fits(out, sha) if f["fold_in_noise"] != noise] + [fit], key=lambda f: f["fold_in_noise"])
+    kept = [other for other in read_fits(out, sha) if other["fold_in_noise"] != noise]
+    fits = sorted([*kept, fit], key=lambda each: each["fold_in_noise"])
     record = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha, "fits": fits}
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    temporary = out.with_suffix(f".tmp-{os.getpid()}")  # written whole, then renamed: a crash leaves the old file
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temporary, out)
     print_fit(fitted["rmse"])
-    print(f"wrote {out}: with --fold-in-noise {noise:g} a folded-in user with k <= {up_to} ratings gets weight w_k of the "
-          "network's correction")
+    print(f"wrote {out}: with --fold-in-noise {noise:g} a folded-in user with k <= {up_to} ratings gets weight w_k of "
+          "the network's correction")
     if len(fits) > 1:
         print("validation RMSE, weighted, of the noises fitted for this checkpoint (k = 1, 2, ...):")
         for each in fits:
-            print(f"  --fold-in-noise {each['fold_in_noise']:g}: " + " ".join(f"{row['valid_weighted']:.4f}" for row in each["rmse"]))
+            rmse = " ".join(f"{row['valid_weighted']:.4f}" for row in each["rmse"])
+            print(f"  --fold-in-noise {each['fold_in_noise']:g}: {rmse}")
     return 0
 
 
