@@ -201,6 +201,26 @@ def test_the_command_writes_the_weights_that_serving_then_applies(based_run, tmp
     plain.close(save=False)
 
 
+def test_several_runs_are_checked_as_new_users_as_one_model(based_run, tmp_path, capsys):
+    """A run averaged with itself is that run: the offline check of the pair, every user a new user with their last two
+    events, prints the one run's RMSE (each member folds the users into its own base and applies its own weights)."""
+    from ss4rec.serve.ensemble import load_served
+    from ss4rec.serve.offline import main as offline_check
+    from ss4rec.serve.offline import served_metrics
+
+    alone = load_served([based_run], history="window", state_dir=tmp_path / "a", restore=False)
+    expected = served_metrics(alone, ranks=False, as_new_users=True, split="valid", last_events=2)["rmse"]
+    alone.close(save=False)
+    pair = load_served([based_run, based_run], history="window", state_dir=tmp_path / "b", restore=False)
+    got = served_metrics(pair, ranks=False, as_new_users=True, split="valid", last_events=2)["rmse"]
+    pair.close(save=False)
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert offline_check([str(based_run), str(based_run), "--as-new-users", "--split=valid", "--last-events=2"]) == 0
+    out = capsys.readouterr().out
+    assert "valid RMSE of the 2 runs served as one model (the mean of their ratings), every user served as a new user with their last 2 events" in out
+    assert f"{expected:.6f}" in out
+
+
 @pytest.mark.parametrize(("flag", "pattern"), [("--up-to=0", r"--up-to=0: expected an integer from 1 to 20"),
                                                ("--up-to=21", r"--up-to=21: expected an integer from 1 to 20"),
                                                ("--threads=0", r"--threads=0: expected an integer >= 1"),

@@ -10,8 +10,8 @@ Several rating runs are served as one model (``python -m ss4rec.serve RUN_A RUN_
 RMSE is printed; no record holds it (``benchmarks/rating_blend.py``'s "mean of the members" row scores the same model).
 ``--as-new-users`` serves every user of a ``model.rating_base`` run as a new user (their events known, no base factors:
 served as ``--new-users`` says, ``python -m ss4rec.serve``'s option: folded into the base by default, or as the base's
-average training user) and prints that RMSE beside ``metrics.json``'s: what serving a user the base was not trained on
-costs; ``--last-events N`` keeps only each user's last N events before the target (a user who has just arrived).
+average training user) and prints that RMSE beside ``metrics.json``'s (several such runs: the RMSE of the model they
+make, served as one): what serving a user the base was not trained on costs; ``--last-events N`` keeps only each user's last N events before the target (a user who has just arrived).
 A run's ``new_user_weights.json`` (``python -m ss4rec.serve.new_user_weights``) applies here as in serving.
 ``--split valid`` takes each user's validation target (the event before the last) instead of the test target, against
 ``metrics.json``'s ``best_val``.
@@ -150,26 +150,35 @@ def check_run(path: str, tolerance: float, threads: int, split: str, new_users: 
     return 0 if worst <= tolerance else 1
 
 
-def check_new_users(path: str, threads: int, split: str, new_users: dict, last_events: int | None) -> int:
-    """Print a ``model.rating_base`` run's ``split`` RMSE with every user served as a new user (with only their last
-    ``last_events`` events when given), beside ``metrics.json``'s; 0."""
-
+def check_new_users(paths: list[str], threads: int, split: str, new_users: dict, last_events: int | None) -> int:
+    """Print the ``split`` RMSE of ``model.rating_base`` runs (one, or several served as one model) with every user
+    served as a new user (with only their last ``last_events`` events when given), one run's beside its
+    ``metrics.json``; 0."""
     weights = []
 
-    def has_base(core) -> None:
-        weights.extend(core.options.new_user_weights)
-        if core.base is None:
-            raise UserError(f"--as-new-users: expected a run trained with model.rating_base; path={path!r} has none (a new "
-                            "user is served as any user)")  # fmt: skip
+    def has_base(served) -> None:
+        for core in getattr(served, "cores", [served]):
+            if core.base is None:
+                path = core.options.info.get("run_dir") or core.options.info.get("checkpoint")
+                raise UserError(f"--as-new-users: expected a run trained with model.rating_base; path={path!r} has none "
+                                "(a new user is served as any user)")  # fmt: skip
+            weights.append(list(core.options.new_user_weights))
 
-    (written,), got = _serve_offline([path], threads, check=has_base, split=split, new_users=new_users, ranks=False,
-                                     as_new_users=True, last_events=last_events)  # fmt: skip
-    known = recorded(written, split, "rmse")
+    written, got = _serve_offline(paths, threads, check=has_base, split=split, new_users=new_users, ranks=False,
+                                  as_new_users=True, last_events=last_events)  # fmt: skip
     options = ServeOptions(**new_users)
-    scaled = f", the network's correction scaled by {list(weights)} up to {len(weights)} ratings" if weights else ""
+    scaled = ""
+    if any(weights):
+        each = weights[0] if len(weights) == 1 else "; ".join(str(w or "none") for w in weights)
+        scaled = f", the network's correction scaled by {each} (new_user_weights.json)"
     how = {"fold_in": f"the base fitted to their ratings, noise {options.fold_in_noise:g}{scaled}",
            "average_user": "the base's average training user"}[options.new_users]  # fmt: skip
     events = "" if last_events is None else f" with their last {last_events} events"
+    if len(paths) > 1:
+        print(f"{split} RMSE of the {len(paths)} runs served as one model (the mean of their ratings), every user served "
+              f"as a new user{events} ({how}): {got['rmse']:.6f}")  # fmt: skip
+        return 0
+    known = recorded(written[0], split, "rmse")
     print(f"{split} RMSE, every user served as a new user{events} ({how}): {got['rmse']:.6f}; "
           f"as themselves (metrics.json): {known:.6f} ({got['rmse'] / known - 1:+.1%})")
     return 0
@@ -184,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=list(SPLITS), default="test",
                         help="the targets: each user's last event (test) or the one before it (valid)")
     parser.add_argument("--as-new-users", action="store_true",
-                        help="a model.rating_base run: its RMSE with every user served as a new user")
+                        help="model.rating_base runs (one, or several as one model): the RMSE with every user served "
+                             "as a new user")
     parser.add_argument("--new-users", choices=NEW_USER_MODES[:2], default=ServeOptions.new_users,
                         help="how a new user is served (python -m ss4rec.serve's --new-users)")
     parser.add_argument("--fold-in-noise", type=float, default=ServeOptions.fold_in_noise,
@@ -203,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--last-events={args.last_events}: expected an integer >= 1, with --as-new-users")
         new_users = {"new_users": args.new_users, "fold_in_noise": args.fold_in_noise}
         if args.as_new_users:
-            if len(args.path) > 1:
-                raise UserError(f"--as-new-users: expected one run, got {len(args.path)}")
-            return check_new_users(args.path[0], args.threads, args.split, new_users, args.last_events)
+            return check_new_users(args.path, args.threads, args.split, new_users, args.last_events)
         if len(args.path) > 1:
             return check_ensemble(args.path, args.threads, args.split, new_users)
         return check_run(args.path[0], args.tolerance, args.threads, args.split, new_users)
