@@ -123,7 +123,10 @@ def test_a_gain_within_the_noise_of_the_validation_targets_keeps_the_whole_corre
 def test_weights_are_read_for_their_checkpoint_and_noise_only(tmp_path, caplog):
     checkpoint = tmp_path / "checkpoints" / "best.ckpt"
     options = ServeOptions(new_users="fold_in", fold_in_noise=1.0, info={"checkpoint_sha256": "abc"})
-    assert read_weights(tmp_path, checkpoint, options) == ()  # no file
+    with caplog.at_level(logging.INFO, logger="ss4rec.serve.new_user_weights"):
+        assert read_weights(tmp_path, checkpoint, options) == ()  # no file: said, with the command that fits one
+    assert "new users get the network's whole correction at every rating" in caplog.text and "make new-user-weights" in caplog.text
+    caplog.clear()
     fits = [{"fold_in_noise": 0.5, "weights": [0.0, 0.1]}, {"fold_in_noise": 1.0, "weights": [0.0, 0.25]}]
     record = {"checkpoint_sha256": "abc", "fits": fits}
     (tmp_path / "new_user_weights.json").write_text(json.dumps(record))

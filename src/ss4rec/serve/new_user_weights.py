@@ -72,7 +72,11 @@ def read_weights(run: Path | None, checkpoint: Path, options: ServeOptions) -> t
     ``fold_in_noise``; () when new users are not folded in or there are none (logged when the file has none for
     this checkpoint and noise)."""
     path = weights_path(run, checkpoint)
-    if options.new_users != "fold_in" or not path.is_file():
+    if options.new_users != "fold_in":
+        return ()
+    if not path.is_file():
+        log.info("no %s: new users get the network's whole correction at every rating (fit their first ratings' "
+                 "share with `make new-user-weights RUN=%s`)", path, run or checkpoint)  # fmt: skip
         return ()
     fits = read_fits(path, options.info.get("checkpoint_sha256"))
     found = [fit["weights"] for fit in fits if fit["fold_in_noise"] == options.fold_in_noise]
