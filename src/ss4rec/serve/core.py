@@ -152,7 +152,7 @@ class ServingCore:
         when fewer unseen items remain."""
         k = check_k(k, self.catalogue.n_items)
         at = request_time(at)
-        query, weight = self.query(user_id, at), self.correction_weight(user_id)  # (1, Q)
+        query, weight = self._weighted_query(user_id, at)  # (1, Q)
         scores = self._rank_scores(query, weight)
         items, scores = top_items(scores, k, self.log.items(user_id) if exclude_seen else None)
         ratings = self._ratings(query, torch.from_numpy(items), weight).tolist() if self.options.has_rating else None
@@ -166,8 +166,8 @@ class ServingCore:
         indices = [self.catalogue.lookup(i) for i in item_ids]
         if not indices:
             raise BadRequest("item_ids must hold at least one item id, got an empty list")
-        query = self.query(user_id, request_time(at))
-        ratings = self._ratings(query, torch.tensor(indices), self.correction_weight(user_id))
+        query, weight = self._weighted_query(user_id, request_time(at))
+        ratings = self._ratings(query, torch.tensor(indices), weight)
         return [{"item_id": int(self.catalogue.item_ids[i]), "rating": float(r)} for i, r in zip(indices, ratings)]
 
     def ingest(self, user_id, item_id, timestamp, rating=None) -> dict:
@@ -195,19 +195,17 @@ class ServingCore:
 
     def scores(self, user_id, at=None) -> torch.Tensor:
         """Ranking scores of every item (N,), index i-1 for item index i (offline evaluation reads these)."""
-        query = self.query(user_id, request_time(at))
-        return self._rank_scores(query, self.correction_weight(user_id))
+        return self._rank_scores(*self._weighted_query(user_id, request_time(at)))
 
     def predicted_ratings(self, user_id, item_indices: torch.Tensor, at=None) -> torch.Tensor:
         """Clamped rating predictions (K,) for item indices (K,)."""
-        query = self.query(user_id, request_time(at))
-        return self._ratings(query, item_indices, self.correction_weight(user_id))
+        query, weight = self._weighted_query(user_id, request_time(at))
+        return self._ratings(query, item_indices, weight)
 
     def every_rating(self, user_id, at=None) -> torch.Tensor:
         """Clamped rating predictions of every item (N,), index i-1 for item index i."""
         self._require_rating()
-        query = self.query(user_id, request_time(at))
-        return self._every_rating(query, self.correction_weight(user_id))
+        return self._every_rating(*self._weighted_query(user_id, request_time(at)))
 
     def warm(self, user_ids=None, batch_size: int = 256) -> int:
         """Build the states of many users at once (batched steps); returns how many were built."""
@@ -369,6 +367,12 @@ class ServingCore:
             return rate(*args)
         base = self.model.base_rating(query, items).to(query.dtype)
         return base if weight == 0.0 else base + weight * (rate(*args) - base)
+
+    def _weighted_query(self, user_id, at: int) -> tuple[torch.Tensor, float]:
+        """``query(user_id, at)`` and the user's ``correction_weight``, read after it (the query fits a new user's row
+        and counts their ratings)."""
+        query = self.query(user_id, at)
+        return query, self.correction_weight(user_id)
 
     def correction_weight(self, user_id) -> float:
         """How much of the network's correction of the base a user's ratings get: ``new_user_weights[k - 1]`` for a

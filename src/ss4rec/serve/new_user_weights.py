@@ -31,7 +31,7 @@ import torch
 
 from ss4rec.errors import UserError, reported_errors
 from ss4rec.serve.core import ServeOptions
-from ss4rec.serve.offline import SPLITS, held_out_core
+from ss4rec.serve.offline import held_out_core, split_targets
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,13 @@ def read_weights(run: Path | None, checkpoint: Path, options: ServeOptions) -> t
 
 def new_user_predictions(core, split: str, events: int, progress: bool = False) -> dict[str, np.ndarray]:
     """Every user of ``core``'s data served as a new user with their last ``events`` events before their ``split``
-    target (``SPLITS``), folded into the base: the target's ``rating``, the network's ``network`` and the base's
+    target (``split_targets``), folded into the base: the target's ``rating``, the network's ``network`` and the base's
     ``base`` predicted ratings (not clamped), (U,) each, float64."""
     store, served = core.store, held_out_core(core, "window", True, split, events)
     users = [int(user) for user in store.user_map]
     served.warm(users)
-    last = np.asarray(store.offsets[1:]) - SPLITS[split][0]
-    out = {"rating": np.empty(len(users)), "network": np.empty(len(users)), "base": np.empty(len(users))}
+    items, times, ratings = split_targets(store, split)
+    out = {"rating": ratings.astype(np.float64), "network": np.empty(len(users)), "base": np.empty(len(users))}
     rows = enumerate(users)
     if progress:
         from tqdm import tqdm
@@ -106,10 +106,8 @@ def new_user_predictions(core, split: str, events: int, progress: bool = False) 
         rows = tqdm(rows, total=len(users), desc=f"{split}, last {events} events", unit="user")
     with torch.inference_mode():
         for row, user in rows:
-            event = last[row]
-            item, when = torch.tensor([int(store.items[event])]), int(store.times[event])
-            query = served.query(user, when)
-            out["rating"][row] = float(store.ratings[event])
+            item = torch.tensor([int(items[row])])
+            query = served.query(user, int(times[row]))
             out["network"][row] = float(served.model.predict_rating(query, item)[0])
             out["base"][row] = float(served.model.base_rating(query, item)[0])
     return out

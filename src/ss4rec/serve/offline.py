@@ -11,7 +11,8 @@ RMSE is printed; no record holds it (``benchmarks/rating_blend.py``'s "mean of t
 ``--as-new-users`` serves every user of a ``model.rating_base`` run as a new user (their events known, no base factors:
 served as ``--new-users`` says, ``python -m ss4rec.serve``'s option: folded into the base by default, or as the base's
 average training user) and prints that RMSE beside ``metrics.json``'s (several such runs: the RMSE of the model they
-make, served as one): what serving a user the base was not trained on costs; ``--last-events N`` keeps only each user's last N events before the target (a user who has just arrived).
+make, served as one): what serving a user the base was not trained on costs; ``--last-events N`` keeps only each
+user's last N events before the target (a user who has just arrived).
 A run's ``new_user_weights.json`` (``python -m ss4rec.serve.new_user_weights``) applies here as in serving.
 ``--split valid`` takes each user's validation target (the event before the last) instead of the test target, against
 ``metrics.json``'s ``best_val``.
@@ -52,6 +53,13 @@ def held_out_core(
     return made[0] if len(made) == 1 else ServingEnsemble(made)
 
 
+def split_targets(store, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's ``split`` target (``SPLITS``), by user row of ``store``: its item indices, unix times and ratings,
+    (U,) each."""
+    events = np.asarray(store.offsets[1:]) - SPLITS[split][0]
+    return np.asarray(store.items)[events], np.asarray(store.times)[events], np.asarray(store.ratings)[events]
+
+
 def served_metrics(
     core, ranks: bool = True, progress: bool = False, users=None, history: str = "window", as_new_users: bool = False,
     split: str = "test", last_events: int | None = None,
@@ -67,15 +75,15 @@ def served_metrics(
     rows = {int(user): row for row, user in enumerate(store.user_map)}
     users = list(rows) if users is None else [int(user) for user in users]
     offline.warm(users)
-    last = np.asarray(store.offsets[1:]) - SPLITS[split][0]
+    items, times, ratings = split_targets(store, split)
     positions, errors = [], []
     if progress:
         from tqdm import tqdm
 
         users = tqdm(users, desc="users", unit="user")
     for user in users:
-        event = last[rows[user]]
-        target, when, rating = int(store.items[event]), int(store.times[event]), float(store.ratings[event])
+        row = rows[user]
+        target, when, rating = int(items[row]), int(times[row]), float(ratings[row])
         if ranks:
             scores = offline.scores(user, at=when)
             s = scores[target - 1]
