@@ -84,7 +84,7 @@ serve-check:  ## a run's test metrics reproduced through the serving core (RUN=.
 	@test -n "$(RUN)" || (echo "no run folder: train one (make train) or pass RUN=..."; exit 1)
 	$(PY) -m ss4rec.serve.offline $(RUN) $(ARGS)
 
-new-user-weights:  ## a model.rating_base run: how much of the network's correction new users' first ratings get, fitted on validation (RUN=...)
+new-user-weights:  ## a model.rating_base run: the share of the network's correction and the fold-in noise of new users' first ratings, fitted on validation (RUN=...)
 	@test -n "$(RUN)" || (echo "no run folder: pass RUN=<a model.rating_base run>"; exit 1)
 	$(PY) -m ss4rec.serve.new_user_weights $(RUN) $(ARGS)
 

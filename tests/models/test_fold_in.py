@@ -135,9 +135,26 @@ def test_item_offsets_are_the_prediction_without_the_user():
     torch.testing.assert_close(base(base.user_part(users), items), (weights.T * base.item_offsets(items)).sum(0))
 
 
+def test_a_fit_can_take_its_own_noise():
+    """``fit(..., noise=v)``: the posterior at v (the reference), once; the next fit without one is at the FoldIn's."""
+    base = random_base(tables=1, heldout=False)
+    fold_in = FoldIn(base, noise=2.0)
+    items, ratings = torch.tensor([2, 9, 11]), torch.tensor([5.0, 1.0, 4.0], dtype=torch.float64)
+    features = torch.cat([base.item_factors[0, items], torch.ones(3, 1, dtype=torch.float64)], 1)
+    targets = ratings - base.mean[0] - base.item_bias[0, items]
+    prior = UserPrior(base)
+    for noise, passed in ((0.1, 0.1), (2.0, None)):
+        row = fold_in.fit(0, items, ratings, noise=passed)
+        expected = reference_posterior(features, targets, prior.mean[0], prior.covariance[0], noise)
+        torch.testing.assert_close(torch.cat([base.user_factors[0, row], base.user_bias[0, row, None]]), expected,
+                                   rtol=1e-9, atol=1e-9)  # fmt: skip
+
+
 def test_noise_must_be_positive():
     with pytest.raises(ValueError, match="noise must be > 0"):
         FoldIn(random_base(), noise=0.0)
+    with pytest.raises(ValueError, match="noise must be > 0"):
+        FoldIn(random_base()).fit(0, torch.tensor([1]), torch.tensor([4.0]), noise=-1.0)
 
 
 def test_a_newer_fold_in_takes_the_base_over():

@@ -27,6 +27,20 @@ def query_batch(row: int, items, times, ratings, at: int) -> dict[str, torch.Ten
             "target_times": torch.from_numpy(np.append(times[1:], at).astype(np.int64))[None]}  # fmt: skip
 
 
+def expected_factors(base, row: int, items, times, ratings, noise: float) -> torch.Tensor:
+    """User ``row``'s factors (T, K) in each table, fitted independently to these ratings outside its fold at ``noise``."""
+    prior = UserPrior(base)
+    fold = base.rating_fold(torch.full((len(items),), row), torch.from_numpy(items.astype(np.int64)))
+    factors = []
+    for table in range(base.tables):
+        keep = (fold != table).numpy() if table < base.folds and base.folds > 1 else np.ones(len(items), dtype=bool)
+        chosen = torch.from_numpy(items[keep].astype(np.int64))
+        features = torch.cat([base.item_factors[table, chosen], torch.ones(len(chosen), 1, dtype=torch.float64)], 1)
+        targets = torch.from_numpy(ratings[keep].astype(np.float64)) - base.item_offsets(chosen, torch.from_numpy(times[keep]))[table]
+        factors.append(posterior_row(features, targets, prior.mean[table], prior.covariance[table], noise)[:-1])
+    return torch.stack(factors).to(base.user_factors.dtype)
+
+
 @pytest.mark.parametrize(("kind", "options"), [("heldout", DRIFT), ("timesvdpp", DRIFT), ("svdpp", {}), ("autorec", DRIFT)])
 def test_a_new_user_is_served_on_a_base_row_fitted_to_their_ratings(tmp_path, kind, options):
     """Ingested one by one with a query after each (so the state is stepped and then refitted): the last query is the
@@ -39,16 +53,10 @@ def test_a_new_user_is_served_on_a_base_row_fitted_to_their_ratings(tmp_path, ki
     for item, when, rating in zip(items, times, ratings):
         core.ingest(777, int(store.item_map[item]), int(when), float(rating))
         core.query(777, int(when) + 60)
-    base, prior = model.rating_base, UserPrior(model.rating_base)
+    base = model.rating_base
     row = base.n_users + 1  # the first new user's
-    fold = base.rating_fold(torch.full((len(items),), row), torch.from_numpy(items.astype(np.int64)))
-    for table in range(base.tables):  # an independent fit of each table
-        keep = (fold != table).numpy() if table < base.folds and base.folds > 1 else np.ones(len(items), dtype=bool)
-        chosen = torch.from_numpy(items[keep].astype(np.int64))
-        features = torch.cat([base.item_factors[table, chosen], torch.ones(len(chosen), 1, dtype=torch.float64)], 1)
-        targets = torch.from_numpy(ratings[keep].astype(np.float64)) - base.item_offsets(chosen, torch.from_numpy(times[keep]))[table]
-        expected_row = posterior_row(features, targets, prior.mean[table], prior.covariance[table], 0.7)
-        torch.testing.assert_close(base.user_factors[table, row], expected_row[:-1], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(base.user_factors[:, row], expected_factors(base, row, items, times, ratings, 0.7),
+                               rtol=1e-9, atol=1e-9)  # fmt: skip
     at = int(times[-1]) + 3_600
     with torch.no_grad():
         expected = model.eval_queries(query_batch(row, items, times, ratings, at))
@@ -57,6 +65,27 @@ def test_a_new_user_is_served_on_a_base_row_fitted_to_their_ratings(tmp_path, ki
     core.ingest(777, int(store.item_map[items[0]]), at, None)  # no rating: the same row
     assert torch.equal(base.user_factors[:, row], fitted)
     assert core.info()["new_users"] == "fold_in"
+
+
+def test_a_new_users_first_ratings_are_folded_in_at_their_own_noise(tmp_path):
+    """``new_user_noises=(0.05, 0.3)``: one rating fitted at 0.05, two at 0.3, three on at ``fold_in_noise`` (4.0); the
+    query reads the row so fitted; ``/info`` lists them."""
+    store = varied_store()
+    model = based_model("heldout", tmp_path, store, **DRIFT)
+    core = core_of(model, store, new_users="fold_in", fold_in_noise=4.0, new_user_noises=(0.05, 0.3))
+    items, times, ratings = user_events(store, 2)
+    base, row = model.rating_base, model.rating_base.n_users + 1
+    for count, noise in ((1, 0.05), (2, 0.3), (3, 4.0), (4, 4.0)):
+        core.ingest(555, int(store.item_map[items[count - 1]]), int(times[count - 1]), float(ratings[count - 1]))
+        at = int(times[count - 1]) + 60
+        query = core.query(555, at)
+        got = base.user_factors[:, row].clone()
+        torch.testing.assert_close(got, expected_factors(base, row, *(c[:count] for c in (items, times, ratings)), noise),
+                                   rtol=1e-9, atol=1e-9)  # fmt: skip
+        with torch.no_grad():
+            expected = model.eval_queries(query_batch(row, *(c[:count] for c in (items, times, ratings)), at))
+        torch.testing.assert_close(query, expected, rtol=0, atol=1e-10)
+    assert core.info()["new_user_noises"] == [0.05, 0.3]
 
 
 def test_a_new_user_without_ratings_is_the_average_user(tmp_path):

@@ -16,7 +16,7 @@ from composing import compose_train
 from rating_fixtures import timed_store, varied_store
 from serving_fixtures import DRIFT, based_model, core_of
 from ss4rec.serve.core import ServeOptions
-from ss4rec.serve.new_user_weights import GRID, best_weight, main, read_weights, weighted_rmse
+from ss4rec.serve.new_user_weights import GRID, best_noise, best_weight, main, read_weights, weighted_rmse
 
 WIDE = (-1e9, 1e9)  # no clamping: a clamped rating would hide a wrong weight
 
@@ -124,29 +124,52 @@ def test_a_gain_within_the_noise_of_the_validation_targets_keeps_the_whole_corre
     assert best_weight(wrong, WIDE) < 0.5
 
 
+def test_another_noise_is_chosen_only_when_it_is_clearly_better():
+    """Of the noises' (weight, predictions), the lowest weighted error wins when its gain over the serving noise's passes
+    the bar; a chance gain, or a tie, keeps the serving noise; each noise is scored at its own weight."""
+    generator = np.random.default_rng(2)
+    rating = generator.integers(1, 6, 400).astype(float)
+    serving = {"rating": rating, "base": rating + 1.0, "network": rating}  # squared error 1 for every user
+    better = {**serving, "base": rating + generator.normal(0, 0.5, 400)}
+    gain = generator.permutation(np.repeat([0.5, -0.5], [210, 190]))  # mean 0.025, one standard error
+    chance = {**serving, "base": rating + np.sqrt(1.0 - gain)}
+    assert best_noise({0.5: (0.0, serving), 0.25: (0.0, better)}, 0.5, WIDE) == 0.25
+    closer = {**serving, "base": rating + generator.normal(0, 0.3, 400)}  # better than ``better`` at weight 0 only
+    assert best_noise({0.5: (0.0, serving), 0.25: (1.0, better), 1.0: (0.0, closer)}, 0.5, WIDE) == 0.25  # its weight
+    assert best_noise({0.5: (0.0, serving), 0.25: (0.0, chance)}, 0.5, WIDE) == 0.5
+    assert best_noise({0.5: (0.0, serving), 0.25: (0.0, chance)}, 0.5, WIDE, min_z=0.9) == 0.25
+    assert best_noise({0.25: (0.0, serving), 0.5: (0.0, serving)}, 0.5, WIDE, min_z=0.0) == 0.5  # a tie
+    assert best_noise({0.5: (0.0, better), 0.25: (0.0, serving)}, 0.5, WIDE) == 0.5
+
+
 def test_weights_are_read_for_their_checkpoint_and_noise_only(tmp_path, caplog):
     checkpoint = tmp_path / "checkpoints" / "best.ckpt"
     options = ServeOptions(new_users="fold_in", fold_in_noise=1.0, info={"checkpoint_sha256": "abc"})
     with caplog.at_level(logging.INFO, logger="ss4rec.serve.new_user_weights"):
-        assert read_weights(tmp_path, checkpoint, options) == ()  # no file: said, with the command that fits one
+        assert read_weights(tmp_path, checkpoint, options) == ((), ())  # no file: said, with the command that fits one
     assert "new users get the network's whole correction at every rating" in caplog.text and "make new-user-weights" in caplog.text
     caplog.clear()
     fits = [{"fold_in_noise": 0.5, "weights": [0.0, 0.1]}, {"fold_in_noise": 1.0, "weights": [0.0, 0.25]}]
     record = {"checkpoint_sha256": "abc", "fits": fits}
     (tmp_path / "new_user_weights.json").write_text(json.dumps(record))
-    assert read_weights(tmp_path, checkpoint, options) == (0.0, 0.25)
+    assert read_weights(tmp_path, checkpoint, options) == ((0.0, 0.25), ())  # a file from before the noises
+    fits[0]["noises"] = [0.125, 0.5]
+    (tmp_path / "new_user_weights.json").write_text(json.dumps(record))
     half = ServeOptions(new_users="fold_in", fold_in_noise=0.5, info=options.info)
-    assert read_weights(tmp_path, checkpoint, half) == (0.0, 0.1)
-    assert read_weights(tmp_path, checkpoint, ServeOptions(new_users="average_user", info=options.info)) == ()
+    assert read_weights(tmp_path, checkpoint, half) == ((0.0, 0.1), (0.125, 0.5))
+    none = ((), ())
+    assert read_weights(tmp_path, checkpoint, ServeOptions(new_users="average_user", info=options.info)) == none
     with caplog.at_level(logging.WARNING):
-        assert read_weights(tmp_path, checkpoint, ServeOptions(new_users="fold_in", fold_in_noise=2.0, info=options.info)) == ()
-        for changed in ({"checkpoint_sha256": "abd"}, {"fits": [{"weights": [1.0]}]}, {"fits": "x"}):
+        assert read_weights(tmp_path, checkpoint, ServeOptions(new_users="fold_in", fold_in_noise=2.0, info=options.info)) == none
+        for changed in ({"checkpoint_sha256": "abd"}, {"fits": [{"weights": [1.0]}]}, {"fits": "x"},
+                        {"fits": [{"fold_in_noise": 1.0, "weights": [1.0], "noises": "x"}]},
+                        {"fits": [{"fold_in_noise": 1.0, "weights": [1.0], "noises": [0.0]}]}):  # fmt: skip
             (tmp_path / "new_user_weights.json").write_text(json.dumps({**record, **changed}))
-            assert read_weights(tmp_path, checkpoint, options) == ()
+            assert read_weights(tmp_path, checkpoint, options) == none
     for expected in ("has no weights for this checkpoint and --fold-in-noise 2 (it has [0.5, 1.0])",
                      "was fitted for another checkpoint", "unreadable"):  # fmt: skip
         assert expected in caplog.text
-    assert read_weights(None, checkpoint, options) == ()  # a bare checkpoint's are beside it
+    assert read_weights(None, checkpoint, options) == none  # a bare checkpoint's are beside it
 
 
 @pytest.fixture(scope="module")
@@ -174,14 +197,18 @@ def test_the_command_writes_the_weights_that_serving_then_applies(based_run, tmp
     from ss4rec.serve.loading import load_core
     from ss4rec.serve.offline import served_metrics
 
-    assert main([str(based_run), "--up-to", "2", "--fold-in-noise", "0.8"]) == 0
+    assert main([str(based_run), "--up-to", "2", "--fold-in-noise", "0.8", "--min-z", "0"]) == 0
     out = capsys.readouterr().out
     record = json.loads((based_run / "new_user_weights.json").read_text())
     (fit,) = record["fits"]
     assert len(fit["weights"]) == 2 and set(fit["weights"]) <= set(GRID) and "wrote" in out
+    assert fit["noises_tried"] == [0.4, 0.8, 1.6] and "--noises 0.4 1.6 --min-z 0" in fit["command"]
+    assert fit["noises"] == [row["noise"] for row in fit["rmse"]] and set(fit["noises"]) - {0.8}  # another chosen
     core = load_core(based_run, history="window", state_dir=tmp_path / "a", restore=False, fold_in_noise=0.8)
-    assert core.info()["new_user_weights"] == fit["weights"]
+    assert core.info()["new_user_weights"] == fit["weights"] and core.info()["new_user_noises"] == fit["noises"]
     for row in fit["rmse"]:
+        by_noise = dict(row["valid_weighted_by_noise"])
+        assert by_noise[row["noise"]] == row["valid_weighted"] == min(by_noise.values())  # --min-z 0: the lowest
         for split in ("valid", "test"):
             got = served_metrics(core, ranks=False, as_new_users=True, split=split, last_events=row["events"])["rmse"]
             assert got == pytest.approx(row[f"{split}_weighted"], abs=1e-6)
@@ -233,6 +260,7 @@ def test_several_runs_are_checked_as_new_users_as_one_model(based_run, tmp_path,
                                                ("--threads=0", r"--threads=0: expected an integer >= 1"),
                                                ("--fold-in-noise=-1", r"--fold-in-noise=-1.0: expected a finite number > 0"),
                                                ("--min-z=-1", r"--min-z=-1.0: expected a finite number >= 0"),
+                                               ("--noises=0", r"--noises: 0.0 is not a finite number > 0"),
                                                ("", r"expected a run trained with model.rating_base")])  # fmt: skip
 def test_bad_input_exits_2_naming_it(trained_run, capsys, flag, pattern):
     try:

@@ -81,9 +81,16 @@ class FoldIn:
         return self.cold + 1 + int(index)
 
     @torch.no_grad()
-    def fit(self, index: int, items: torch.Tensor, ratings: torch.Tensor, times: torch.Tensor | None = None) -> int:
+    def fit(
+        self, index: int, items: torch.Tensor, ratings: torch.Tensor, times: torch.Tensor | None = None,
+        noise: float | None = None,
+    ) -> int:  # fmt: skip
         """Fit new user ``index``'s row in every table to their ``ratings`` (n,) of ``items`` (n,) (item indices; at
-        unix-second ``times`` (n,), which a timeSVD++ base needs) and return the row."""
+        unix-second ``times`` (n,), which a timeSVD++ base needs) and return the row; ``noise``: this fit's (> 0),
+        instead of the ``FoldIn``'s (a user's first ratings may be trusted more than a long history's)."""
+        noise = self.noise if noise is None else float(noise)
+        if not noise > 0:
+            raise ValueError(f"noise must be > 0, got {noise}")
         base, row = self.base, self.row(index)
         if getattr(base, "folding", None) is not self:
             raise RuntimeError("another FoldIn (a newer serving core of the same model) fits new users into this base "
@@ -97,7 +104,7 @@ class FoldIn:
         for table in range(base.tables):
             keep = fold != table if table < base.folds and base.folds > 1 else torch.ones_like(fold, dtype=torch.bool)
             x = posterior_row(features[table, keep], targets[table, keep], self.prior.mean[table],
-                              self.prior.covariance[table], self.noise)  # fmt: skip
+                              self.prior.covariance[table], noise)  # fmt: skip
             base.user_factors[table, row] = x[:-1].to(base.user_factors.dtype)
             base.user_bias[table, row] = x[-1].to(base.user_bias.dtype)
         return row

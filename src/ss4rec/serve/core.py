@@ -31,8 +31,9 @@ own in the base, fitted to their ratings (``ss4rec.models.fold_in.FoldIn``: the 
 users' rows as the prior, each fold run's fit leaving out the ratings of its fold), refitted at each rating up to 20
 and then at every 5% more ratings (``REFIT_GROWTH``), after which their state is rebuilt from the log (its steps read
 errors under the row); with no rating yet that row is the base's average training user. A folded-in user's first
-ratings can get a share of the network's correction only (``new_user_weights``, fitted on validation by
-``ss4rec.serve.new_user_weights``): the network was trained on users whose rows knew all their ratings. With
+ratings can get a share of the network's correction only (``new_user_weights``) and a noise of their own
+(``new_user_noises``), both fitted on validation by ``ss4rec.serve.new_user_weights``: the network was trained on users
+whose rows knew all their ratings. With
 ``"average_user"`` every new user is served as that user (``FrozenMF.add_cold_user``: its factors and bias are the
 training users' mean, so the base rates an item as it rates it on average over the training users; the network reads
 the new user's own events, and the errors it reads are taken against that); with ``"refuse"`` their events are
@@ -75,7 +76,9 @@ class ServeOptions:
     ``refuse``, how a ``model.rating_base`` run serves a user outside its training data, ``fold_in_noise`` the rating
     variance ``fold_in`` assumes (module doc); ``new_user_weights``: ``(w_1, ..., w_n)``, a folded-in user with k <= n
     ratings is rated ``base + w_k (network - base)`` (the network's correction scaled; ``ss4rec.serve.new_user_weights``
-    fits them on validation), from n + 1 ratings on (and with none) as the network rates them."""
+    fits them on validation), from n + 1 ratings on (and with none) as the network rates them; ``new_user_noises``:
+    ``(v_1, ..., v_m)``, a user with k <= m ratings is folded in at noise ``v_k`` (chosen on validation with the
+    weights), from m + 1 on at ``fold_in_noise``."""
 
     max_len: int = 200
     history: str = "full"
@@ -86,6 +89,7 @@ class ServeOptions:
     new_users: str = "fold_in"
     fold_in_noise: float = 0.5
     new_user_weights: tuple[float, ...] = ()
+    new_user_noises: tuple[float, ...] = ()
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -100,6 +104,14 @@ class ServeOptions:
         self.new_user_weights = tuple(float(w) for w in self.new_user_weights)
         if not all(np.isfinite(w) for w in self.new_user_weights):
             raise ValueError(f"new_user_weights must be finite numbers, got {self.new_user_weights!r}")
+        self.new_user_noises = tuple(float(v) for v in self.new_user_noises)
+        if not all(np.isfinite(v) and v > 0 for v in self.new_user_noises):
+            raise ValueError(f"new_user_noises must be finite numbers > 0, got {self.new_user_noises!r}")
+
+    def noise_for(self, count: int) -> float:
+        """The fold-in noise of a new user with ``count`` ratings: ``new_user_noises[count - 1]`` when it has one, else
+        ``fold_in_noise``."""
+        return self.new_user_noises[count - 1] if 1 <= count <= len(self.new_user_noises) else self.fold_in_noise
 
 
 class ServingCore:
@@ -238,6 +250,7 @@ class ServingCore:
             "rating_base": self.base is not None,
             "new_users": None if self.base is None else self.options.new_users,
             "new_user_weights": list(self.options.new_user_weights),
+            "new_user_noises": list(self.options.new_user_noises),
             "n_items": self.catalogue.n_items,
             "n_users": len(self.log),
             "state_cache": self.cache.info(),
@@ -427,7 +440,7 @@ class ServingCore:
             count = int(rated.sum())
             if last is None or count >= last + max(1, int(last * REFIT_GROWTH)):
                 self.fold_in.fit(index, torch.from_numpy(items[rated]), torch.from_numpy(ratings[rated]),
-                                 torch.from_numpy(times[rated]))  # fmt: skip
+                                 torch.from_numpy(times[rated]), noise=self.options.noise_for(count))  # fmt: skip
                 last = count
                 self.cache.drop(user_id)
             self._fitted[user_id] = (n_events, last, count)

@@ -204,7 +204,7 @@ def assemble(
     if getattr(model, "rating_base", None) is not None:
         from ss4rec.serve.new_user_weights import read_weights
 
-        options.new_user_weights = read_weights(run, checkpoint, options)
+        options.new_user_weights, options.new_user_noises = read_weights(run, checkpoint, options)
     catalogue = Catalogue(store.item_map, store.item_titles, store.item_genres, store.info.get("genres") or ())
     core = ServingCore(model, catalogue, log or InteractionLog.from_store(store), options)
     core.store = store

@@ -37,18 +37,21 @@ SPLITS = {"test": (1, "test", "test"), "valid": (2, "best_val", "val")}
 
 
 def held_out_core(
-    served, history: str = "window", as_new_users: bool = False, split: str = "test", last_events: int | None = None
-):
+    served, history: str = "window", as_new_users: bool = False, split: str = "test", last_events: int | None = None,
+    options: dict | None = None,
+):  # fmt: skip
     """``served`` (a core, or an ensemble of cores) on its data without each user's events from their ``split`` target
     on (``SPLITS``); ``history``: ``window`` (the last ``max_len`` events, what evaluation reads) or ``full``;
     ``as_new_users``: every user served as a new user (their events known, no base factors: a ``model.rating_base``
-    run's ``new_users`` option decides); ``last_events``: each user keeps only that many events before the target."""
+    run's ``new_users`` option decides); ``last_events``: each user keeps only that many events before the target;
+    ``options``: ``ServeOptions`` fields that replace the cores' (e.g. ``fold_in_noise``)."""
     from ss4rec.serve.ensemble import ServingEnsemble
 
     cores = getattr(served, "cores", [served])
     held_out = InteractionLog.from_store(cores[0].store, drop_last=SPLITS[split][0],
                                          known_users=0 if as_new_users else None, keep_last=last_events)  # fmt: skip
-    made = [ServingCore(core.model, core.catalogue, held_out, ServeOptions(**{**core.options.__dict__, "history": history}))
+    made = [ServingCore(core.model, core.catalogue, held_out,
+                        ServeOptions(**{**core.options.__dict__, "history": history, **(options or {})}))
             for core in cores]  # fmt: skip
     return made[0] if len(made) == 1 else ServingEnsemble(made)
 
@@ -170,15 +173,18 @@ def check_new_users(paths: list[str], threads: int, split: str, new_users: dict,
                 path = core.options.info.get("run_dir") or core.options.info.get("checkpoint")
                 raise UserError(f"--as-new-users: expected a run trained with model.rating_base; path={path!r} has none "
                                 "(a new user is served as any user)")  # fmt: skip
-            weights.append(list(core.options.new_user_weights))
+            weights.append((list(core.options.new_user_weights), list(core.options.new_user_noises)))
 
     written, got = _serve_offline(paths, threads, check=has_base, split=split, new_users=new_users, ranks=False,
                                   as_new_users=True, last_events=last_events)  # fmt: skip
     options = ServeOptions(**new_users)
     scaled = ""
-    if any(weights):
-        each = weights[0] if len(weights) == 1 else "; ".join(str(w or "none") for w in weights)
+    if any(w for w, _ in weights):
+        each = weights[0][0] if len(weights) == 1 else "; ".join(str(w or "none") for w, _ in weights)
         scaled = f", the network's correction scaled by {each} (new_user_weights.json)"
+    if any(v for _, v in weights):
+        each = weights[0][1] if len(weights) == 1 else "; ".join(str(v or "none") for _, v in weights)
+        scaled += f", the first ratings folded in at noise {each}"
     how = {"fold_in": f"the base fitted to their ratings, noise {options.fold_in_noise:g}{scaled}",
            "average_user": "the base's average training user"}[options.new_users]  # fmt: skip
     events = "" if last_events is None else f" with their last {last_events} events"
