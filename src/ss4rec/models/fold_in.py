@@ -56,6 +56,13 @@ def posterior_row(
     return prior_mean + torch.linalg.solve(system, spread @ residual)
 
 
+def positive_noise(noise: float) -> float:
+    """``noise`` as a float, refused (ValueError) unless > 0."""
+    if not noise > 0:
+        raise ValueError(f"noise must be > 0, got {noise}")
+    return float(noise)
+
+
 class FoldIn:
     """Rows of ``base`` for users it was not trained on, each fitted to that user's ratings (module doc).
 
@@ -70,9 +77,7 @@ class FoldIn:
     """
 
     def __init__(self, base: FrozenMF, noise: float = 1.0):
-        if not noise > 0:
-            raise ValueError(f"noise must be > 0, got {noise}")
-        self.base, self.noise = base, float(noise)
+        self.base, self.noise = base, positive_noise(noise)
         self.cold = base.add_cold_user()
         self.prior = UserPrior(base)
         base.folding = self
@@ -88,9 +93,7 @@ class FoldIn:
         """Fit new user ``index``'s row in every table to their ``ratings`` (n,) of ``items`` (n,) (item indices; at
         unix-second ``times`` (n,), which a timeSVD++ base needs) and return the row; ``noise``: this fit's (> 0),
         instead of the ``FoldIn``'s (a user's first ratings may be trusted more than a long history's)."""
-        noise = self.noise if noise is None else float(noise)
-        if not noise > 0:
-            raise ValueError(f"noise must be > 0, got {noise}")
+        noise = self.noise if noise is None else positive_noise(noise)
         base, row = self.base, self.row(index)
         if getattr(base, "folding", None) is not self:
             raise RuntimeError("another FoldIn (a newer serving core of the same model) fits new users into this base "

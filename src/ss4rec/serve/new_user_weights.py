@@ -181,19 +181,19 @@ def fit_weights(core, up_to: int, min_z: float = MIN_Z, progress: bool = True, n
     tried = sorted({serving, *(float(noise) for noise in noises)})
     weights, chosen, table = [], [], []
     for events in range(1, up_to + 1):
-        by_noise = {}
-        for noise in tried:
-            both = {split: new_user_predictions(core, split, events, progress, noise) for split in ("valid", "test")}
-            by_noise[noise] = (best_weight(both["valid"], rating_range, min_z), both)
-        noise = best_noise({v: (w, both["valid"]) for v, (w, both) in by_noise.items()}, serving, rating_range, min_z)
-        weight, both = by_noise[noise]
+        predicted = {noise: {split: new_user_predictions(core, split, events, progress, noise)
+                             for split in ("valid", "test")} for noise in tried}  # fmt: skip
+        valid = {noise: (best_weight(predicted[noise]["valid"], rating_range, min_z), predicted[noise]["valid"])
+                 for noise in tried}  # fmt: skip
+        noise = best_noise(valid, serving, rating_range, min_z)
+        weight = valid[noise][0]
         weights.append(weight)
         chosen.append(noise)
         table.append({"events": events, "noise": noise, "weight": weight, **{
-            f"{split}_{name}": weighted_rmse(both[split], w, rating_range)
+            f"{split}_{name}": weighted_rmse(predicted[noise][split], w, rating_range)
             for split in ("valid", "test")
             for name, w in (("network", 1.0), ("base", 0.0), ("weighted", weight))},
-            "valid_weighted_by_noise": [[v, weighted_rmse(b["valid"], w, rating_range)] for v, (w, b) in by_noise.items()],
+            "valid_weighted_by_noise": [[v, weighted_rmse(p, w, rating_range)] for v, (w, p) in valid.items()],
         })  # fmt: skip
     return {"noises_tried": tried, "weights": weights, "noises": chosen, "rmse": table}
 
@@ -282,8 +282,8 @@ def print_fit(rows: list[dict]) -> None:
     print(f"{'events':>6} {'noise':>6} {'weight':>6}  {'valid: network':>14} {'base':>7} {'weighted':>8}  "
           f"{'test: network':>13} {'base':>7} {'weighted':>8}  valid weighted by noise")
     for row in rows:
-        by_noise = " ".join(f"{v:g}: {rmse:.4f}" for v, rmse in row.get("valid_weighted_by_noise", ()))
-        print(f"{row['events']:>6} {row.get('noise', float('nan')):>6g} {row['weight']:>6.2f}  "
+        by_noise = " ".join(f"{v:g}: {rmse:.4f}" for v, rmse in row["valid_weighted_by_noise"])
+        print(f"{row['events']:>6} {row['noise']:>6g} {row['weight']:>6.2f}  "
               f"{row['valid_network']:>14.4f} {row['valid_base']:>7.4f} {row['valid_weighted']:>8.4f}  "
               f"{row['test_network']:>13.4f} {row['test_base']:>7.4f} {row['test_weighted']:>8.4f}  {by_noise}")  # fmt: skip
 
